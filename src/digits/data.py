@@ -1,0 +1,139 @@
+"""MNIST as whole tensors: IDX reading, the seeded train/validation split, normalisation.
+
+Each split is one uint8 tensor of images (N, 1, 28, 28) and one int64 tensor of labels; batches
+are made by indexing, never by a per-sample loader.
+
+    data = load_mnist()                 # finds or downloads MNIST (see digits.download)
+    data.train.images.shape             # torch.Size([55000, 1, 28, 28])
+"""
+from __future__ import annotations
+
+import gzip
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DataError
+
+MEAN, STD = 0.1307, 0.3081  # of the 60,000 training images, pixel values scaled to [0, 1]
+CLASSES = tuple(str(d) for d in range(10))
+TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
+TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
+FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+
+# IDX type code -> big-endian numpy dtype (the format as published with MNIST).
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_MAX_BYTES = 1 << 30  # no IDX file we read is near 1 GiB; refuse rather than exhaust memory
+
+
+def _read_bytes(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        magic = f.read(2)
+        f.seek(0)
+        stream = gzip.GzipFile(fileobj=f) if magic == b"\x1f\x8b" else f
+        raw = stream.read(_MAX_BYTES + 1)
+    if len(raw) > _MAX_BYTES:
+        raise DataError(f"{path}: larger than 1 GiB uncompressed; not an MNIST IDX file")
+    return raw
+
+
+def read_idx(path: str | Path) -> torch.Tensor:
+    """Read an IDX file (gzip-compressed or not) into a tensor, validating header against size."""
+    path = Path(path)
+    try:
+        raw = _read_bytes(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: corrupt gzip data ({e}); delete it and download it again") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise DataError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated in its header ({len(raw)} bytes)")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = math.prod(dims) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(f"{path}: header declares shape {dims} ({expected} bytes of data) but the "
+                        f"file holds {len(raw) - header}; it is truncated or corrupt")
+    array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    return torch.from_numpy(array.astype(dtype.newbyteorder("="), copy=True))
+
+
+@dataclass
+class Split:
+    """One part of the data: uint8 images (N, 1, 28, 28) and int64 labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+@dataclass
+class MNIST:
+    train: Split
+    val: Split
+    test: Split
+
+    def to(self, device: torch.device | str) -> "MNIST":
+        return MNIST(self.train.to(device), self.val.to(device), self.test.to(device))
+
+
+def _load_pair(folder: Path, images_name: str, labels_name: str) -> Split:
+    images = read_idx(_existing(folder, images_name))
+    labels = read_idx(_existing(folder, labels_name))
+    if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28) or images.dtype != torch.uint8:
+        raise DataError(f"{folder / images_name}: expected uint8 images of 28x28, got "
+                        f"{images.dtype} {tuple(images.shape)}")
+    if labels.dim() != 1 or len(labels) != len(images) or labels.dtype != torch.uint8:
+        raise DataError(f"{folder / labels_name}: expected {len(images)} uint8 labels, got "
+                        f"{labels.dtype} {tuple(labels.shape)}")
+    if len(labels) and int(labels.max()) > 9:
+        raise DataError(f"{folder / labels_name}: labels must be digits 0-9, found {int(labels.max())}")
+    return Split(images.unsqueeze(1), labels.long())
+
+
+def _existing(folder: Path, name: str) -> Path:
+    for candidate in (folder / f"{name}.gz", folder / name):
+        if candidate.exists():
+            return candidate
+    raise DataError(f"{folder}: {name}[.gz] is missing")
+
+
+def split_train_val(full: Split, val_size: int, seed: int = 0) -> tuple[Split, Split]:
+    """A seeded random split of the training file; the same seed gives the same split anywhere."""
+    if not 0 <= val_size < len(full):
+        raise DataError(f"--val-size must be between 0 and {len(full) - 1}, got {val_size}")
+    perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = perm[:val_size].sort().values, perm[val_size:].sort().values
+    return (Split(full.images[train_idx], full.labels[train_idx]),
+            Split(full.images[val_idx], full.labels[val_idx]))
+
+
+def load_mnist(data_dir: str | Path | None = None, val_size: int = 5000, split_seed: int = 0,
+               download: bool = True, device: torch.device | str = "cpu") -> MNIST:
+    """Find (or download) MNIST and return the train/validation/test splits on ``device``."""
+    from .download import find_mnist
+
+    folder = find_mnist(data_dir, download=download)
+    train, val = split_train_val(_load_pair(folder, TRAIN_IMAGES, TRAIN_LABELS), val_size, split_seed)
+    return MNIST(train, val, _load_pair(folder, TEST_IMAGES, TEST_LABELS)).to(device)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (0-255) -> float32 standardised with the training set's mean and std."""
+    return images.float().mul_(1 / (255 * STD)).sub_(MEAN / STD)

@@ -1,0 +1,81 @@
+"""Metrics as pure tensor functions, and the evaluation of a model on a split.
+
+Confusion matrices have rows = true class and columns = predicted class.
+
+    result = evaluate(model, data.test.images, data.test.labels)
+    result.accuracy, result.confusion, result.per_class["f1"]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .data import normalize
+
+
+def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
+    return (predictions == labels).float().mean().item() if len(labels) else float("nan")
+
+
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int = 10
+                     ) -> torch.Tensor:
+    """(num_classes, num_classes) int64 counts; entry [t, p] counts images of class t predicted p."""
+    flat = labels.long().cpu() * num_classes + predictions.long().cpu()
+    return torch.bincount(flat, minlength=num_classes ** 2).view(num_classes, num_classes)
+
+
+def per_class_metrics(confusion: torch.Tensor) -> dict[str, list]:
+    """Precision, recall and F1 per class (0 where undefined) and support, from a confusion matrix."""
+    cm = confusion.double()
+    tp = cm.diag()
+    predicted, actual = cm.sum(0), cm.sum(1)
+    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
+    recall = torch.where(actual > 0, tp / actual.clamp(min=1), torch.zeros_like(tp))
+    denom = precision + recall
+    f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp(min=1e-12), torch.zeros_like(tp))
+    return {"precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+            "support": actual.long().tolist()}
+
+
+@torch.inference_mode()
+def predict_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 1024,
+                   channels_last: bool = False) -> torch.Tensor:
+    """Logits for uint8 images (N, 1, 28, 28), normalised batch by batch on the model's device."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = normalize(images[start:start + batch_size].to(device))
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        out.append(model(batch).float())
+    return torch.cat(out) if out else torch.empty(0, 10, device=device)
+
+
+@dataclass
+class EvalResult:
+    accuracy: float
+    batch_accuracies: list[float]  # per evaluation batch, as the tutorial prints
+    confusion: torch.Tensor  # (10, 10), rows true, columns predicted
+    per_class: dict[str, list]
+    predictions: torch.Tensor  # (N,) on the CPU
+    probs: torch.Tensor  # (N, 10) softmax, on the CPU
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "batch_accuracies": self.batch_accuracies,
+                "confusion_matrix": self.confusion.tolist(), "per_class": self.per_class}
+
+
+def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             batch_size: int = 1024, channels_last: bool = False) -> EvalResult:
+    """Accuracy, per-batch accuracy, confusion matrix and per-class metrics of ``model``."""
+    logits = predict_logits(model, images, batch_size, channels_last).cpu()
+    labels = labels.cpu()
+    predictions = logits.argmax(1)
+    hits = (predictions == labels).float()
+    batch_acc = [chunk.mean().item() for chunk in hits.split(batch_size)]
+    cm = confusion_matrix(predictions, labels)
+    return EvalResult(accuracy=accuracy(predictions, labels), batch_accuracies=batch_acc,
+                      confusion=cm, per_class=per_class_metrics(cm), predictions=predictions,
+                      probs=logits.softmax(1))

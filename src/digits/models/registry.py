@@ -1,0 +1,42 @@
+"""The model registry: every network is registered by name and built from keyword arguments.
+
+    @register_model("seed")
+    def seed(): ...
+    model = create_model("seed")
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..errors import DigitsError
+
+_REGISTRY: dict[str, Callable[..., torch.nn.Module]] = {}
+
+
+def register_model(name: str):
+    def add(builder: Callable[..., torch.nn.Module]):
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = builder
+        return builder
+    return add
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, **kwargs) -> torch.nn.Module:
+    """Build a registered model; it takes images (N, 1, 28, 28) and returns logits (N, 10)."""
+    if name not in _REGISTRY:
+        raise DigitsError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+    try:
+        return _REGISTRY[name](**kwargs)
+    except TypeError as e:
+        raise DigitsError(f"bad arguments for model {name!r}: {e}") from None
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

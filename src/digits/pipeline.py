@@ -1,0 +1,118 @@
+"""The main job, end to end: data -> training -> test evaluation -> figures -> report.
+
+    result = run(RunConfig(), out="runs/seed")     # writes the run folder, returns the metrics
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from .config import RunConfig
+from .data import MNIST, load_mnist
+from .errors import DigitsError
+from .evaluate import EvalResult, evaluate
+from .models import count_parameters
+from .report import render_report, write_json, write_text
+from .train import TrainResult, epoch_permutation, fit
+
+
+@dataclass
+class RunResult:
+    out: Path
+    metrics: dict
+    train: TrainResult
+    test: EvalResult | None
+
+
+def default_out(config: RunConfig) -> Path:
+    return Path("runs") / f"{config.model.name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def prepare_out(out: str | Path, config: RunConfig) -> Path:
+    """Create the run folder and write config.json, failing early if it is not writable."""
+    out = Path(out)
+    try:
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DigitsError(f"cannot create output folder {out}: {e.strerror or e}") from None
+    write_json(out / "config.json", config.to_dict())
+    return out
+
+
+def _metrics(config: RunConfig, trained: TrainResult, test: EvalResult | None, test_seconds: float,
+             total: float, data: MNIST) -> dict:
+    h = trained.history
+    metrics = {
+        "model": config.model.name, "seed": config.seed,
+        "val_accuracy": h.val_acc[-1] if h.val_acc else None, "val_accuracy_per_epoch": h.val_acc,
+        "train_seconds": trained.train_seconds, "train_images_per_second": trained.images_per_second,
+        "iterations": trained.iter_num, "epoch_seconds": h.epoch_seconds,
+        "parameters": count_parameters(trained.model), "device": str(next(trained.model.parameters()).device),
+        "torch_version": torch.__version__, "total_seconds": total,
+    }
+    if test is not None:
+        metrics.update({
+            "test_accuracy": test.accuracy, "test_errors": int((test.predictions != data.test.labels.cpu()).sum()),
+            "test_images": len(data.test), "test_seconds": test_seconds,
+            "test_images_per_second": len(data.test) / test_seconds if test_seconds else 0.0,
+            "test_batch_accuracies": test.batch_accuracies,
+            "confusion_matrix": test.confusion.tolist(), "per_class": test.per_class})
+    return metrics
+
+
+def draw_figures(out: Path, config: RunConfig, data: MNIST, trained: TrainResult, test: EvalResult) -> None:
+    from . import plots  # matplotlib is imported only when figures are drawn
+
+    figures = out / "figures"
+    shuffled = epoch_permutation(len(data.train), config.seed, 0)[:60]
+    plots.plot_samples(data.train.images.cpu()[shuffled], figures / "samples.png")
+    plots.plot_training_curves(trained.history, figures / "training_curves.png")
+    plots.plot_confusion_matrix(test.confusion, figures / "confusion_matrix.png")
+    images, labels = data.test.images.cpu(), data.test.labels.cpu()
+    last = (len(labels) - 1) // config.test_batch_size * config.test_batch_size
+    pick = slice(last, last + 16)
+    plots.plot_predictions(images[pick], test.predictions[pick], labels[pick], figures / "predictions.png")
+    plots.plot_misclassified(images, test.predictions, labels, figures / "misclassified.png")
+
+
+def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | None = None,
+        figures: bool = True, test: bool = True) -> RunResult:
+    """Train, evaluate on the test set, draw the figures and write the report into ``out``."""
+    start = time.perf_counter()
+    out = prepare_out(out or default_out(config), config)
+    data = load_mnist(config.data.data_dir, config.data.val_size, config.data.split_seed,
+                      config.data.download)
+    writer = _open_writer(out, config)
+    try:
+        trained = fit(config, data, out, resume, writer)
+        result, test_seconds = None, 0.0
+        if test:
+            t0 = time.perf_counter()
+            result = evaluate(trained.model, data.test.images, data.test.labels,
+                              config.test_batch_size, config.channels_last)
+            test_seconds = time.perf_counter() - t0
+            if writer is not None:
+                for i, acc in enumerate(result.batch_accuracies):
+                    writer.add_scalar("test accuracy per batch", 100.0 * acc, i)
+    finally:
+        if writer is not None:
+            writer.close()
+    if figures and result is not None:
+        draw_figures(out, config, data, trained, result)
+    metrics = _metrics(config, trained, result, test_seconds, time.perf_counter() - start, data)
+    write_json(out / "metrics.json", metrics)
+    if result is not None:
+        write_text(out / "report.md", render_report(config.to_dict(), metrics))
+    return RunResult(out, metrics, trained, result)
+
+
+def _open_writer(out: Path, config: RunConfig):
+    if not config.tensorboard:
+        return None
+    from torch.utils.tensorboard import SummaryWriter  # imported only when used: slow to import
+
+    return SummaryWriter(str(out / "tb"))

@@ -1,0 +1,103 @@
+"""Figures as PNG files. The only module that imports matplotlib (Agg backend: no screen needed).
+
+    plot_confusion_matrix(result.confusion, "figures/confusion_matrix.png")
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _image_grid(images: torch.Tensor, titles: list[str], cols: int, path, colors=None,
+                cmap: str = "gray_r", suptitle: str | None = None) -> Path:
+    rows = max(1, -(-len(images) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.25), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i].reshape(28, 28).cpu().numpy(), cmap=cmap, vmin=0, vmax=255)
+            if titles:
+                ax.set_title(titles[i], fontsize=8, color=(colors[i] if colors else "black"))
+    if suptitle:
+        fig.suptitle(suptitle)
+    return _save(fig, path)
+
+
+def plot_samples(images: torch.Tensor, path, labels: torch.Tensor | None = None) -> Path:
+    """The first 60 images in a 6x10 grid, dark ink on white (the tutorial's Fig. 4)."""
+    images = images[:60]
+    titles = [str(int(v)) for v in labels[:60]] if labels is not None else []
+    return _image_grid(images, titles, 10, path)
+
+
+def plot_training_curves(history, path) -> Path:
+    """Loss per step, training accuracy per 10 batches and validation accuracy per epoch (Figs. 5-7)."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    axes[0].plot(range(1, len(history.loss) + 1), history.loss, lw=0.8)
+    axes[0].set(title="Loss/train", xlabel="iteration", ylabel="cross-entropy loss")
+    if history.train_acc_10:
+        steps, acc = zip(*history.train_acc_10)
+        axes[1].plot(steps, [100 * a for a in acc], lw=0.8)
+    axes[1].set(title="train accuracy per 10 batches", xlabel="iteration", ylabel="accuracy (%)")
+    epochs = range(1, len(history.val_acc) + 1)
+    axes[2].plot(epochs, [100 * a for a in history.val_acc], marker="o")
+    axes[2].set(title="validation accuracy per epoch", xlabel="epoch", ylabel="accuracy (%)")
+    if history.val_acc:
+        axes[2].set_xticks(list(epochs))
+    else:
+        axes[2].text(0.5, 0.5, "no validation split (--val-size 0)", ha="center", transform=axes[2].transAxes)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(confusion: torch.Tensor, path, title: str = "Confusion matrix") -> Path:
+    """Heat map with every count written in and the diagonal outlined in red (Fig. 9)."""
+    cm = confusion.cpu().numpy()
+    n = cm.shape[0]
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax)
+    ax.set(xticks=range(n), yticks=range(n), xlabel="Predicted class", ylabel="True class", title=title)
+    threshold = cm.max() / 2 if cm.size else 0
+    for t in range(n):
+        for p in range(n):
+            ax.text(p, t, str(cm[t, p]), ha="center", va="center", fontsize=8,
+                    color="white" if cm[t, p] > threshold else "black",
+                    weight="bold" if t == p else "normal")
+        ax.add_patch(plt.Rectangle((t - 0.5, t - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.5))
+    return _save(fig, path)
+
+
+def plot_predictions(images: torch.Tensor, predictions: torch.Tensor, labels: torch.Tensor, path,
+                     title: str = "Predicted (true) on test images") -> Path:
+    """Images with predicted and true labels, wrong ones in red (Fig. 8)."""
+    titles = [f"{int(p)} ({int(t)})" for p, t in zip(predictions, labels)]
+    colors = ["black" if int(p) == int(t) else "red" for p, t in zip(predictions, labels)]
+    return _image_grid(images, titles, 8, path, colors, suptitle=title)
+
+
+def plot_misclassified(images: torch.Tensor, predictions: torch.Tensor, labels: torch.Tensor, path,
+                       limit: int = 40) -> Path:
+    """Up to ``limit`` misclassified images, titled "predicted (true)"."""
+    wrong = (predictions != labels).nonzero().flatten()[:limit]
+    title = f"Misclassified: {int((predictions != labels).sum())} of {len(labels)}, predicted (true)"
+    if len(wrong) == 0:
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no misclassified images", ha="center")
+        return _save(fig, path)
+    return plot_predictions(images[wrong], predictions[wrong], labels[wrong], path, title=title)

@@ -1,0 +1,69 @@
+"""The run folder's written results: metrics.json and report.md.
+
+    write_metrics(out, metrics); write_report(out, config, metrics)
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .data import CLASSES
+from .errors import DigitsError
+
+FIGURES = {
+    "samples": "Training images (first 60 of a shuffled batch)",
+    "training_curves": "Training curves",
+    "confusion_matrix": "Confusion matrix on the test set (rows true, columns predicted)",
+    "predictions": "First 16 test images of the last test batch: predicted (true)",
+    "misclassified": "Misclassified test images: predicted (true)",
+}
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write atomically: a reader sees the old file or the whole new one, never half of it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise DigitsError(f"cannot write {path}: {e.strerror or e}") from None
+    return path
+
+
+def write_json(path: str | Path, value) -> Path:
+    return write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def _per_class_table(per_class: dict) -> list[str]:
+    rows = ["| class | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
+    for i, name in enumerate(CLASSES):
+        rows.append(f"| {name} | {per_class['precision'][i]:.4f} | {per_class['recall'][i]:.4f} | "
+                    f"{per_class['f1'][i]:.4f} | {per_class['support'][i]} |")
+    return rows
+
+
+def render_report(config: dict, metrics: dict) -> str:
+    val = metrics.get("val_accuracy")
+    lines = [
+        f"# digits run: {config['model']['name']}, seed {config['seed']}", "",
+        "## Results", "",
+        f"- Test accuracy: **{100 * metrics['test_accuracy']:.2f}%** "
+        f"({metrics['test_errors']} errors in {metrics['test_images']} images)",
+        f"- Validation accuracy: {'n/a (no validation split)' if val is None else f'{100 * val:.2f}%'}",
+        f"- Parameters: {metrics['parameters']:,}",
+        f"- Training: {metrics['train_seconds']:.1f} s for {metrics['iterations']} steps "
+        f"({metrics['train_images_per_second']:,.0f} images/s) on {metrics['device']}",
+        f"- Test pass: {metrics['test_seconds']:.2f} s ({metrics['test_images_per_second']:,.0f} images/s)",
+        f"- Whole run: {metrics['total_seconds']:.1f} s; torch {metrics['torch_version']}", "",
+        "Test accuracy per batch of " f"{config['test_batch_size']}: "
+        + ", ".join(f"{100 * a:.1f}%" for a in metrics["test_batch_accuracies"]), "",
+        "## Per class (test set)", "", *_per_class_table(metrics["per_class"]), "",
+        "## Figures", "",
+    ]
+    for name, caption in FIGURES.items():
+        lines += [f"### {caption}", "", f"![{caption}](figures/{name}.png)", ""]
+    lines += ["## Configuration", "", "```json", json.dumps(config, indent=2), "```", ""]
+    return "\n".join(lines)

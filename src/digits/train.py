@@ -1,0 +1,220 @@
+"""The training loop: fit(config, data) -> TrainResult, with checkpoints, resume and TensorBoard.
+
+The whole training split is normalised once and kept on the device; each epoch draws a
+permutation from (seed, epoch), so a resumed run sees exactly the batches it would have seen.
+
+    result = fit(RunConfig(), load_mnist(), out_dir="runs/x")
+    result.history.val_acc
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import describe, read_checkpoint, save_checkpoint
+from .config import OptimConfig, RunConfig
+from .data import MNIST, normalize
+from .errors import DigitsError
+from .evaluate import evaluate
+from .models import create_model
+
+
+@dataclass
+class History:
+    loss: list[float] = field(default_factory=list)  # per training step ("Loss/train")
+    train_acc_10: list[list[float]] = field(default_factory=list)  # [step, accuracy of last 10 batches]
+    val_acc: list[float] = field(default_factory=list)  # per epoch
+    epoch_seconds: list[float] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    history: History
+    iter_num: int  # training steps taken in all
+    train_seconds: float  # time in training steps and per-epoch validation, this process only
+    images_per_second: float
+    checkpoint: Path | None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DigitsError(f"--device {name}: CUDA is not available on this machine")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DigitsError("--device mps: Apple's MPS backend is not available on this machine")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise DigitsError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
+
+
+def make_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    raise DigitsError(f"unknown optimizer {cfg.optimizer!r}; choose one of: sgd")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig):
+    """A learning-rate schedule stepped once per epoch."""
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    if cfg.scheduler == "none":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+    raise DigitsError(f"unknown scheduler {cfg.scheduler!r}; choose one of: step, none")
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffle of epoch ``epoch``: a function of (seed, epoch) only, identical on every rank."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+@dataclass
+class _State:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps completed within the current epoch
+    iter_num: int = 0
+    history: History = field(default_factory=History)
+
+
+def _restore(path, model, optimizer, scheduler, config: RunConfig) -> _State:
+    ckpt = read_checkpoint(path)
+    name = ckpt["meta"]["model_name"]
+    if name != config.model.name:
+        raise DigitsError(f"--resume {path}: the checkpoint is a {name!r} model, not {config.model.name!r}")
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise DigitsError(f"--resume {path}: cannot continue from it ({str(e).splitlines()[0]})") from None
+    progress = ckpt["progress"]
+    return _State(progress["epoch"], progress["step"], ckpt["iter_num"], History(**progress["history"]))
+
+
+def _save(out_dir, model, optimizer, scheduler, config: RunConfig, state: _State) -> Path:
+    meta = describe(config.model.name, config.model.kwargs, config.to_dict())
+    progress = {"epoch": state.epoch, "step": state.step, "history": asdict(state.history)}
+    return save_checkpoint(Path(out_dir) / "checkpoint.pt", model, meta, optimizer=optimizer.state_dict(),
+                           scheduler=scheduler.state_dict(), iter_num=state.iter_num, progress=progress)
+
+
+def _log_epoch(writer, history: History, first_iter: int, losses: list[float], epoch: int) -> None:
+    if writer is None:
+        return
+    for i, loss in enumerate(losses):
+        writer.add_scalar("Loss/train", loss, first_iter + i + 1)
+    for step, acc in history.train_acc_10:
+        if step > first_iter:
+            writer.add_scalar("train accuracy per 10 batches", 100.0 * acc, step)
+    if history.val_acc:
+        writer.add_scalar("val accuracy per epoch", 100.0 * history.val_acc[-1], epoch + 1)
+    writer.flush()
+
+
+def _check_finite(loss: float, state: _State) -> None:
+    if not math.isfinite(loss):
+        raise DigitsError(f"training diverged: loss is {loss} at step {state.iter_num}; lower --lr "
+                          "(the last good checkpoint is kept)")
+
+
+def _run_epoch(model, optimizer, x, y, config: RunConfig, state: _State, save) -> list[float]:
+    """One epoch from ``state.step`` on; returns the per-step losses of the steps it ran."""
+    from tqdm import tqdm
+
+    batches = epoch_permutation(len(y), config.seed, state.epoch).to(x.device).split(config.optim.batch_size)
+    losses, hits, sizes = [], [], []
+    bar = tqdm(total=len(batches), initial=state.step, desc=f"epoch {state.epoch + 1}/{config.optim.epochs}",
+               disable=not config.progress, file=sys.stderr, leave=False, mininterval=0.5)
+    model.train()
+    for idx in batches[state.step:]:
+        images, labels = x[idx], y[idx]
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach())
+        hits.append((logits.argmax(1) == labels).sum())
+        sizes.append(len(labels))
+        state.step += 1
+        state.iter_num += 1
+        if state.step % 10 == 0:  # read values back every 10 steps, not every step (host sync)
+            recent = torch.stack(losses[-10:]).tolist()
+            _check_finite(max(recent, key=lambda v: v if math.isfinite(v) else math.inf), state)
+            acc = torch.stack(hits[-10:]).sum().item() / sum(sizes[-10:])
+            state.history.train_acc_10.append([state.iter_num, acc])
+            bar.set_postfix(loss=f"{recent[-1]:.3f}", acc=f"{acc:.3f}", refresh=False)
+        bar.update()
+        if config.checkpoint_every and state.iter_num % config.checkpoint_every == 0:
+            save(state, torch.stack(losses).tolist())
+    bar.close()
+    values = torch.stack(losses).tolist() if losses else []
+    for v in values[-(len(values) % 10 or 10):]:
+        _check_finite(v, state)
+    return values
+
+
+def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
+        resume: str | Path | None = None, writer=None) -> TrainResult:
+    """Train the configured model; checkpoint to ``out_dir/checkpoint.pt`` after every epoch.
+
+    ``writer``: an optional TensorBoard SummaryWriter that receives the tutorial's curves."""
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    model = create_model(config.model.name, **config.model.kwargs).to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = make_optimizer(model, config.optim)
+    scheduler = make_scheduler(optimizer, config.optim)
+    state = _restore(resume, model, optimizer, scheduler, config) if resume else _State()
+    x = normalize(data.train.images.to(device)).contiguous(memory_format=memory_format)
+    y = data.train.labels.to(device)
+    checkpoint = None
+    if out_dir:
+        try:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DigitsError(f"cannot create output folder {out_dir}: {e.strerror or e}") from None
+
+    def save(at: _State, epoch_losses: list[float]) -> Path | None:
+        # mid-epoch, the epoch's losses are not yet in the history: store them with it
+        if not out_dir:
+            return None
+        h = at.history
+        snapshot = _State(at.epoch, at.step, at.iter_num, History(
+            h.loss + epoch_losses, h.train_acc_10, h.val_acc, h.epoch_seconds))
+        return _save(out_dir, model, optimizer, scheduler, config, snapshot)
+
+    seconds, images_seen = 0.0, 0
+    while state.epoch < config.optim.epochs:
+        start, first_iter, first_step = time.perf_counter(), state.iter_num, state.step
+        losses = _run_epoch(model, optimizer, x, y, config, state, save)
+        scheduler.step()
+        state.history.loss += losses
+        if len(data.val):
+            state.history.val_acc.append(evaluate(model, data.val.images, data.val.labels,
+                                                  config.test_batch_size, config.channels_last).accuracy)
+        elapsed = time.perf_counter() - start
+        state.history.epoch_seconds.append(elapsed)
+        seconds += elapsed
+        bs = config.optim.batch_size
+        images_seen += min(len(y), state.step * bs) - min(len(y), first_step * bs)
+        _log_epoch(writer, state.history, first_iter, losses, state.epoch)
+        state.epoch, state.step = state.epoch + 1, 0
+        checkpoint = save(state, []) or checkpoint
+    return TrainResult(model.eval(), state.history, state.iter_num, seconds,
+                       images_seen / seconds if seconds else 0.0, checkpoint)

@@ -1,0 +1,66 @@
+"""Shared fixtures: a tiny synthetic MNIST in IDX format, and the real files in ../shared/data."""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_DATA = Path(os.environ.get("DIGITS_TEST_DATA", ROOT.parent / "shared" / "data" / "mnist"))
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode a uint8 array in IDX format (the reference encoder the tests trust)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is a bright 6x6 square at one of 10 places, plus noise: easy to learn."""
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    rng.shuffle(labels)
+    images = rng.integers(0, 40, size=(n, 28, 28)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        r, c = 4 + 12 * (label // 5), 2 + 5 * (label % 5)
+        images[i, r:r + 6, c:c + 6] = 255
+    return images, labels
+
+
+def write_mnist(folder: Path, n_train: int = 300, n_test: int = 100, compress: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = {"train": synthetic_digits(n_train, 0), "t10k": synthetic_digits(n_test, 1)}
+    for prefix, (images, labels) in parts.items():
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            data = idx_bytes(array)
+            name = f"{prefix}-{kind}-ubyte"
+            if compress:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+            else:
+                (folder / name).write_bytes(data)
+    return folder
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path) -> Path:
+    return write_mnist(tmp_path / "mnist")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    """No test reads the user's cache or environment by accident."""
+    monkeypatch.delenv("DIGITS_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def real_mnist() -> Path:
+    if not (REAL_DATA / "train-images-idx3-ubyte.gz").exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"real MNIST not found at {REAL_DATA}")
+        pytest.skip(f"real MNIST not found at {REAL_DATA}")
+    return REAL_DATA

@@ -1,0 +1,101 @@
+"""The command line on a tiny synthetic MNIST: the main job's outputs and one-line errors."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from digits.cli import main
+
+FAST = ["--epochs", "1", "--batch-size", "32", "--val-size", "50", "--no-progress"]
+
+
+def test_run_writes_the_whole_run_folder(tiny_mnist, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST]) == 0
+    stdout = capsys.readouterr().out
+    assert "test" in stdout and str(out) in stdout
+    for name in ("config.json", "checkpoint.pt", "metrics.json", "report.md", "figures/samples.png",
+                 "figures/training_curves.png", "figures/confusion_matrix.png", "figures/predictions.png",
+                 "figures/misclassified.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert any((out / "tb").iterdir())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["test_accuracy"] <= 1 and 0 <= metrics["val_accuracy"] <= 1
+    assert sum(map(sum, metrics["confusion_matrix"])) == 100
+    assert set(metrics["per_class"]) == {"precision", "recall", "f1", "support"}
+    assert metrics["train_seconds"] > 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["optim"]["batch_size"] == 32 and config["data"]["val_size"] == 50
+    assert "figures/confusion_matrix.png" in (out / "report.md").read_text()
+
+    assert main(["evaluate", str(out / "checkpoint.pt"), "--data-dir", str(tiny_mnist), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert evaluated["confusion_matrix"] == metrics["confusion_matrix"]
+
+
+def test_train_then_resume_and_show(tiny_mnist, tmp_path, capsys):
+    out = tmp_path / "t"
+    assert main(["train", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST]) == 0
+    assert (out / "checkpoint.pt").exists() and not (out / "report.md").exists()
+    args = ["train", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST[2:], "--epochs", "2",
+            "--resume", str(out / "checkpoint.pt")]
+    assert main(args) == 0
+    assert json.loads((out / "metrics.json").read_text())["iterations"] == 16
+    assert main(["show", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").stat().st_size > 0
+
+
+def _error(args, capsys) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("digits: error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_missing_data_says_where_it_looked(tmp_path, capsys):
+    err = _error(["run", "--data-dir", str(tmp_path / "none"), "--no-download", *FAST], capsys)
+    assert "MNIST not found" in err and str(tmp_path / "none") in err
+
+
+def test_corrupt_data_file(tiny_mnist, tmp_path, capsys):
+    path = tiny_mnist / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:200])
+    err = _error(["run", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "o"), *FAST], capsys)
+    assert "t10k-images-idx3-ubyte.gz" in err
+
+
+def test_not_a_checkpoint(tiny_mnist, tmp_path, capsys):
+    (tmp_path / "x.pt").write_text("hello")
+    assert "x.pt" in _error(["evaluate", str(tmp_path / "x.pt"), "--data-dir", str(tiny_mnist)], capsys)
+
+
+def test_unknown_model(tiny_mnist, tmp_path, capsys):
+    err = _error(["run", "--model", "nope", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "o"),
+                  *FAST], capsys)
+    assert "unknown model 'nope'" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; see the file-in-the-way case")
+def test_read_only_output_folder(tiny_mnist, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    err = _error(["run", "--data-dir", str(tiny_mnist), "--out", str(locked / "o"), *FAST], capsys)
+    assert "cannot create output folder" in err
+
+
+def test_output_folder_that_cannot_be_created(tiny_mnist, tmp_path, capsys):
+    (tmp_path / "file").write_text("in the way")
+    err = _error(["run", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "file" / "o"), *FAST], capsys)
+    assert "cannot create output folder" in err
+
+
+def test_bad_numbers_are_rejected(tiny_mnist, capsys):
+    assert "--epochs must be positive" in _error(["run", "--data-dir", str(tiny_mnist), "--epochs", "0"], capsys)
+
+
+def test_python_dash_m_and_console_script(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "digits", "models"], capture_output=True, text=True)
+    assert done.returncode == 0 and "seed" in done.stdout and "42,940" in done.stdout

@@ -1,0 +1,98 @@
+"""The download path against HTTP servers on loopback: failing, corrupt and good mirrors."""
+import functools
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+
+from digits import download
+from digits.data import FILES, load_mnist
+from digits.errors import DataError
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    mode = "good"
+    source: Path = Path()
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        name = self.path.rsplit("/", 1)[-1]
+        if self.mode == "missing":
+            self.send_error(404)
+            return
+        body = (self.source / name).read_bytes()
+        if self.mode == "corrupt":
+            body = body[:100] + bytes(len(body) - 100)
+        self.send_response(200)
+        claimed = len(body)
+        if self.mode == "short":  # the connection drops half-way
+            body = body[: len(body) // 2]
+        self.send_header("Content-Length", str(claimed))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def mirror(real_mnist):
+    servers = []
+
+    def start(mode: str) -> str:
+        handler = type("H", (_Handler,), {"mode": mode, "source": real_mnist})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/mnist/"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+def test_falls_back_past_missing_and_corrupt_mirrors(mirror, tmp_path):
+    mirrors = (mirror("missing"), mirror("corrupt"), mirror("good"))
+    folder = download.find_mnist(tmp_path / "d", mirrors=mirrors)
+    assert folder == tmp_path / "d"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.gz" for n in FILES)
+    assert all(download.file_matches(folder / f"{n}.gz", n) for n in FILES)
+    assert len(load_mnist(folder, val_size=0).train) == 60000
+
+
+def test_all_mirrors_failing_leaves_no_file_and_says_what_happened(mirror, tmp_path):
+    mirrors = (mirror("missing"), mirror("corrupt"), mirror("short"))
+    with pytest.raises(DataError) as info:
+        download.download_file("t10k-labels-idx1-ubyte", tmp_path, mirrors, progress=False)
+    message = str(info.value)
+    assert "404" in message and "md5 mismatch" in message and "connection closed" in message
+    assert "copy the four MNIST" in message
+    assert list(tmp_path.iterdir()) == []  # no partial file that looks complete
+
+
+def test_search_order_and_no_download_message(tiny_mnist, tmp_path, monkeypatch):
+    assert download.find_mnist(tiny_mnist, download=False) == tiny_mnist
+    monkeypatch.setenv("DIGITS_DATA_DIR", str(tiny_mnist))
+    assert download.find_mnist(None, download=False) == tiny_mnist
+    assert download.find_mnist(tmp_path / "empty", download=False) == tiny_mnist  # falls through
+    monkeypatch.delenv("DIGITS_DATA_DIR")
+    with pytest.raises(DataError, match="MNIST not found .*looked in .*empty.*cache"):
+        download.find_mnist(tmp_path / "empty", download=False)
+
+
+def test_cache_is_used_when_nothing_else_is_set(tiny_mnist, tmp_path, monkeypatch):
+    cache = download.cache_dir()
+    assert cache == tmp_path / "cache" / "digits" / "mnist"
+    cache.parent.mkdir(parents=True)
+    tiny_mnist.rename(cache)
+    assert download.find_mnist(download=False) == cache
+
+
+def test_uncompressed_local_content_is_accepted(real_mnist, tmp_path):
+    import gzip
+
+    raw = gzip.decompress((real_mnist / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    (tmp_path / "x").write_bytes(raw)
+    assert download.file_matches(tmp_path / "x", "t10k-labels-idx1-ubyte")
+    (tmp_path / "x").write_bytes(raw[:-1] + b"\x07")
+    assert not download.file_matches(tmp_path / "x", "t10k-labels-idx1-ubyte")

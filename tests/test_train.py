@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from digits.config import DataConfig, OptimConfig, RunConfig
+from digits.data import load_mnist
+from digits.errors import DigitsError
+from digits.train import epoch_permutation, fit
+
+
+def _config(**optim) -> RunConfig:
+    return RunConfig(optim=OptimConfig(**{"epochs": 2, "batch_size": 32, "lr": 0.02, **optim}),
+                     data=DataConfig(val_size=50), progress=False, tensorboard=False)
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_training_learns_the_synthetic_task_and_is_repeatable(tiny_mnist):
+    data = load_mnist(tiny_mnist, val_size=50)
+    a = fit(_config(epochs=3), data)
+    b = fit(_config(epochs=3), data)
+    assert torch.equal(_weights(a.model), _weights(b.model))
+    assert a.history.loss[-1] < a.history.loss[0] and a.history.val_acc[-1] >= 0.9
+    assert len(a.history.loss) == a.iter_num == 3 * 8  # 250 images in batches of 32
+    assert len(a.history.val_acc) == 3 and a.images_per_second > 0
+
+
+def test_resume_continues_exactly(tiny_mnist, tmp_path):
+    data = load_mnist(tiny_mnist, val_size=50)
+    straight = fit(_config(), data, tmp_path / "a")
+    fit(_config(epochs=1), data, tmp_path / "b")
+    resumed = fit(_config(), data, tmp_path / "b", resume=tmp_path / "b" / "checkpoint.pt")
+    assert torch.allclose(_weights(straight.model), _weights(resumed.model), atol=1e-6)
+    assert resumed.history.loss == pytest.approx(straight.history.loss, abs=1e-5)
+    assert resumed.iter_num == straight.iter_num
+
+
+def test_resume_from_mid_epoch_checkpoint(tiny_mnist, tmp_path, monkeypatch):
+    import shutil
+
+    import importlib
+
+    train_module = importlib.import_module("digits.train")
+
+    data = load_mnist(tiny_mnist, val_size=50)
+    straight = fit(_config(), data, tmp_path / "a")
+    real_save = train_module.save_checkpoint
+
+    def save_and_keep_step_10(path, *args, **kwargs):
+        written = real_save(path, *args, **kwargs)
+        if kwargs["iter_num"] == 10:  # epoch 2, step 2: as if the process were killed here
+            shutil.copy(written, tmp_path / "step10.pt")
+        return written
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_and_keep_step_10)
+    config = _config()
+    config.checkpoint_every = 5
+    fit(config, data, tmp_path / "b")
+    ckpt = torch.load(tmp_path / "step10.pt", weights_only=True)
+    assert (ckpt["progress"]["epoch"], ckpt["progress"]["step"]) == (1, 2)
+    assert len(ckpt["progress"]["history"]["loss"]) == 10
+    resumed = fit(_config(), data, tmp_path / "c", resume=tmp_path / "step10.pt")
+    assert torch.allclose(_weights(straight.model), _weights(resumed.model), atol=1e-6)
+    assert resumed.history.loss == pytest.approx(straight.history.loss, abs=1e-5)
+
+
+def test_resume_rejects_another_model(tiny_mnist, tmp_path):
+    from digits.checkpoint import describe, save_checkpoint
+    from digits.models import create_model
+
+    path = save_checkpoint(tmp_path / "x.pt", create_model("seed"), describe("other", {}))
+    with pytest.raises(DigitsError, match="is a 'other' model"):
+        fit(_config(), load_mnist(tiny_mnist, val_size=50), resume=path)
+
+
+def test_divergence_stops_with_a_clear_message(tiny_mnist):
+    with pytest.raises(DigitsError, match="training diverged"):
+        fit(_config(lr=1e6), load_mnist(tiny_mnist, val_size=50))
+
+
+def test_epoch_permutation_depends_on_seed_and_epoch_only():
+    assert torch.equal(epoch_permutation(100, 1, 2), epoch_permutation(100, 1, 2))
+    assert not torch.equal(epoch_permutation(100, 1, 2), epoch_permutation(100, 1, 3))
+    assert not torch.equal(epoch_permutation(100, 1, 2), epoch_permutation(100, 2, 2))
