@@ -14,68 +14,106 @@ from . import __version__
 from .errors import DigitsError
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--data-dir", help="folder holding the four MNIST IDX files (.gz or not); default: "
-                   "$DIGITS_DATA_DIR, then ~/.cache/digits/mnist, downloading there if missing")
-    g.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
-    g.add_argument("--val-size", type=int, default=5000,
-                   help="training images held out for validation (default 5000; 0 trains on all 60,000)")
-    g.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation split (default 0)")
+_SECTIONS = (("data", "data"), ("model", "model"), ("optim", "optimisation"), ("", "run"))
+_TYPES = {"int": int, "float": float, "str": str, "str | None": str}
+
+
+def _config_classes():
+    from .config import DataConfig, ModelConfig, OptimConfig, RunConfig
+
+    return {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "": RunConfig}
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _add_config_args(p: argparse.ArgumentParser, sections=("data", "model", "optim", "")) -> None:
+    """One flag per config field, help text from the field; every default is None so that only
+    the flags given override the recipe."""
+    from dataclasses import MISSING, fields
+
+    classes = _config_classes()
+    for section, title in _SECTIONS:
+        if section not in sections:
+            continue
+        group = p.add_argument_group(title)
+        for f in fields(classes[section]):
+            if "help" not in f.metadata:
+                continue
+            flag = "--" + f.metadata.get("flag", f.name.replace("_", "-"))
+            dest = f"{section}.{f.name}" if section else f.name
+            default = f.default if f.default is not MISSING else None
+            if f.type == "bool":
+                group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
+                                   help=f"{f.metadata['help']} (seed recipe: {'on' if default else 'off'})")
+            elif f.type.startswith("dict"):
+                group.add_argument(flag, dest=dest, type=_key_value, action="append", metavar="KEY=VALUE",
+                                   help=f.metadata["help"])
+            else:
+                metavar = f.metadata.get("metavar", {"int": "N", "float": "X"}.get(f.type, "NAME"))
+                shown = "" if default is None else f" (seed recipe: {default})"
+                group.add_argument(flag, dest=dest, type=_TYPES[f.type], default=None, metavar=metavar,
+                                   help=f"{f.metadata['help']}{shown}")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    _add_data_args(p)
-    g = p.add_argument_group("model and optimisation (defaults are the tutorial's)")
-    g.add_argument("--model", default="seed", help="model name (see `digits models`; default seed)")
-    g.add_argument("--epochs", type=int, default=2, help="passes over the training split (default 2)")
-    g.add_argument("--batch-size", type=int, default=256, help="images per training step (default 256)")
-    g.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
-    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    g.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay (default 5e-4)")
-    g.add_argument("--optimizer", default="sgd", help="optimizer (default sgd)")
-    g.add_argument("--scheduler", default="step", help="learning-rate schedule: step or none (default step)")
-    g.add_argument("--step-size", type=int, default=6, help="StepLR: epochs between decays (default 6)")
-    g.add_argument("--gamma", type=float, default=0.99, help="StepLR: decay factor (default 0.99)")
-    g = p.add_argument_group("run")
-    g.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling (default 0)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    g.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = one per core (default 0)")
-    g.add_argument("--test-batch-size", type=int, default=1024, help="images per evaluation batch (default 1024)")
-    g.add_argument("--no-channels-last", action="store_true",
-                   help="keep the default memory format (channels_last is faster on CPU; same results)")
-    g.add_argument("--checkpoint-every", type=int, default=0,
-                   help="also checkpoint every N steps (default 0: at the end of each epoch only)")
-    g.add_argument("--out", help="run folder (default runs/<model>-<timestamp>)")
-    g.add_argument("--resume", metavar="CHECKPOINT", help="continue an interrupted run from its checkpoint.pt")
-    g.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs to OUT/tb")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .recipes import list_recipes
+
+    p.add_argument("--recipe", default="seed", help="starting configuration that the flags below "
+                   f"override: {', '.join(list_recipes())} (default seed, the tutorial's)")
+    _add_config_args(p)
+    p.add_argument("--out", help="run folder (default runs/<model>-<timestamp>)")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue an interrupted run from its checkpoint.pt")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    _add_config_args(p, sections=("data",))
 
 
 def config_from_args(args: argparse.Namespace):
-    from .config import DataConfig, ModelConfig, OptimConfig, RunConfig
+    """The recipe's configuration with every flag that was given applied on top."""
+    from .recipes import recipe
 
-    return RunConfig(
-        data=DataConfig(args.data_dir, args.val_size, args.split_seed, not args.no_download),
-        model=ModelConfig(args.model),
-        optim=OptimConfig(args.optimizer, args.lr, args.momentum, args.weight_decay, args.scheduler,
-                          args.step_size, args.gamma, args.epochs, args.batch_size),
-        seed=args.seed, device=args.device, threads=args.threads, test_batch_size=args.test_batch_size,
-        channels_last=not args.no_channels_last, checkpoint_every=args.checkpoint_every,
-        tensorboard=not args.no_tensorboard, progress=not args.no_progress)
+    config = recipe(args.recipe)
+    for dest, value in vars(args).items():
+        if value is None or dest in ("recipe", "out", "resume", "handler", "command"):
+            continue
+        section, _, name = dest.rpartition(".")
+        target = getattr(config, section) if section else config
+        if not hasattr(target, name):
+            continue
+        setattr(target, name, dict(value) if isinstance(value, list) else value)
+    return config
 
 
-def _check_positive(args: argparse.Namespace, *names: str) -> None:
+def _data_config(args: argparse.Namespace):
+    from .config import DataConfig
+
+    given = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("data.") and v is not None}
+    return DataConfig(**given)
+
+
+def _check_positive(config, *names: str) -> None:
     for name in names:
-        if getattr(args, name) <= 0:
-            raise DigitsError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+        section, _, attr = name.rpartition(".")
+        value = getattr(getattr(config, section) if section else config, attr)
+        if value <= 0:
+            raise DigitsError(f"--{attr.replace('_', '-')} must be positive, got {value}")
 
 
 def cmd_run(args: argparse.Namespace, test: bool = True) -> int:
     from .pipeline import run
 
-    _check_positive(args, "epochs", "batch_size", "test_batch_size", "lr")
-    result = run(config_from_args(args), args.out, args.resume, figures=test, test=test)
+    config = config_from_args(args)
+    _check_positive(config, "optim.epochs", "optim.batch_size", "test_batch_size", "optim.lr")
+    result = run(config, args.out, args.resume, figures=test, test=test)
     m = result.metrics
     val = "n/a" if m["val_accuracy"] is None else f"{100 * m['val_accuracy']:.2f}%"
     line = f"{m['model']} seed {m['seed']}: validation {val}"
@@ -94,7 +132,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .train import resolve_device
 
     model, ckpt = load_checkpoint(args.checkpoint, resolve_device(args.device))
-    data = load_mnist(args.data_dir, val_size=0, download=not args.no_download)
+    d = _data_config(args)
+    data = load_mnist(d.data_dir, val_size=0, download=d.download)
     result = evaluate(model, data.test.images, data.test.labels, args.batch_size)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -117,7 +156,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     from .data import load_mnist
     from .plots import plot_samples
 
-    data = load_mnist(args.data_dir, val_size=0, download=not args.no_download)
+    d = _data_config(args)
+    data = load_mnist(d.data_dir, val_size=0, download=d.download)
     split = data.test if args.split == "test" else data.train
     start = args.start
     path = plot_samples(split.images[start:start + 60], args.out, split.labels[start:start + 60])

@@ -1,39 +1,52 @@
-"""Run settings: one dataclass per concern, with the tutorial's values as defaults.
+"""Run settings: one dataclass per concern, the tutorial's values as defaults, help text with units.
+
+Each field's help text is also its command-line help: the CLI builds a flag per field
+(``optim.batch_size`` -> ``--batch-size``), so a new setting is one line here.
 
     config = RunConfig(optim=OptimConfig(epochs=1), seed=3)
     config.to_dict()       # JSON-able; RunConfig.from_dict() reads it back
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
+def setting(default, help: str, **kw):  # noqa: A002 (argparse's word)
+    """A dataclass field whose ``help`` documents it (units, sentinel values) for users."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
 @dataclass
 class DataConfig:
-    data_dir: str | None = None  # None: $DIGITS_DATA_DIR, then the user cache, then download
-    val_size: int = 5000  # images held out of the 60,000 for validation; 0 trains on all
-    split_seed: int = 0  # seeds the train/validation split, independently of the training seed
-    download: bool = True  # download MNIST into the cache when it is not found
+    data_dir: str | None = setting(None, "folder holding the four MNIST IDX files (.gz or not); default: "
+                                   "$DIGITS_DATA_DIR, then ~/.cache/digits/mnist, downloading there",
+                                   metavar="DIR")
+    val_size: int = setting(5000, "training images held out for validation; 0 trains on all 60,000")
+    split_seed: int = setting(0, "seed of the train/validation split, independent of --seed")
+    download: bool = setting(True, "download MNIST into the cache when it is not found")
 
 
 @dataclass
 class ModelConfig:
-    name: str = "seed"  # a name from digits.models.list_models()
-    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the model's constructor
+    name: str = setting("seed", "model name, see `digits models`", flag="model")
+    kwargs: dict[str, Any] = setting({}, "constructor arguments as KEY=VALUE", flag="model-arg")
 
 
 @dataclass
 class OptimConfig:
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    scheduler: str = "step"  # StepLR stepped once per epoch, as the tutorial
-    step_size: int = 6  # epochs between learning-rate decays
-    gamma: float = 0.99  # multiplier applied every step_size epochs
-    epochs: int = 2
-    batch_size: int = 256  # images per training step
+    optimizer: str = setting("sgd", "optimizer: sgd")
+    lr: float = setting(0.01, "learning rate")
+    momentum: float = setting(0.9, "SGD momentum")
+    weight_decay: float = setting(5e-4, "L2 weight decay")
+    scheduler: str = setting("step", "learning-rate schedule: step (StepLR, stepped per epoch) or none")
+    step_size: int = setting(6, "StepLR: epochs between learning-rate decays")
+    gamma: float = setting(0.99, "StepLR: factor applied every --step-size epochs")
+    epochs: int = setting(2, "passes over the training split")
+    batch_size: int = setting(256, "images per training step")
 
 
 @dataclass
@@ -41,14 +54,16 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    seed: int = 0  # seeds model initialisation and the per-epoch shuffles
-    device: str = "auto"  # auto: cuda if available, else mps, else cpu
-    threads: int = 0  # CPU threads for torch; 0 keeps torch's default (one per core)
-    test_batch_size: int = 1024  # images per evaluation batch (the tutorial's; results do not depend on it)
-    channels_last: bool = True  # memory format for convolutions: measured faster on CPU, same results
-    checkpoint_every: int = 0  # also checkpoint every N training steps; 0: only at the end of each epoch
-    tensorboard: bool = True
-    progress: bool = True
+    seed: int = setting(0, "seeds model initialisation and the shuffle of every epoch")
+    device: str = setting("auto", "auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps")
+    threads: int = setting(0, "CPU threads for torch; 0 keeps torch's default (one per core)")
+    test_batch_size: int = setting(1024, "images per evaluation batch; results do not depend on it")
+    channels_last: bool = setting(True, "channels_last memory format for convolutions (faster on CPU, "
+                                  "same results)")
+    checkpoint_every: int = setting(0, "also checkpoint every N training steps; 0: at the end of each "
+                                    "epoch only")
+    tensorboard: bool = setting(True, "write TensorBoard logs to OUT/tb")
+    progress: bool = setting(True, "show a progress bar")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,5 +72,14 @@ class RunConfig:
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
         nested = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig}
         known = {f.name for f in fields(cls)}
-        kwargs = {k: (nested[k](**v) if k in nested else v) for k, v in values.items() if k in known}
+        kwargs = {}
+        for key, value in values.items():
+            if key in nested:
+                allowed = {f.name for f in fields(nested[key])}
+                kwargs[key] = nested[key](**{k: v for k, v in value.items() if k in allowed})
+            elif key in known:
+                kwargs[key] = value
         return cls(**kwargs)
+
+    def copy(self) -> "RunConfig":
+        return copy.deepcopy(self)

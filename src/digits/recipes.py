@@ -1,0 +1,27 @@
+"""Named recipes: documented starting configurations that command-line flags then override.
+
+    config = recipe("seed")          # a fresh RunConfig; change it freely
+"""
+from __future__ import annotations
+
+from .config import RunConfig
+from .errors import DigitsError
+
+
+def _seed() -> RunConfig:
+    """The tutorial's recipe: its network, SGD lr 0.01 momentum 0.9 wd 5e-4, StepLR(6, 0.99),
+    batch 256, 2 epochs."""
+    return RunConfig()
+
+
+RECIPES = {"seed": _seed}
+
+
+def list_recipes() -> list[str]:
+    return sorted(RECIPES)
+
+
+def recipe(name: str) -> RunConfig:
+    if name not in RECIPES:
+        raise DigitsError(f"unknown recipe {name!r}; choose one of: {', '.join(list_recipes())}")
+    return RECIPES[name]()
