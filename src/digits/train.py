@@ -18,11 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import describe, read_checkpoint, save_checkpoint
-from .config import OptimConfig, RunConfig
+from .config import RunConfig
 from .data import MNIST, normalize
 from .errors import DigitsError
 from .evaluate import evaluate
 from .models import create_model
+from .optim import make_optimizer, make_scheduler
 
 
 @dataclass
@@ -57,22 +58,6 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise DigitsError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
-
-
-def make_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
-    raise DigitsError(f"unknown optimizer {cfg.optimizer!r}; choose one of: sgd")
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig):
-    """A learning-rate schedule stepped once per epoch."""
-    if cfg.scheduler == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
-    if cfg.scheduler == "none":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
-    raise DigitsError(f"unknown scheduler {cfg.scheduler!r}; choose one of: step, none")
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
