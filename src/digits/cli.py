@@ -173,6 +173,75 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict_paths, show, to_csv
+    from .predictor import load_predictor
+
+    predictor = load_predictor(args.checkpoint, args.device, threads=1)  # one image at a time
+    result = predict_paths(predictor, args.paths, number=args.number)
+    for file, message in result.errors:
+        print(f"digits: error: {file}: {message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in result.predictions], indent=1))
+    elif args.csv:
+        print(to_csv(result.predictions), end="")
+    else:
+        for p in result.predictions:
+            top = "  ".join(f"{d}: {100 * q:.1f}%" for d, q in p.top(args.top_k))
+            print(f"{p.file}: {p.prediction}   ({top})" if isinstance(p.prediction, int) else
+                  f"{p.file}: {p.prediction}   ({len(p.pixels)} digits)")
+    if args.show and result.predictions:
+        print(f"wrote {show(result.predictions, args.show)}", file=sys.stderr)
+    return 1 if result.errors else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_model
+
+    print(f"wrote {export_model(args.checkpoint, args.format, args.out)}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(args.checkpoint, args.host, args.port, max_upload_bytes=int(args.max_upload_mb * 2**20),
+          max_pixels=args.max_pixels)
+    return 0
+
+
+def _add_use_commands(sub) -> None:
+    p = sub.add_parser("predict", help="predict the digit in image files (photos, scans, drawings)")
+    p.add_argument("checkpoint", help="a checkpoint.pt, or a model.onnx written by `digits export`")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of them")
+    p.add_argument("--top-k", type=int, default=3, help="probabilities shown per file (default 3)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print a JSON array: file, prediction, probabilities")
+    out.add_argument("--csv", action="store_true", help="print CSV: file, prediction, p0..p9")
+    p.add_argument("--show", metavar="OUT.png", help="also draw each preprocessed input with its prediction")
+    p.add_argument("--number", action="store_true", help="read each image as a number of several digits, "
+                   "left to right")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    p.set_defaults(handler=cmd_predict)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript for deployment")
+    p.add_argument("checkpoint", help="a checkpoint.pt written by `digits run` or `digits train`")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="default onnx")
+    p.add_argument("--out", required=True, metavar="FILE", help="file to write, e.g. model.onnx")
+    p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("serve", help="web app and REST API: draw a digit, see the prediction")
+    p.add_argument("checkpoint", help="a checkpoint.pt, or a model.onnx written by `digits export`")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: "
+                   "this machine only; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=10, help="largest request body in MiB; larger "
+                   "ones get 413 (default 10)")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image in decoded pixels; "
+                   "larger ones get 422 (default 40,000,000)")
+    p.set_defaults(handler=cmd_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="digits", description="Train, evaluate and use CNNs that "
                                      "recognise handwritten digits (MNIST).")
@@ -204,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the registered models and their parameter counts")
     p.set_defaults(handler=cmd_models)
+    _add_use_commands(sub)
     return parser
 
 

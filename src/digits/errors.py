@@ -11,3 +11,7 @@ class DataError(DigitsError):
 
 class CheckpointError(DigitsError):
     """A file that is not a usable digits checkpoint."""
+
+
+class ImageError(DigitsError):
+    """An input image that cannot be read or holds no digit (not an image, too many pixels, blank)."""

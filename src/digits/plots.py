@@ -101,3 +101,9 @@ def plot_misclassified(images: torch.Tensor, predictions: torch.Tensor, labels: 
         ax.text(0.5, 0.5, "no misclassified images", ha="center")
         return _save(fig, path)
     return plot_predictions(images[wrong], predictions[wrong], labels[wrong], path, title=title)
+
+
+def plot_inputs(images: torch.Tensor, titles: list[str], path, cols: int = 8) -> Path:
+    """Preprocessed user images (what the model saw), each titled with its prediction."""
+    return _image_grid(images, titles, min(cols, max(1, len(images))), path,
+                       suptitle="What the model saw: prediction (probability)")

@@ -1,0 +1,73 @@
+"""Export a checkpoint for deployment: ONNX (for onnxruntime, no torch needed) or TorchScript.
+
+The exported graph takes uint8 images (N, 1, 28, 28), light ink on black as ``digits.preprocess``
+makes them, and applies the training normalisation itself, so a deployment cannot get it wrong.
+The checkpoint's description travels in the file (ONNX metadata / a TorchScript extra file).
+
+    export_model("runs/seed/checkpoint.pt", "onnx", "seed.onnx")
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .data import normalize
+from .errors import DigitsError
+from .models import count_parameters
+from .predictor import META_KEY, describe_checkpoint
+
+FORMATS = ("onnx", "torchscript")
+OPSET = 17
+
+
+class Normalized(torch.nn.Module):
+    """The model with its input normalisation: uint8 pixels in, logits out."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(normalize(images))
+
+
+def export_model(checkpoint: str | Path, fmt: str, out: str | Path) -> Path:
+    """Write ``checkpoint``'s model to ``out`` in format ``fmt`` (onnx or torchscript)."""
+    if fmt not in FORMATS:
+        raise DigitsError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    checkpoint, out = Path(checkpoint), Path(out)
+    model, ckpt = load_checkpoint(checkpoint, "cpu")
+    wrapped = Normalized(model.float().to(memory_format=torch.contiguous_format)).eval()
+    description = describe_checkpoint(checkpoint, ckpt, count_parameters(model))
+    example = torch.zeros(2, 1, 28, 28, dtype=torch.uint8)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "onnx":
+            _export_onnx(wrapped, example, out, description)
+        else:
+            traced = torch.jit.trace(wrapped, example)
+            torch.jit.save(traced, str(out), _extra_files={"digits.json": json.dumps(description)})
+    except OSError as e:
+        raise DigitsError(f"cannot write {out}: {e.strerror or e}") from None
+    return out
+
+
+def _export_onnx(wrapped: torch.nn.Module, example: torch.Tensor, out: Path, description: dict) -> None:
+    import onnx
+
+    # The TorchScript-based exporter: 0.9 s here against 12 s for the dynamo exporter, the same
+    # graph for this kind of network, and no dependence on onnxscript's optimiser.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapped, (example,), str(out), input_names=["images"], output_names=["logits"],
+                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                          opset_version=OPSET, dynamo=False)
+    proto = onnx.load(str(out))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(description)
+    proto.doc_string = f"digits {description['model_name']}: uint8 images (N, 1, 28, 28) -> logits (N, 10)"
+    onnx.save(proto, str(out))

@@ -1,0 +1,187 @@
+"""Any image a person supplies -> MNIST-style digits: uint8 (28, 28), light ink on black, centred.
+
+MNIST's own procedure: the digit's bounding box is scaled into 20x20 keeping its aspect ratio
+(anti-aliased) and placed in 28x28 with its centre of mass at the centre. Before that, the image
+is made MNIST-like: EXIF orientation applied, alpha flattened, grey, light ink on a black
+background whatever the original polarity, faint noise and specks ignored. The result feeds
+``digits.evaluate.predict_logits`` (which normalises as in training). Needs numpy and Pillow only.
+
+    pixels = preprocess("photo.jpg")             # uint8 (28, 28)
+    digits = preprocess_number("2024.png")       # [uint8 (28, 28), ...], one per digit, left to right
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+from .segment import dilate, group_digits, label_components, max_pool, significant
+
+MAX_PIXELS = 40_000_000  # decoded pixels: a 24-megapixel photo passes, a decompression bomb does not
+WORK_SIDE = 256  # longest side the image is analysed at; larger ones are reduced (area-averaged)
+LABEL_SIDE = 128  # longest side of the ink mask that components are found on
+INK = 0.3  # normalised intensity (background 0, typical ink 1) that counts as ink for segmentation
+FAINT = 0.1  # below this, a pixel is noise: it neither extends the bounding box nor is kept
+MIN_CONTRAST = 0.1  # ink must differ from the background by this much (of full scale) to be a digit
+BOX, SIZE = 20, 28  # MNIST: the digit fits a 20x20 box inside the 28x28 image
+_SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+
+
+
+def load_grey(source, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """float32 (H, W) in [0, 1], 1 = white: orientation applied, alpha flattened, at most WORK_SIDE."""
+    name = "image" if isinstance(source, (bytes, bytearray, Image.Image)) else str(source)
+    try:
+        if isinstance(source, Image.Image):
+            return _reduce(_to_grey(ImageOps.exif_transpose(_checked(source, name, max_pixels))))
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as img:
+            _checked(img, name, max_pixels)
+            img.draft(img.mode, (WORK_SIDE, WORK_SIDE))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+            return _reduce(_to_grey(ImageOps.exif_transpose(img)))
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name}: is a folder, not an image") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: over the limit of {max_pixels:,} pixels (Pillow refuses it as a "
+                         "possible decompression bomb); scale it down first") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
+            EOFError, TypeError, KeyError) as e:
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        if isinstance(e, UnidentifiedImageError):
+            reason = "not an image format Pillow reads (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)"
+        raise ImageError(f"{name}: cannot read it as an image ({reason})") from None
+
+
+def _checked(img: Image.Image, name: str, max_pixels: int) -> Image.Image:
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageError(f"{name}: {width}x{height} is {width * height:,} pixels, over the limit of "
+                         f"{max_pixels:,}; scale it down first")
+    if width == 0 or height == 0:
+        raise ImageError(f"{name}: the image is empty ({width}x{height})")
+    return img
+
+
+def _to_grey(img: Image.Image) -> np.ndarray:
+    if img.mode in _SIXTEEN_BIT:
+        values = np.asarray(img, dtype=np.float32)
+        top = 1.0 if img.mode == "F" and values.max() <= 1 else 65535.0 if values.max() > 255 else 255.0
+        return np.clip(values / top, 0, 1)
+    if "A" in img.mode or "a" in img.mode or "transparency" in img.info:
+        return _flatten(np.asarray(img.convert("RGBA"), dtype=np.float32) / 255)
+    return np.asarray(img.convert("L"), dtype=np.float32) / 255
+
+
+def _flatten(rgba: np.ndarray) -> np.ndarray:
+    """Composite onto white, or onto black when the opaque strokes are light: either way the ink
+    stays visible (a transparent canvas with black strokes is a common export)."""
+    grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    alpha = rgba[..., 3]
+    opaque = alpha > 0.5
+    light_ink = opaque.any() and not opaque.all() and float(grey[opaque].mean()) > 0.5
+    return grey * alpha + (0.0 if light_ink else 1.0) * (1 - alpha)
+
+
+def _reduce(grey: np.ndarray) -> np.ndarray:
+    h, w = grey.shape
+    scale = WORK_SIDE / max(h, w)
+    if scale >= 1:
+        return grey
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(grey).resize(size, Image.Resampling.BOX), dtype=np.float32)
+
+
+def ink_map(grey: np.ndarray) -> np.ndarray:
+    """Background 0, typical ink 1: polarity decided (ink is the minority, so the mean leans from
+    the median towards it), background level subtracted, contrast stretched."""
+    median, mean = float(np.median(grey)), float(grey.mean())
+    if abs(mean - median) > 1e-4:
+        dark_ink = mean < median
+    else:  # no lean either way: the border is background
+        dark_ink = float(np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]]))) > 0.5
+    ink = 1 - grey if dark_ink else grey
+    background = 1 - median if dark_ink else median
+    top = float(ink.max())
+    if top - background < MIN_CONTRAST:
+        raise ImageError("no digit found: the image is blank or has almost no contrast")
+    strong = ink[ink > (background + top) / 2]
+    level = float(np.median(strong)) - background
+    return np.clip((ink - background) / level, 0, 1)
+
+
+def _components(ink: np.ndarray) -> tuple[np.ndarray, int]:
+    """Labels of the ink mask at a resolution of at most LABEL_SIDE, and the reduction factor."""
+    factor = max(1, -(-max(ink.shape) // LABEL_SIDE))
+    return label_components(max_pool(ink > INK, factor)), factor
+
+
+def _selection(labels: np.ndarray, ids: list[int], factor: int, shape) -> np.ndarray:
+    """The chosen components, grown by a pixel (their anti-aliased rim), at full resolution."""
+    mask = dilate(np.isin(labels, ids), 1)
+    if factor > 1:
+        mask = mask.repeat(factor, 0).repeat(factor, 1)
+    return mask[:shape[0], :shape[1]]
+
+
+def noise_floor(ink: np.ndarray) -> float:
+    """The level below which a pixel is noise: FAINT, or higher when the background away from the
+    ink is noisy (sensor noise, JPEG artefacts), judged by its 99th percentile."""
+    away = ~dilate(ink > INK, 3)
+    if not away.any():
+        return FAINT
+    return float(min(max(FAINT, 1.2 * np.percentile(ink[away], 99)), INK))
+
+
+def to_mnist(ink: np.ndarray, floor: float = FAINT) -> np.ndarray:
+    """Ink (background 0, ink 1) -> uint8 (28, 28): bounding box into 20x20, centre of mass centred.
+    Pixels at or below ``floor`` count as noise (and are cleared when the floor is above FAINT)."""
+    if floor > FAINT:
+        ink = np.where(ink > floor, ink, 0)
+    rows, cols = np.nonzero(ink > floor)
+    if rows.size == 0:
+        raise ImageError("no digit found: no ink above the noise level")
+    crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    h, w = crop.shape
+    scale = BOX / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if size != (w, h):
+        crop = np.asarray(Image.fromarray(crop.astype(np.float32)).resize(size, Image.Resampling.LANCZOS))
+    crop = np.clip(crop, 0, 1)
+    total = crop.sum()
+    ys, xs = np.indices(crop.shape)
+    top = _place(SIZE // 2 - (ys * crop).sum() / total, crop.shape[0])
+    left = _place(SIZE // 2 - (xs * crop).sum() / total, crop.shape[1])
+    out = np.zeros((SIZE, SIZE), np.float32)
+    out[top:top + crop.shape[0], left:left + crop.shape[1]] = crop
+    return np.round(out * 255).astype(np.uint8)
+
+
+def _place(offset: float, length: int) -> int:
+    return int(min(max(round(offset), 0), SIZE - length))
+
+
+def preprocess(source, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """One digit: an image file, bytes or PIL image -> uint8 (28, 28), MNIST-style."""
+    ink = ink_map(load_grey(source, max_pixels))
+    labels, factor = _components(ink)
+    keep = significant(labels)
+    if not keep:
+        raise ImageError("no digit found: no ink above the noise level")
+    return to_mnist(ink * _selection(labels, keep, factor, ink.shape), noise_floor(ink))
+
+
+def preprocess_number(source, max_pixels: int = MAX_PIXELS) -> list[np.ndarray]:
+    """Several digits written side by side -> one uint8 (28, 28) per digit, left to right."""
+    ink = ink_map(load_grey(source, max_pixels))
+    labels, factor = _components(ink)
+    groups = group_digits(labels)
+    if not groups:
+        raise ImageError("no digit found: no ink above the noise level")
+    floor = noise_floor(ink)
+    return [to_mnist(ink * _selection(labels, ids, factor, ink.shape), floor) for ids in groups]

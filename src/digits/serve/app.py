@@ -1,0 +1,121 @@
+"""The HTTP app: POST /predict, GET /health, GET /model, the drawing page at / and docs at /docs.
+
+The app is built around one loaded model (the one the server was started with); inference runs
+in a worker thread so that the event loop keeps answering. No error ever sends a stack trace.
+
+    app = create_app(load_predictor("model.onnx"))       # test it with fastapi.testclient
+    serve("runs/seed/checkpoint.pt", port=8000)          # or run it with uvicorn
+"""
+from __future__ import annotations
+
+import logging
+from importlib.resources import files
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from .. import __version__
+from ..errors import DigitsError
+from ..predict import predict_image, predict_pixels
+from ..predictor import Predictor, load_predictor
+from ..preprocess import MAX_PIXELS
+from .inputs import ApiError, parse_input, read_body
+
+MAX_UPLOAD_BYTES = 10 * 2**20  # a phone photo is 2-8 MB
+STATIC = files("digits.serve") / "static"
+log = logging.getLogger("digits.serve")
+
+
+class PredictionOut(BaseModel):
+    prediction: int = Field(description="the most probable digit")
+    probabilities: list[float] = Field(description="softmax probability of each digit 0-9")
+    pixels: list[list[int]] = Field(description="the 28x28 image the model saw (0-255, light ink on black)")
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+_REQUEST_DOC = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "an image file"}}}},
+    "application/json": {"schema": {"type": "object", "properties": {
+        "image": {"type": "string", "description": "base64 of an image file (or a data: URL)"},
+        "pixels": {"type": "array", "items": {"type": "array", "items": {"type": "number"}},
+                   "description": "28x28 numbers 0-255, light ink on black, used as they are"}}}}}}}
+_ERRORS = {code: {"model": ErrorOut, "description": text} for code, text in (
+    (400, "malformed request"), (413, "body over the size limit"), (415, "unsupported content type"),
+    (422, "not an image, over the pixel limit, or no digit in it"))}
+
+
+def _infer(predictor: Predictor, source, max_pixels: int) -> dict:
+    if isinstance(source, np.ndarray):
+        probs = predict_pixels(predictor, source)[0]
+        pixels = source
+    else:
+        result = predict_image(predictor, source, max_pixels=max_pixels)
+        probs, pixels = np.asarray(result.probabilities), result.pixels[0]
+    return {"prediction": int(probs.argmax()), "probabilities": [float(p) for p in probs],
+            "pixels": pixels.tolist()}
+
+
+def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               max_pixels: int = MAX_PIXELS) -> FastAPI:
+    """The app serving ``predictor``; limits in bytes (413 above) and decoded pixels (422 above)."""
+    app = FastAPI(title="digits", version=__version__, description="Recognise a handwritten digit: "
+                  "upload an image, or draw one at /.")
+    app.state.predictor = predictor
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    _add_error_handlers(app)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "backend": predictor.backend}
+
+    @app.get("/model")
+    def model() -> dict:
+        return {"backend": predictor.backend, **predictor.description}
+
+    @app.post("/predict", response_model=PredictionOut, responses=_ERRORS, openapi_extra=_REQUEST_DOC)
+    async def predict(request: Request) -> dict:
+        """An image file (multipart field `file`, or JSON `image` in base64) or 28x28 `pixels`."""
+        body = await read_body(request, max_upload_bytes)
+        source = await parse_input(request.headers, body)
+        return await run_in_threadpool(_infer, predictor, source, max_pixels)
+
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(DigitsError)
+    async def image_error(request: Request, exc: DigitsError) -> JSONResponse:
+        message = str(exc)
+        return JSONResponse({"detail": message.removeprefix("image: ")}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
+
+
+def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, *,
+          max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS) -> None:
+    """Load the model once and run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    # one thread per request: requests run in parallel in the worker pool instead
+    app = create_app(load_predictor(model_path, threads=1), max_upload_bytes, max_pixels)
+    print(f"digits: serving {model_path} on http://{host}:{port}/ (API docs at /docs)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

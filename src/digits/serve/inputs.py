@@ -1,0 +1,106 @@
+"""Reading a POST /predict request: its size limit, and its image or 28x28 pixels, as typed values.
+
+Every problem becomes an ``ApiError`` with the HTTP status and a message for the client.
+
+    body = await read_body(request, limit=10 * 2**20)
+    image = await parse_input(request.headers, body)     # bytes of an image, or uint8 (28, 28)
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+import numpy as np
+from starlette.datastructures import Headers, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect, Request
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (413) as soon as it passes ``limit`` bytes, declared or not."""
+    declared = request.headers.get("content-length")
+    too_big = ApiError(413, f"request body over the limit of {limit:,} bytes; send a smaller image")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(400, "the client disconnected before sending the whole request") from None
+    return b"".join(chunks)
+
+
+async def _once(body: bytes):
+    yield body
+
+
+async def parse_input(headers: Headers, body: bytes) -> bytes | np.ndarray:
+    """Image bytes (multipart field ``file``, or JSON ``{"image": base64}``) or uint8 (28, 28)
+    pixels (JSON ``{"pixels": [[...28 numbers...] x 28]}``, light ink on black, 0-255)."""
+    kind = headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        return await _from_form(headers, body)
+    if kind == "application/json":
+        return _from_json(body)
+    raise ApiError(415, "send multipart/form-data with an image in the field 'file', or JSON "
+                   "{\"image\": \"<base64>\"} or {\"pixels\": [[28 numbers] x 28]}")
+
+
+async def _from_form(headers: Headers, body: bytes) -> bytes:
+    try:
+        form = await MultiPartParser(headers, _once(body), max_files=1, max_fields=10).parse()
+    except MultiPartException as e:
+        raise ApiError(400, f"malformed multipart request: {e.message}") from None
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise ApiError(400, "no file in the multipart field 'file'")
+    data = await upload.read()
+    await form.close()
+    if not data:
+        raise ApiError(400, "the uploaded file is empty")
+    return data
+
+
+def _from_json(body: bytes) -> bytes | np.ndarray:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the body is not valid JSON") from None
+    if not isinstance(payload, dict) or ("image" in payload) == ("pixels" in payload):
+        raise ApiError(400, "JSON must be an object with exactly one of 'image' (base64 of an image "
+                       "file, a data: URL is fine) or 'pixels' (28x28 numbers 0-255)")
+    if "pixels" in payload:
+        return _pixels(payload["pixels"])
+    text = payload["image"]
+    if not isinstance(text, str) or not text:
+        raise ApiError(400, "'image' must be a non-empty base64 string")
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "'image' is not valid base64") from None
+
+
+def _pixels(value) -> np.ndarray:
+    try:
+        pixels = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise ApiError(400, "'pixels' must be 28 rows of 28 numbers") from None
+    if pixels.shape != (28, 28):
+        raise ApiError(400, f"'pixels' must be 28 rows of 28 numbers, got shape {pixels.shape}")
+    if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 255:
+        raise ApiError(400, "'pixels' values must be numbers from 0 to 255 (light ink on black)")
+    return np.round(pixels).astype(np.uint8)

@@ -1,0 +1,139 @@
+// The drawing page: strokes on a canvas, sent to POST /predict as a PNG while you draw.
+// pad.dataset.version counts drawing changes; prediction.dataset.version names the change the
+// shown prediction belongs to (tests wait until the two agree).
+"use strict";
+
+const pad = document.getElementById("pad");
+const ctx = pad.getContext("2d");
+const prediction = document.getElementById("prediction");
+const confidence = document.getElementById("confidence");
+const bars = document.getElementById("bars");
+const seen = document.getElementById("seen").getContext("2d");
+const status = document.getElementById("status");
+const undoButton = document.getElementById("undo");
+const clearButton = document.getElementById("clear");
+const PEN = 0.07;  // stroke width as a fraction of the pad: close to MNIST's stroke to digit height
+
+let strokes = [];
+let current = null;
+let version = 0;
+let inFlight = false;
+let queued = false;
+
+for (let d = 0; d < 10; d++) {
+  const li = document.createElement("li");
+  li.innerHTML = `<span class="name">${d}</span><span class="track"><span class="fill"></span></span>` +
+                 `<span class="value">0%</span>`;
+  bars.appendChild(li);
+}
+
+function point(e) {
+  const r = pad.getBoundingClientRect();
+  return [(e.clientX - r.left) * pad.width / r.width, (e.clientY - r.top) * pad.height / r.height];
+}
+
+function drawStroke(s) {
+  ctx.lineWidth = PEN * pad.width;
+  ctx.beginPath();
+  ctx.moveTo(s[0][0], s[0][1]);
+  if (s.length === 1) ctx.lineTo(s[0][0] + 0.01, s[0][1]);  // a tap leaves a dot
+  for (const [x, y] of s.slice(1)) ctx.lineTo(x, y);
+  ctx.stroke();
+}
+
+function redraw() {
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, pad.width, pad.height);
+  ctx.strokeStyle = "#111";
+  ctx.lineCap = ctx.lineJoin = "round";
+  strokes.forEach(drawStroke);
+}
+
+function changed() {
+  version += 1;
+  pad.dataset.version = String(version);
+  undoButton.disabled = clearButton.disabled = strokes.length === 0;
+  request();
+}
+
+pad.addEventListener("pointerdown", (e) => {
+  e.preventDefault();
+  pad.setPointerCapture(e.pointerId);
+  current = [point(e)];
+  strokes.push(current);
+  redraw();
+  changed();
+});
+pad.addEventListener("pointermove", (e) => {
+  if (!current) return;
+  const events = e.getCoalescedEvents ? e.getCoalescedEvents() : [e];
+  for (const ev of (events.length ? events : [e])) current.push(point(ev));
+  redraw();
+  changed();
+});
+for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) {
+  pad.addEventListener(type, () => { current = null; });
+}
+undoButton.addEventListener("click", () => { strokes.pop(); redraw(); changed(); });
+clearButton.addEventListener("click", () => { strokes = []; redraw(); changed(); });
+document.getElementById("upload").addEventListener("change", (e) => {
+  const file = e.target.files[0];
+  if (file) send(file, ++version);
+  e.target.value = "";
+});
+
+function request() {
+  if (inFlight) { queued = true; return; }
+  if (strokes.length === 0) { show(null, version); return; }
+  const v = version;
+  inFlight = true;
+  pad.toBlob((blob) => send(blob, v), "image/png");
+}
+
+async function send(blob, v) {
+  inFlight = true;
+  const body = new FormData();
+  body.append("file", blob, "drawing.png");
+  try {
+    const response = await fetch("/predict", { method: "POST", body });
+    const data = await response.json();
+    if (!response.ok) throw new Error(data.detail || response.statusText);
+    status.textContent = "";
+    show(data, v);
+  } catch (err) {
+    status.textContent = `Could not read it: ${err.message}`;
+    prediction.dataset.version = String(v);
+  } finally {
+    inFlight = false;
+    if (queued) { queued = false; request(); }
+  }
+}
+
+function show(data, v) {
+  const probs = data ? data.probabilities : new Array(10).fill(0);
+  prediction.textContent = data ? String(data.prediction) : "–";
+  confidence.textContent = data ? `${(100 * probs[data.prediction]).toFixed(1)}% sure` : "\u00a0";
+  [...bars.children].forEach((li, d) => {
+    li.classList.toggle("top", !!data && d === data.prediction);
+    li.querySelector(".fill").style.width = `${(100 * probs[d]).toFixed(1)}%`;
+    li.querySelector(".value").textContent = `${(100 * probs[d]).toFixed(probs[d] < 0.1 ? 1 : 0)}%`;
+  });
+  const image = seen.createImageData(28, 28);
+  if (data) {
+    data.pixels.flat().forEach((value, i) => {
+      image.data.set([value, value, value, 255], 4 * i);
+    });
+  }
+  seen.putImageData(image, 0, 0);
+  prediction.dataset.version = String(v);
+}
+
+fetch("/model").then((r) => r.json()).then((m) => {
+  const acc = m.metrics && m.metrics.test_accuracy;
+  const parts = [`model: ${m.model_name || "?"}`, m.parameters ? `${m.parameters.toLocaleString()} parameters` : "",
+                 acc ? `${(100 * acc).toFixed(2)}% on the MNIST test set` : "", `backend: ${m.backend}`];
+  document.getElementById("model").textContent = parts.filter(Boolean).join(" · ");
+}).catch(() => {});
+
+redraw();
+show(null, 0);

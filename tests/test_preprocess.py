@@ -1,0 +1,163 @@
+"""Preprocessing against references: MNIST digits come back as themselves, and the same digit
+photographed (large, off-centre, dark on light, any format) comes back nearly the same."""
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digits.data import TEST_IMAGES, read_idx
+from digits.errors import ImageError
+from digits.preprocess import ink_map, load_grey, preprocess, preprocess_number, to_mnist
+
+
+@pytest.fixture(scope="module")
+def mnist_test_images():
+    from conftest import REAL_DATA
+
+    path = REAL_DATA / f"{TEST_IMAGES}.gz"
+    if not path.exists():
+        pytest.skip("real MNIST not found")
+    return read_idx(path).numpy()[:200]
+
+
+def encode(array: np.ndarray, fmt: str = "PNG", mode: str | None = None, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array, mode).save(buf, fmt, **kw) if mode else Image.fromarray(array).save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def photographed(image: np.ndarray, scale: int = 6, top: int = 40, left: int = 150) -> np.ndarray:
+    """Dark ink on light paper, enlarged and off-centre, in a larger page."""
+    big = np.asarray(Image.fromarray(image).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC))
+    page = np.zeros((28 * scale + 90, 28 * scale + 200), np.uint8)
+    page[top:top + 28 * scale, left:left + 28 * scale] = big
+    return (235 - page.astype(np.float32) * 0.8).astype(np.uint8)
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
+
+
+def test_an_mnist_digit_comes_back_as_itself(mnist_test_images):
+    d = [distance(preprocess(encode(im)), im) for im in mnist_test_images]
+    # measured: mean 0.92 of 255, 4% come back exactly; bounding boxes differ by a pixel at most
+    assert np.mean(d) < 2.0 and np.median(d) < 1.0
+
+
+def test_the_same_digit_photographed_comes_back_nearly_the_same(mnist_test_images):
+    distances, correlations = [], []
+    for image in mnist_test_images[:30]:
+        photo = photographed(image)
+        for data in (encode(photo), encode(np.stack([photo] * 3, -1), "JPEG", quality=85)):
+            out = preprocess(data)
+            distances.append(distance(out, image))
+            correlations.append(np.corrcoef(out.ravel(), image.ravel())[0, 1])
+    # measured on the first 40: mean distance 7.3 of 255 (a digit moved by one pixel is ~20),
+    # correlation 0.94 on average, 0.67 at worst
+    assert np.mean(distances) < 9 and np.mean(correlations) > 0.92 and min(correlations) > 0.6
+
+
+def test_centre_of_mass_is_centred_and_digit_fits_20x20():
+    page = np.full((300, 400), 255, np.uint8)
+    page[30:200, 300:330] = 0  # a thick "1" near the right edge
+    out = preprocess(encode(page))
+    ys, xs = np.nonzero(out)
+    assert ys.max() - ys.min() + 1 == 20 and xs.max() - xs.min() + 1 <= 20
+    com = np.array([(ys * out[ys, xs]).sum(), (xs * out[ys, xs]).sum()]) / out[ys, xs].sum()
+    assert np.abs(com - 14).max() <= 0.5
+
+
+def _digit_page(size=(120, 90)) -> np.ndarray:
+    img = np.zeros(size[::-1], np.uint8)
+    img[20:70, 30:40] = 255
+    img[20:28, 30:80] = 255  # an "L" lying on its back: asymmetric, so rotations show
+    return img
+
+
+@pytest.mark.parametrize("fmt,mode", [("PNG", "L"), ("JPEG", "RGB"), ("BMP", "RGB"), ("GIF", "P"),
+                                      ("TIFF", "I;16"), ("WEBP", "RGB"), ("PNG", "LA"), ("PNG", "RGBA")])
+def test_formats_and_modes_give_the_same_digit(fmt, mode):
+    ink = _digit_page()
+    reference = preprocess(encode(ink))
+    paper = 255 - ink  # dark on light
+    if mode == "I;16":
+        image = Image.fromarray(paper.astype(np.uint16) * 257)
+    elif mode in ("LA", "RGBA"):  # black strokes on a transparent canvas
+        rgba = np.zeros(ink.shape + (4,), np.uint8)
+        rgba[..., 3] = ink
+        image = Image.fromarray(rgba).convert(mode)
+    else:
+        image = Image.fromarray(paper).convert(mode)
+    buf = io.BytesIO()
+    image.save(buf, fmt, **({"quality": 90} if fmt in ("JPEG", "WEBP") else {}))
+    assert distance(preprocess(buf.getvalue()), reference) < 4
+
+
+def test_light_strokes_on_transparent_and_exif_orientation():
+    ink = _digit_page()
+    reference = preprocess(encode(ink))
+    rgba = np.full(ink.shape + (4,), 255, np.uint8)
+    rgba[..., 3] = ink  # white strokes, transparent elsewhere
+    assert distance(preprocess(encode(rgba)), reference) < 4
+    sideways = Image.fromarray(255 - ink).transpose(Image.Transpose.ROTATE_90)  # a phone held upright
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    buf = io.BytesIO()
+    sideways.save(buf, "JPEG", exif=exif, quality=95)
+    assert distance(preprocess(buf.getvalue()), reference) < 4
+
+
+def test_faint_noise_and_specks_do_not_move_the_box():
+    rng = np.random.default_rng(0)
+    ink = _digit_page((300, 200)).astype(np.float32)
+    noisy = np.clip(ink + rng.normal(0, 12, ink.shape), 0, 255)
+    noisy[180:183, 250:253] = 255  # a speck of dust far from the digit
+    assert distance(preprocess(encode(noisy.astype(np.uint8))), preprocess(encode(ink.astype(np.uint8)))) < 4
+
+
+def test_a_number_is_split_left_to_right(mnist_test_images):
+    three = mnist_test_images[:3]
+    page = np.concatenate([np.pad(im, ((0, 0), (4, 4))) for im in three], axis=1)
+    parts = preprocess_number(encode(255 - page))
+    assert len(parts) == 3
+    for part, image in zip(parts, three):
+        assert np.corrcoef(part.ravel(), image.ravel())[0, 1] > 0.9
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares a huge size (a decompression bomb) but holds almost nothing."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + \
+        chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("data,message", [
+    (png_header_only(50_000, 50_000), "over the limit"),
+    (png_header_only(7_000, 7_000), "over the limit"),  # under Pillow's own limit, over ours
+    (b"hello, not an image", "cannot read it as an image"),
+    (encode(np.full((50, 50), 200, np.uint8)), "no digit found"),
+    (encode(np.zeros((1, 1), np.uint8)), "no digit found"),
+], ids=["bomb", "too-many-pixels", "not-an-image", "blank", "one-pixel"])
+def test_bad_images_raise_one_clear_error(data, message):
+    with pytest.raises(ImageError, match=message):
+        preprocess(data)
+
+
+def test_missing_file_and_pixel_limit_argument(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        load_grey(tmp_path / "none.png")
+    with pytest.raises(ImageError, match="over the limit"):
+        preprocess(encode(_digit_page()), max_pixels=100)
+
+
+def test_to_mnist_output_contract():
+    ink = np.zeros((40, 40), np.float32)
+    ink[5:35, 18:22] = 1
+    out = to_mnist(ink)
+    assert out.dtype == np.uint8 and out.shape == (28, 28) and out.max() == 255
+    assert ink_map(np.where(ink > 0, 0.0, 1.0).astype(np.float32)).max() == 1  # dark ink inverted
