@@ -46,11 +46,13 @@ def export_model(checkpoint: str | Path, fmt: str, out: str | Path) -> Path:
     example = torch.zeros(2, 1, 28, 28, dtype=torch.uint8)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "onnx":
-            _export_onnx(wrapped, example, out, description)
-        else:
-            traced = torch.jit.trace(wrapped, example)
-            torch.jit.save(traced, str(out), _extra_files={"digits.json": json.dumps(description)})
+        with warnings.catch_warnings():  # torch 2.13 marks both exporters used here deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if fmt == "onnx":
+                _export_onnx(wrapped, example, out, description)
+            else:
+                traced = torch.jit.trace(wrapped, example)
+                torch.jit.save(traced, str(out), _extra_files={"digits.json": json.dumps(description)})
     except OSError as e:
         raise DigitsError(f"cannot write {out}: {e.strerror or e}") from None
     return out
@@ -61,11 +63,9 @@ def _export_onnx(wrapped: torch.nn.Module, example: torch.Tensor, out: Path, des
 
     # The TorchScript-based exporter: 0.9 s here against 12 s for the dynamo exporter, the same
     # graph for this kind of network, and no dependence on onnxscript's optimiser.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(wrapped, (example,), str(out), input_names=["images"], output_names=["logits"],
-                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-                          opset_version=OPSET, dynamo=False)
+    torch.onnx.export(wrapped, (example,), str(out), input_names=["images"], output_names=["logits"],
+                      dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                      opset_version=OPSET, dynamo=False)
     proto = onnx.load(str(out))
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(description)

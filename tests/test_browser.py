@@ -1,0 +1,149 @@
+"""The drawing page in a real browser: headless Chromium (Debian's package) driven by Playwright
+draws digits on the canvas of a real `digits serve` and reads the prediction the page shows.
+
+Skipped when Chromium or Playwright is missing, except under CI=true, where that is a failure.
+DIGITS_SCREENSHOT=docs/web-app.png also writes the screenshot there (the README's picture).
+"""
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "tests" / "data" / "seed.pt"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+# strokes in fractions of the pad: a person's 1, 7, 0 and 4
+CIRCLE = [(0.5 + 0.2 * math.sin(t / 20 * 2 * math.pi), 0.5 - 0.3 * math.cos(t / 20 * 2 * math.pi))
+          for t in range(21)]
+DIGITS = {
+    1: [[(0.52, 0.18), (0.5, 0.82)]],
+    7: [[(0.28, 0.22), (0.72, 0.22), (0.45, 0.82)]],
+    0: [CIRCLE],
+    4: [[(0.58, 0.18), (0.28, 0.58), (0.74, 0.58)], [(0.6, 0.3), (0.6, 0.84)]],
+}
+
+
+def _require_browser():
+    missing = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing = "the playwright package is not installed"
+    if missing is None and not Path(CHROMIUM).exists():
+        missing = f"{CHROMIUM} is missing (apt-get install -y chromium)"
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser tests must run in CI: {missing}")
+        pytest.skip(missing)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    _require_browser()
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "digits", "serve", str(MODEL), "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url + "/health", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"digits serve exited: {proc.stdout.read().decode()[-2000:]}")
+                time.sleep(0.1)
+        else:
+            pytest.fail("digits serve did not answer /health within 30 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser_page(server, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
+            args=ARGS, viewport={"width": 900, "height": 720})
+        page = context.new_page()
+        page.goto(server)
+        yield page
+        context.close()
+
+
+def draw(page, strokes) -> None:
+    box = page.locator("#pad").bounding_box()
+    for stroke in strokes:
+        points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(x, y, steps=8)
+        page.mouse.up()
+
+
+def shown_prediction(page) -> str:
+    """The prediction once the page has one for its latest drawing."""
+    page.wait_for_function("document.querySelector('#prediction').dataset.version === "
+                           "document.querySelector('#pad').dataset.version", timeout=10_000)
+    return page.locator("#prediction").inner_text().strip()
+
+
+@pytest.mark.slow
+def test_drawn_digits_are_recognised(browser_page, tmp_path):
+    page = browser_page
+    for digit, strokes in DIGITS.items():
+        page.click("#clear") if page.locator("#clear").is_enabled() else None
+        draw(page, strokes)
+        assert shown_prediction(page) == str(digit), f"drew a {digit}"
+        bars = page.locator("#bars li.top .name")
+        assert bars.inner_text() == str(digit)
+        seen = page.evaluate("Array.from(document.querySelector('#seen').getContext('2d')"
+                             ".getImageData(0, 0, 28, 28).data).filter((v, i) => i % 4 === 0)")
+        assert max(seen) == 255 and sum(seen[:28]) == 0  # the 28x28 the model saw: ink, centred
+    shot = tmp_path / "web-app.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("DIGITS_SCREENSHOT"):
+        shutil.copy(shot, os.environ["DIGITS_SCREENSHOT"])
+
+
+@pytest.mark.slow
+def test_undo_clear_and_a_phone_sized_screen(browser_page):
+    page = browser_page
+    page.click("#clear")
+    draw(page, DIGITS[7])
+    assert shown_prediction(page) == "7"
+    draw(page, [[(0.1, 0.9), (0.9, 0.9)]])  # a stray line
+    shown_prediction(page)
+    page.click("#undo")
+    assert shown_prediction(page) == "7"
+    page.click("#clear")
+    assert shown_prediction(page) == "–" and page.locator("#undo").is_disabled()
+    page.set_viewport_size({"width": 390, "height": 844})
+    pad = page.locator("#pad").bounding_box()
+    assert pad["x"] >= 0 and pad["x"] + pad["width"] <= 390 and pad["width"] > 250
+    draw(page, DIGITS[1])
+    assert shown_prediction(page) == "1"
+    page.set_viewport_size({"width": 900, "height": 720})

@@ -1,0 +1,142 @@
+"""`digits predict` and `digits export` with the committed seed model (tests/data/seed.pt)."""
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from digits.cli import main
+from digits.data import TEST_IMAGES, TEST_LABELS, read_idx
+from digits.evaluate import predict_logits
+from digits.checkpoint import load_checkpoint
+
+MODEL = Path(__file__).parent / "data" / "seed.pt"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def test_digits():
+    from conftest import REAL_DATA
+
+    if not (REAL_DATA / f"{TEST_IMAGES}.gz").exists():
+        pytest.skip("real MNIST not found")
+    return read_idx(REAL_DATA / f"{TEST_IMAGES}.gz").numpy()[:256], \
+        read_idx(REAL_DATA / f"{TEST_LABELS}.gz").numpy()[:256]
+
+
+@pytest.fixture
+def photos(tmp_path, test_digits):
+    """Four test digits as dark ink on light paper, enlarged and off-centre: PNG and JPEG."""
+    images, labels = test_digits
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(4):
+        page = np.full((200, 260), 240, np.uint8)
+        big = Image.fromarray(images[i]).resize((140, 140), Image.Resampling.BICUBIC)
+        page[20:160, 100:240] -= (np.asarray(big) * 0.85).astype(np.uint8)
+        Image.fromarray(page).convert("RGB").save(folder / f"{i}_{labels[i]}.{'png' if i % 2 else 'jpg'}")
+    (folder / "notes.txt").write_text("not an image; skipped in folders")
+    return folder, [int(v) for v in labels[:4]]
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "seed.onnx"
+    assert main(["export", str(MODEL), "--format", "onnx", "--out", str(out)]) == 0
+    return out
+
+
+def test_predict_prints_each_file_with_top_k(photos, capsys):
+    folder, labels = photos
+    assert main(["predict", str(MODEL), str(folder), "--top-k", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4
+    for line, label in zip(lines, labels):
+        assert line.split(": ")[1].split()[0] == str(label), line
+        assert line.count("%") == 2
+
+
+def test_predict_json_csv_and_show(photos, tmp_path, capsys):
+    folder, labels = photos
+    assert main(["predict", str(MODEL), str(folder), "--json", "--show", str(tmp_path / "s.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [r["prediction"] for r in result] == labels
+    for r in result:
+        assert set(r) == {"file", "prediction", "probabilities"} and len(r["probabilities"]) == 10
+        assert sum(r["probabilities"]) == pytest.approx(1, abs=1e-5)
+    assert Image.open(tmp_path / "s.png").size[0] > 100
+    assert main(["predict", str(MODEL), str(folder), "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [int(r["prediction"]) for r in rows] == labels and len(rows[0]) == 12
+
+
+def test_a_bad_file_fails_alone(photos, tmp_path, capsys):
+    folder, labels = photos
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"PNG? no")
+    assert main(["predict", str(MODEL), str(bad), str(folder / "0_7.jpg"), str(tmp_path / "gone.jpg")]) == 1
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 2 and all(e.startswith("digits: error: ") for e in errors)
+    assert any("bad.png: cannot read it as an image" in e for e in errors)
+    assert any("gone.jpg: no such file" in e for e in errors)
+    assert "Traceback" not in captured.err and captured.out.startswith(f"{folder / '0_7.jpg'}: 7")
+
+
+def test_a_number_is_read_left_to_right(test_digits, tmp_path, capsys):
+    images, labels = test_digits
+    page = 255 - np.concatenate([np.pad(im, 6) for im in images[:4]], axis=1)
+    Image.fromarray(page).save(tmp_path / "number.png")
+    assert main(["predict", str(MODEL), str(tmp_path / "number.png"), "--number", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)[0]
+    assert result["prediction"] == "".join(map(str, labels[:4])) and len(result["probabilities"]) == 4
+
+
+def test_not_a_model_is_one_line(photos, tmp_path, capsys):
+    (tmp_path / "m.onnx").write_bytes(b"nope")
+    assert main(["predict", str(tmp_path / "m.onnx"), str(photos[0])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("digits: error: ") and "not a readable ONNX model" in err and err.count("\n") == 1
+
+
+def test_onnx_export_matches_pytorch_on_real_test_images(onnx_model, test_digits):
+    import onnxruntime as ort
+
+    images = test_digits[0][:, None]
+    model, _ = load_checkpoint(MODEL)
+    expected = predict_logits(model, torch.from_numpy(images)).numpy()
+    session = ort.InferenceSession(str(onnx_model), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": images})[0]
+    assert got.shape == (256, 10)
+    assert np.abs(got - expected).max() <= 1e-4
+    meta = json.loads(session.get_modelmeta().custom_metadata_map["digits"])
+    assert meta["model_name"] == "seed" and meta["parameters"] == 42940
+
+
+def test_onnx_model_predicts_without_torch(onnx_model, photos):
+    folder, labels = photos
+    code = ("import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+            "from digits.cli import main\n"
+            f"sys.exit(main(['predict', {str(onnx_model)!r}, {str(folder)!r}, '--json']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert [r["prediction"] for r in json.loads(done.stdout)] == labels
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_torchscript_export_gives_the_same_logits(tmp_path, test_digits):
+    out = tmp_path / "seed.ts"
+    assert main(["export", str(MODEL), "--format", "torchscript", "--out", str(out)]) == 0
+    extra = {"digits.json": ""}
+    scripted = torch.jit.load(str(out), _extra_files=extra)
+    images = torch.from_numpy(test_digits[0][:64, None])
+    model, _ = load_checkpoint(MODEL)
+    assert torch.allclose(scripted(images), predict_logits(model, images), atol=1e-5)
+    assert json.loads(extra["digits.json"])["model_name"] == "seed"

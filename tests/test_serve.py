@@ -1,0 +1,121 @@
+"""The HTTP API through FastAPI's TestClient: a good image in each accepted form, and each bad input."""
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from digits.predictor import load_predictor
+from digits.serve import create_app
+from test_preprocess import png_header_only
+
+MODEL = Path(__file__).parent / "data" / "seed.pt"
+
+
+@pytest.fixture(scope="module")
+def client():
+    app = create_app(load_predictor(MODEL), max_upload_bytes=200_000, max_pixels=2_000_000)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def seven_png(size=280) -> bytes:
+    """A hand-drawn-like 7: dark strokes on white, as the drawing page sends it."""
+    img = Image.new("L", (size, size), 255)
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(img)
+    s = size / 280
+    draw.line([(70 * s, 60 * s), (200 * s, 60 * s), (120 * s, 230 * s)], fill=0, width=int(20 * s), joint="curve")
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def check_prediction(body: dict, digit: int | None = 7) -> None:
+    assert set(body) == {"prediction", "probabilities", "pixels"}
+    assert len(body["probabilities"]) == 10 and abs(sum(body["probabilities"]) - 1) < 1e-4
+    assert np.asarray(body["pixels"]).shape == (28, 28)
+    if digit is not None:
+        assert body["prediction"] == digit
+
+
+def test_multipart_upload(client):
+    r = client.post("/predict", files={"file": ("seven.png", seven_png(), "image/png")})
+    assert r.status_code == 200, r.text
+    check_prediction(r.json())
+    pixels = np.asarray(r.json()["pixels"])
+    assert pixels.max() == 255 and pixels[0].sum() == 0  # light ink on black, as MNIST
+
+
+def test_json_base64_and_data_url(client):
+    encoded = base64.b64encode(seven_png()).decode()
+    for image in (encoded, "data:image/png;base64," + encoded):
+        r = client.post("/predict", json={"image": image})
+        assert r.status_code == 200, r.text
+        check_prediction(r.json())
+
+
+def test_json_pixels_are_used_as_they_are(client):
+    first = client.post("/predict", files={"file": ("s.png", seven_png(), "image/png")}).json()
+    r = client.post("/predict", json={"pixels": first["pixels"]})
+    assert r.status_code == 200
+    assert r.json()["pixels"] == first["pixels"]
+    assert np.allclose(r.json()["probabilities"], first["probabilities"], atol=1e-6)
+
+
+def test_health_model_page_and_docs(client):
+    assert client.get("/health").json() == {"status": "ok", "backend": "pytorch"}
+    model = client.get("/model").json()
+    assert model["model_name"] == "seed" and model["parameters"] == 42940 and model["file"] == "seed.pt"
+    assert model["metrics"]["test_accuracy"] > 0.97  # from tests/data/metrics.json beside it
+    page = client.get("/")
+    assert page.status_code == 200 and "<canvas" in page.text
+    assert "http" not in page.text.replace("http-equiv", "")  # no CDN: it must work offline
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert client.get(asset).status_code == 200
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/json"} <= set(body)
+
+
+BAD = [
+    ("not an image", dict(files={"file": ("x.png", b"hello", "image/png")}), 422, "cannot read it as an image"),
+    ("too many pixels", dict(files={"file": ("b.png", png_header_only(3000, 3000), "image/png")}), 422,
+     "over the limit"),
+    ("decompression bomb", dict(files={"file": ("b.png", png_header_only(60000, 60000), "image/png")}), 422,
+     "over the limit"),
+    ("too large", dict(files={"file": ("big.png", b"\0" * 300_000, "image/png")}), 413, "over the limit"),
+    ("blank", dict(files={"file": ("w.png", png_header_only(1, 1), "image/png")}), 422, ""),
+    ("no file field", dict(files={"other": ("a.png", b"x", "image/png")}), 400, "field 'file'"),
+    ("empty file", dict(files={"file": ("a.png", b"", "image/png")}), 400, "empty"),
+    ("bad json", dict(content=b"{nope", headers={"content-type": "application/json"}), 400, "not valid JSON"),
+    ("both keys", dict(json={"image": "", "pixels": []}), 400, "exactly one"),
+    ("bad base64", dict(json={"image": "***"}), 400, "base64"),
+    ("wrong shape", dict(json={"pixels": [[0] * 28] * 27}), 400, "28 rows"),
+    ("out of range", dict(json={"pixels": [[300] * 28] * 28}), 400, "0 to 255"),
+    ("plain text", dict(content=b"7", headers={"content-type": "text/plain"}), 415, "multipart"),
+]
+
+
+@pytest.mark.parametrize("kwargs,status,message", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_inputs_get_a_json_message_and_no_stack_trace(client, kwargs, status, message):
+    r = client.post("/predict", **kwargs)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    assert message in r.json()["detail"]
+    assert "Traceback" not in r.text and 'File "' not in r.text
+
+
+def test_an_unexpected_failure_is_a_500_without_details(client):
+    broken = create_app(load_predictor(MODEL))
+    broken.state.predictor._logits = lambda images: 1 / 0  # noqa: E731
+    with TestClient(broken, raise_server_exceptions=False) as c:
+        r = c.post("/predict", json={"pixels": [[0] * 28] * 28})
+    assert r.status_code == 500 and "ZeroDivision" not in r.text
+    assert json.loads(r.text)["detail"].startswith("internal error")
