@@ -85,7 +85,7 @@ def browser_page(server, tmp_path_factory):
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
-            args=ARGS, viewport={"width": 900, "height": 720})
+            args=ARGS, viewport={"width": 900, "height": 720}, has_touch=True)
         page = context.new_page()
         page.goto(server)
         yield page
@@ -103,6 +103,26 @@ def draw(page, strokes) -> None:
         page.mouse.up()
 
 
+def draw_with_a_finger(page, strokes) -> None:
+    """Touch events through the DevTools protocol, as a phone's touchscreen sends them."""
+    cdp = page.context.new_cdp_session(page)
+    box = page.locator("#pad").bounding_box()
+    for stroke in strokes:
+        points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke]
+        path = [points[0]] + [(x0 + (x1 - x0) * t / 8, y0 + (y1 - y0) * t / 8)
+                              for (x0, y0), (x1, y1) in zip(points, points[1:]) for t in range(1, 9)]
+        for i, (x, y) in enumerate(path):
+            kind = "touchStart" if i == 0 else "touchMove"
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [{"x": x, "y": y}]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    cdp.detach()
+
+
+def clear(page) -> None:
+    if page.locator("#clear").is_enabled():
+        page.click("#clear")
+
+
 def shown_prediction(page) -> str:
     """The prediction once the page has one for its latest drawing."""
     page.wait_for_function("document.querySelector('#prediction').dataset.version === "
@@ -114,7 +134,7 @@ def shown_prediction(page) -> str:
 def test_drawn_digits_are_recognised(browser_page, tmp_path):
     page = browser_page
     for digit, strokes in DIGITS.items():
-        page.click("#clear") if page.locator("#clear").is_enabled() else None
+        clear(page)
         draw(page, strokes)
         assert shown_prediction(page) == str(digit), f"drew a {digit}"
         bars = page.locator("#bars li.top .name")
@@ -132,7 +152,7 @@ def test_drawn_digits_are_recognised(browser_page, tmp_path):
 @pytest.mark.slow
 def test_undo_clear_and_a_phone_sized_screen(browser_page):
     page = browser_page
-    page.click("#clear")
+    clear(page)
     draw(page, DIGITS[7])
     assert shown_prediction(page) == "7"
     draw(page, [[(0.1, 0.9), (0.9, 0.9)]])  # a stray line
@@ -144,6 +164,7 @@ def test_undo_clear_and_a_phone_sized_screen(browser_page):
     page.set_viewport_size({"width": 390, "height": 844})
     pad = page.locator("#pad").bounding_box()
     assert pad["x"] >= 0 and pad["x"] + pad["width"] <= 390 and pad["width"] > 250
-    draw(page, DIGITS[1])
+    draw_with_a_finger(page, DIGITS[1])
     assert shown_prediction(page) == "1"
+    assert page.evaluate("window.scrollY") == 0  # drawing does not scroll the page
     page.set_viewport_size({"width": 900, "height": 720})

@@ -119,3 +119,28 @@ def test_an_unexpected_failure_is_a_500_without_details(client):
         r = c.post("/predict", json={"pixels": [[0] * 28] * 28})
     assert r.status_code == 500 and "ZeroDivision" not in r.text
     assert json.loads(r.text)["detail"].startswith("internal error")
+
+
+def test_inference_does_not_block_the_event_loop():
+    import threading
+    import time
+
+    slow = create_app(load_predictor(MODEL))
+    model_logits = slow.state.predictor._logits
+    started = threading.Event()
+
+    def sleepy(images):
+        started.set()
+        time.sleep(1.0)
+        return model_logits(images)
+
+    slow.state.predictor._logits = sleepy
+    with TestClient(slow) as c:
+        worker = threading.Thread(target=c.post, args=("/predict",), kwargs={"json": {"pixels": [[0] * 28] * 28}})
+        worker.start()
+        assert started.wait(5)
+        t0 = time.perf_counter()
+        assert c.get("/health").status_code == 200
+        answered = time.perf_counter() - t0
+        worker.join()
+    assert answered < 0.5, f"/health waited {answered:.2f} s for a prediction in progress"

@@ -182,7 +182,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for file, message in result.errors:
         print(f"digits: error: {file}: {message}", file=sys.stderr)
     if args.json:
-        print(json.dumps([p.to_dict() for p in result.predictions], indent=1))
+        print("[" + ",\n ".join(json.dumps(p.to_dict()) for p in result.predictions) + "]")
     elif args.csv:
         print(to_csv(result.predictions), end="")
     else:

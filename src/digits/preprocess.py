@@ -167,23 +167,22 @@ def _place(offset: float, length: int) -> int:
     return int(min(max(round(offset), 0), SIZE - length))
 
 
-def preprocess(source, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """One digit: an image file, bytes or PIL image -> uint8 (28, 28), MNIST-style."""
+def _prepare(source, max_pixels: int) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """Ink map, component labels (and their reduction factor) and noise floor of an image."""
     ink = ink_map(load_grey(source, max_pixels))
     labels, factor = _components(ink)
-    keep = significant(labels)
-    if not keep:
+    if labels.max() == 0:
         raise ImageError("no digit found: no ink above the noise level")
-    floor = noise_floor(ink, _selection(labels, None, factor, ink.shape, 3))
-    return to_mnist(ink * _selection(labels, keep, factor, ink.shape), floor)
+    return ink, labels, factor, noise_floor(ink, _selection(labels, None, factor, ink.shape, 3))
+
+
+def preprocess(source, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """One digit: an image file, bytes or PIL image -> uint8 (28, 28), MNIST-style."""
+    ink, labels, factor, floor = _prepare(source, max_pixels)
+    return to_mnist(ink * _selection(labels, significant(labels), factor, ink.shape), floor)
 
 
 def preprocess_number(source, max_pixels: int = MAX_PIXELS) -> list[np.ndarray]:
     """Several digits written side by side -> one uint8 (28, 28) per digit, left to right."""
-    ink = ink_map(load_grey(source, max_pixels))
-    labels, factor = _components(ink)
-    groups = group_digits(labels)
-    if not groups:
-        raise ImageError("no digit found: no ink above the noise level")
-    floor = noise_floor(ink, _selection(labels, None, factor, ink.shape, 3))
-    return [to_mnist(ink * _selection(labels, ids, factor, ink.shape), floor) for ids in groups]
+    ink, labels, factor, floor = _prepare(source, max_pixels)
+    return [to_mnist(ink * _selection(labels, ids, factor, ink.shape), floor) for ids in group_digits(labels)]
