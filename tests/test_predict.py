@@ -141,3 +141,12 @@ def test_torchscript_export_gives_the_same_logits(tmp_path, test_digits):
     model, _ = load_checkpoint(MODEL)
     assert torch.allclose(scripted(images), predict_logits(model, images), atol=1e-5)
     assert json.loads(extra["digits.json"])["model_name"] == "seed"
+
+
+@pytest.mark.parametrize("args", [["serve", "missing.pt"], ["export", "missing.pt", "--out", "x.onnx"],
+                                  ["predict", "missing.pt", "a.png"]])
+def test_a_missing_model_is_one_line_and_exit_2(args, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("digits: error: missing.pt: no such checkpoint file") and err.count("\n") == 1
