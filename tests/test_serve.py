@@ -75,9 +75,10 @@ def test_health_model_page_and_docs(client):
     assert model["metrics"]["test_accuracy"] > 0.97  # from tests/data/metrics.json beside it
     page = client.get("/")
     assert page.status_code == 200 and "<canvas" in page.text
-    assert "http" not in page.text.replace("http-equiv", "")  # no CDN: it must work offline
     for asset in ("/static/app.js", "/static/style.css"):
-        assert client.get(asset).status_code == 200
+        r = client.get(asset)
+        assert r.status_code == 200 and "http" not in r.text  # no CDN: it must work offline
+    assert "http" not in page.text.replace("http-equiv", "")
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
@@ -144,3 +145,9 @@ def test_inference_does_not_block_the_event_loop():
         answered = time.perf_counter() - t0
         worker.join()
     assert answered < 0.5, f"/health waited {answered:.2f} s for a prediction in progress"
+
+
+def test_a_streamed_body_over_the_limit_is_cut_off_with_413(client):
+    chunks = (b"x" * 50_000 for _ in range(10))  # no Content-Length: sent chunked
+    r = client.post("/predict", content=chunks, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "over the limit" in r.json()["detail"]

@@ -105,5 +105,4 @@ def plot_misclassified(images: torch.Tensor, predictions: torch.Tensor, labels: 
 
 def plot_inputs(images: torch.Tensor, titles: list[str], path, cols: int = 8) -> Path:
     """Preprocessed user images (what the model saw), each titled with its prediction."""
-    return _image_grid(images, titles, min(cols, max(1, len(images))), path,
-                       suptitle="What the model saw: prediction (probability)")
+    return _image_grid(images, titles, min(cols, max(1, len(images))), path)

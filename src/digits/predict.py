@@ -117,7 +117,9 @@ def show(predictions: list[Prediction], out: str | Path) -> Path:
     titles = []
     for p in predictions:
         probs = np.asarray(p.probabilities).reshape(-1, 10)
-        titles += [f"{probs[i].argmax()} ({100 * probs[i].max():.0f}%)" for i in range(len(probs))]
+        name = Path(p.file).name
+        titles += [f"{name if len(name) <= 14 else name[:13] + '…'}\n{probs[i].argmax()} "
+                   f"({100 * probs[i].max():.0f}%)" for i in range(len(probs))]
     if not pixels:
         raise DigitsError("--show: nothing was predicted, so there is nothing to draw")
     return plot_inputs(torch.from_numpy(np.stack(pixels)), titles, out)
