@@ -150,3 +150,20 @@ def test_a_missing_model_is_one_line_and_exit_2(args, tmp_path, capsys, monkeypa
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("digits: error: missing.pt: no such checkpoint file") and err.count("\n") == 1
+
+
+def test_the_api_serves_an_onnx_model_like_the_checkpoint(onnx_model, photos):
+    from fastapi.testclient import TestClient
+
+    from digits.predictor import load_predictor
+    from digits.serve import create_app
+
+    image = next(photos[0].glob("0_*")).read_bytes()
+    answers = []
+    for path in (onnx_model, MODEL):
+        with TestClient(create_app(load_predictor(path))) as client:
+            assert client.get("/model").json()["model_name"] == "seed"
+            answers.append(client.post("/predict", files={"file": ("d.jpg", image, "image/jpeg")}).json())
+    assert answers[0]["prediction"] == answers[1]["prediction"] == photos[1][0]
+    assert answers[0]["pixels"] == answers[1]["pixels"]
+    assert np.allclose(answers[0]["probabilities"], answers[1]["probabilities"], atol=1e-5)
