@@ -4,7 +4,8 @@ the same model's accuracy on the test set itself, for seed models trained by `di
     PYTHONPATH=src python benchmarks/photo_accuracy.py --runs runs/seed-0 runs/seed-1 runs/seed-2
 
 Each run folder needs checkpoint.pt and metrics.json (`digits run --seed N --out runs/seed-N`).
-Writes benchmarks/results/photo_accuracy.json and prints a Markdown table.
+Writes benchmarks/results/photo_accuracy.json and prints a Markdown table (`--table` prints the
+table again from that file without measuring).
 """
 from __future__ import annotations
 
@@ -45,9 +46,14 @@ def main() -> None:
     from digits.data import load_mnist
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", nargs="+", required=True, help="run folders of `digits run` (one per seed)")
+    p.add_argument("--runs", nargs="+", help="run folders of `digits run` (one per seed)")
     p.add_argument("--count", type=int, default=10000, help="test images to photograph (default all)")
+    p.add_argument("--table", action="store_true", help="only print the table of the last results")
     args = p.parse_args()
+    if args.table:
+        return print_table(json.loads(RESULTS.read_text()))
+    if not args.runs:
+        p.error("--runs is required")
     test = load_mnist(val_size=0, download=False).test
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,11 +73,20 @@ def main() -> None:
                "mean_photo_accuracy": float(np.mean([r["photo_accuracy"] for r in rows]))}
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    print_table(summary)
+
+
+def print_table(summary: dict) -> None:
+    rows = summary["runs"]
     print(f"\n| seed | test set | photographed | {' | '.join(STYLES)} |\n|---|---|---|" + "---|" * len(STYLES))
     for r in rows:
         print(f"| {r['seed']} | {100 * r['test_accuracy']:.2f}% | {100 * r['photo_accuracy']:.2f}% | "
               + " | ".join(f"{100 * a:.2f}%" for a in r["per_style"].values()) + " |")
-    print(f"| mean | {100 * summary['mean_test_accuracy']:.2f}% | {100 * summary['mean_photo_accuracy']:.2f}% |")
+    test, photo = (100 * np.array([r[k] for r in rows]) for k in ("test_accuracy", "photo_accuracy"))
+    styles = [100 * np.mean([r["per_style"][s] for r in rows]) for s in STYLES]
+    spread = (lambda a: f" ± {a.std(ddof=1):.2f}") if len(rows) > 1 else (lambda a: "")
+    print(f"| mean | {test.mean():.2f}%{spread(test)} | {photo.mean():.2f}%{spread(photo)} | "
+          + " | ".join(f"{a:.2f}%" for a in styles) + " |")
 
 
 if __name__ == "__main__":
