@@ -143,13 +143,18 @@ def test_torchscript_export_gives_the_same_logits(tmp_path, test_digits):
     assert json.loads(extra["digits.json"])["model_name"] == "seed"
 
 
-@pytest.mark.parametrize("args", [["serve", "missing.pt"], ["export", "missing.pt", "--out", "x.onnx"],
-                                  ["predict", "missing.pt", "a.png"]])
-def test_a_missing_model_is_one_line_and_exit_2(args, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("args,message", [
+    (["serve", "missing.pt"], "missing.pt: no such checkpoint file"),
+    (["export", "missing.pt", "--out", "x.onnx"], "missing.pt: no such checkpoint file"),
+    (["predict", "missing.pt", "a.png"], "missing.pt: no such checkpoint file"),
+    (["predict", "missing.pt", "a.png", "--top-k", "0"], "--top-k must be from 1 to 10"),
+    (["serve", "missing.pt", "--max-upload-mb", "0"], "must be positive"),
+])
+def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith("digits: error: missing.pt: no such checkpoint file") and err.count("\n") == 1
+    assert err.startswith(f"digits: error: {message}") and err.count("\n") == 1
 
 
 def test_the_api_serves_an_onnx_model_like_the_checkpoint(onnx_model, photos):

@@ -177,6 +177,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict_paths, show, to_csv
     from .predictor import load_predictor
 
+    if not 1 <= args.top_k <= 10:
+        raise DigitsError(f"--top-k must be from 1 to 10, got {args.top_k}")
     predictor = load_predictor(args.checkpoint, args.device, threads=1)  # one image at a time
     result = predict_paths(predictor, args.paths, number=args.number)
     for file, message in result.errors:
@@ -205,6 +207,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
+    if args.max_upload_mb <= 0 or args.max_pixels <= 0:
+        raise DigitsError("--max-upload-mb and --max-pixels must be positive")
     serve(args.checkpoint, args.host, args.port, max_upload_bytes=int(args.max_upload_mb * 2**20),
           max_pixels=args.max_pixels)
     return 0
