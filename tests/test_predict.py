@@ -148,7 +148,7 @@ def test_torchscript_export_gives_the_same_logits(tmp_path, test_digits):
     (["export", "missing.pt", "--out", "x.onnx"], "missing.pt: no such checkpoint file"),
     (["predict", "missing.pt", "a.png"], "missing.pt: no such checkpoint file"),
     (["predict", "missing.pt", "a.png", "--top-k", "0"], "--top-k must be from 1 to 10"),
-    (["serve", "missing.pt", "--max-upload-mb", "0"], "must be positive"),
+    (["serve", "missing.pt", "--max-upload-mb", "0"], "--max-upload-mb and --max-pixels must be positive"),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
