@@ -45,7 +45,8 @@ def plot_unseen_classes(rows: list[dict], path) -> Path:
         ax.bar(xs, [100 * r[key]["mean"] for r in rows], width, yerr=[100 * r[key]["ci95"] for r in rows],
                capsize=4, label=label)
     ax.set_xticks(range(len(rows)), [f"{r['shots']}-shot" for r in rows])
-    ax.set(ylabel="accuracy (%)", ylim=(0, 100), title="5-way episodes on unseen digits 5-9")
+    ax.set(ylabel="accuracy (%)", ylim=(0, 112), yticks=range(0, 101, 20),
+           title="5-way episodes on unseen digits 5-9")
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper center", ncol=2, fontsize=9)
     return _save(fig, path)

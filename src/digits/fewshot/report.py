@@ -57,8 +57,8 @@ def render(results: dict) -> str:
     sizes = results["split_sizes"]
     return "\n".join([
         "# Few-shot learning on MNIST", "",
-        f"Measured {results['date']} on {m['cpu']} ({m['cpu_count']} cores, {m['torch_threads']} torch "
-        f"threads, device {results['device']}), torch {m['torch_version']}; whole run "
+        f"Measured {results['date']} on {m['cpu']} ({m['cpu_count']} cores; torch threads: "
+        f"{m['torch_threads']}; device {results['device']}), torch {m['torch_version']}; whole run "
         f"{results['total_seconds'] / 60:.1f} min. Reproduce with `digits fewshot` and the configuration below.",
         "", "## Targets", "", *targets(results), "",
         "## Learning curve: trained from scratch on k images per class", "",
