@@ -36,7 +36,8 @@ def _key_value(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _add_config_args(p: argparse.ArgumentParser, sections=("data", "model", "optim", "")) -> None:
+def _add_config_args(p: argparse.ArgumentParser, sections=("data", "model", "optim", ""),
+                     defaults_from: str = "seed recipe") -> None:
     """One flag per config field, help text from the field; every default is None so that only
     the flags given override the recipe."""
     from dataclasses import MISSING, fields
@@ -54,13 +55,13 @@ def _add_config_args(p: argparse.ArgumentParser, sections=("data", "model", "opt
             default = f.default if f.default is not MISSING else None
             if f.type == "bool":
                 group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
-                                   help=f"{f.metadata['help']} (seed recipe: {'on' if default else 'off'})")
+                                   help=f"{f.metadata['help']} ({defaults_from}: {'on' if default else 'off'})")
             elif f.type.startswith("dict"):
                 group.add_argument(flag, dest=dest, type=_key_value, action="append", metavar="KEY=VALUE",
                                    help=f.metadata["help"])
             else:
                 metavar = f.metadata.get("metavar", {"int": "N", "float": "X"}.get(f.type, "NAME"))
-                shown = "" if default is None else f" (seed recipe: {default})"
+                shown = "" if default is None else f" ({defaults_from}: {default})"
                 group.add_argument(flag, dest=dest, type=_TYPES[f.type], default=None, metavar=metavar,
                                    help=f"{f.metadata['help']}{shown}")
 
@@ -207,6 +208,23 @@ def cmd_fewshot_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_fewshot_parsers(sub) -> None:
+    p = sub.add_parser("fewshot", help="accuracy from k images per class, and on digits never trained on")
+    p.add_argument("--out", required=True, help="results folder: fewshot.json, fewshot.md, plots, embedding.pt")
+    p.add_argument("--quick", action="store_true", help="fewer k, subsets, steps and episodes (about "
+                   "a minute); the flags below still override")
+    _add_config_args(p, sections=("data", "fewshot"), defaults_from="default")
+    p.set_defaults(handler=cmd_fewshot)
+
+    p = sub.add_parser("fewshot-predict", help="classify images by nearest prototype of example folders")
+    p.add_argument("checkpoint", help="an embedding.pt written by `digits fewshot`")
+    p.add_argument("--support", required=True, metavar="DIR", help="one sub-folder of example images "
+                   "per class; the sub-folder names are the class names")
+    p.add_argument("--query", required=True, nargs="+", metavar="PATH", help="images to classify")
+    p.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    p.set_defaults(handler=cmd_fewshot_predict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="digits", description="Train, evaluate and use CNNs that "
                                      "recognise handwritten digits (MNIST).")
@@ -236,20 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
     p.set_defaults(handler=cmd_show)
 
-    p = sub.add_parser("fewshot", help="accuracy from k images per class, and on digits never trained on")
-    p.add_argument("--out", required=True, help="results folder: fewshot.json, fewshot.md, plots, embedding.pt")
-    p.add_argument("--quick", action="store_true", help="fewer k, subsets, steps and episodes (about "
-                   "a minute); the flags below still override")
-    _add_config_args(p, sections=("data", "fewshot"))
-    p.set_defaults(handler=cmd_fewshot)
-
-    p = sub.add_parser("fewshot-predict", help="classify images by nearest prototype of example folders")
-    p.add_argument("checkpoint", help="an embedding.pt written by `digits fewshot`")
-    p.add_argument("--support", required=True, metavar="DIR", help="one sub-folder of example images "
-                   "per class; the sub-folder names are the class names")
-    p.add_argument("--query", required=True, nargs="+", metavar="PATH", help="images to classify")
-    p.add_argument("--json", action="store_true", help="print the predictions as JSON")
-    p.set_defaults(handler=cmd_fewshot_predict)
+    _add_fewshot_parsers(sub)
 
     p = sub.add_parser("models", help="list the registered models and their parameter counts")
     p.set_defaults(handler=cmd_models)

@@ -20,7 +20,7 @@ from ..data import load_mnist
 from ..errors import DigitsError
 from ..report import write_json, write_text
 from ..train import resolve_device
-from .curve import FULL, learning_curve, parse_counts
+from .curve import learning_curve, parse_counts
 from .episodes import summary
 from .protonet import EMBEDDING_MODEL
 from .unseen import SEEN, unseen_classes
@@ -102,12 +102,3 @@ def run_fewshot(cfg: FewShotConfig, data_cfg: DataConfig, out: str | Path, log=p
     write_text(out / "fewshot.md", report.render(results))
     return FewShotResult(out, results)
 
-
-def headline(results: dict) -> dict:
-    """The numbers the README quotes: network accuracy at k = 1, 10, 100 (where run) and the
-    unseen-class gain of the embedding over raw pixels at each shot count, in points."""
-    curve = {row["k"]: row["network"]["mean"] for row in results["learning_curve"]["rows"]}
-    gains = {row["shots"]: 100 * (row["embedding"]["mean"] - row["pixels"]["mean"])
-             for row in results["unseen_classes"]["rows"]}
-    return {"network_accuracy": {k: curve[k] for k in (1, 10, 100, FULL) if k in curve},
-            "unseen_gain_points": gains}
