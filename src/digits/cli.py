@@ -186,7 +186,7 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
             setattr(config, dest.split(".", 1)[1], value)
     _check_positive(config, "subsets", "min_steps", "max_steps", "epochs", "batch_size", "lr",
                     "train_episodes", "train_shots", "queries", "episodes")
-    result = run_fewshot(config, _data_config(args), args.out)
+    result = run_fewshot(config, _data_config(args), args.out, log=print)
     print(f"wrote {result.out / 'fewshot.md'}, fewshot.json, learning_curve.png, unseen_classes.png "
           f"and embedding.pt in {result.results['total_seconds'] / 60:.1f} min")
     return 0

@@ -110,4 +110,3 @@ class FewShotConfig:
     device: str = setting("cpu", "cpu, cuda, cuda:N, mps or auto")
     threads: int = setting(0, "CPU threads for torch; 0 keeps torch's default (one per core)")
     progress: bool = setting(True, "show a progress bar")
-

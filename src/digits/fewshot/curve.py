@@ -18,7 +18,7 @@ from ..evaluate import evaluate
 from ..models import create_model
 from .augment import random_affine
 from .baselines import class_means, nearest_neighbour, nearest_prototype, pixels
-from .loop import optimise
+from .loop import optimise, quiet
 from .subsets import class_balanced_subset
 
 FULL = "full"
@@ -87,7 +87,7 @@ def curve_point(data: MNIST, k, subset: int, cfg: FewShotConfig, device: torch.d
             "train_seconds": seconds, "network": accuracy, **(baselines or _baselines(train, data.test))}
 
 
-def learning_curve(data: MNIST, cfg: FewShotConfig, device: torch.device, log=print) -> list[dict]:
+def learning_curve(data: MNIST, cfg: FewShotConfig, device: torch.device, log=quiet) -> list[dict]:
     """Every (k, subset) cell; the full set's baselines do not depend on the subset: computed once."""
     cells = []
     for k in parse_counts(cfg.shots, allow_full=True):

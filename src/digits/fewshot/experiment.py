@@ -22,6 +22,7 @@ from ..report import write_json, write_text
 from ..train import resolve_device
 from .curve import learning_curve, parse_counts
 from .episodes import summary
+from .loop import quiet
 from .protonet import EMBEDDING_MODEL
 from .unseen import SEEN, unseen_classes
 
@@ -70,7 +71,7 @@ def _prepare(out: str | Path) -> Path:
     return out
 
 
-def run_fewshot(cfg: FewShotConfig, data_cfg: DataConfig, out: str | Path, log=print) -> FewShotResult:
+def run_fewshot(cfg: FewShotConfig, data_cfg: DataConfig, out: str | Path, log=quiet) -> FewShotResult:
     """Run both experiments and write the results folder; returns what fewshot.json holds."""
     from . import plots, report  # matplotlib only when figures are drawn
 

@@ -41,3 +41,7 @@ def _check_finite(losses: list[torch.Tensor], step: int) -> None:
     last = losses[-1].item()
     if not math.isfinite(last):
         raise DigitsError(f"few-shot training diverged: loss is {last} at step {step + 1}; lower --lr")
+
+
+def quiet(line: str) -> None:
+    """The default progress log of the few-shot experiment: nothing (the CLI passes print)."""

@@ -14,12 +14,13 @@ from ..data import MNIST
 from .baselines import pixels
 from .curve import parse_counts
 from .episodes import episode_accuracies, summary
+from .loop import quiet
 from .protonet import embed, train_embedding
 
 SEEN, UNSEEN = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
 
 
-def unseen_classes(data: MNIST, cfg: FewShotConfig, device: torch.device, log=print
+def unseen_classes(data: MNIST, cfg: FewShotConfig, device: torch.device, log=quiet
                    ) -> tuple[dict, torch.nn.Module]:
     """The embedding (trained on SEEN only) and its accuracy on UNSEEN episodes per shot count."""
     start = time.perf_counter()
