@@ -37,3 +37,8 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# Few-shot experiment (issue 6): learning curve and unseen digits; writes docs/fewshot.
+.PHONY: fewshot
+fewshot: $(STAMP)
+	$(BIN)/digits fewshot --out docs/fewshot $(ARGS)

@@ -15,7 +15,8 @@ def test_shape_backward_and_budget(name):
     model = create_model(name)
     images = torch.randn(3, 1, 28, 28)
     logits = model(images)
-    assert logits.shape == (3, 10) and logits.dtype == torch.float32
+    width = getattr(model, "embedding_dim", 10)  # embeddings (few-shot) are vectors, not logits
+    assert logits.shape == (3, width) and logits.dtype == torch.float32
     logits.logsumexp(1).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     assert 0 < count_parameters(model) <= PARAMETER_BUDGET

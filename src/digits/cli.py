@@ -14,14 +14,16 @@ from . import __version__
 from .errors import DigitsError
 
 
-_SECTIONS = (("data", "data"), ("model", "model"), ("optim", "optimisation"), ("", "run"))
+_SECTIONS = (("data", "data"), ("model", "model"), ("optim", "optimisation"), ("", "run"),
+             ("fewshot", "few-shot"))
 _TYPES = {"int": int, "float": float, "str": str, "str | None": str}
 
 
 def _config_classes():
-    from .config import DataConfig, ModelConfig, OptimConfig, RunConfig
+    from .config import DataConfig, FewShotConfig, ModelConfig, OptimConfig, RunConfig
 
-    return {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "": RunConfig}
+    return {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "": RunConfig,
+            "fewshot": FewShotConfig}
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -34,7 +36,8 @@ def _key_value(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _add_config_args(p: argparse.ArgumentParser, sections=("data", "model", "optim", "")) -> None:
+def _add_config_args(p: argparse.ArgumentParser, sections=("data", "model", "optim", ""),
+                     defaults_from: str = "seed recipe") -> None:
     """One flag per config field, help text from the field; every default is None so that only
     the flags given override the recipe."""
     from dataclasses import MISSING, fields
@@ -52,13 +55,13 @@ def _add_config_args(p: argparse.ArgumentParser, sections=("data", "model", "opt
             default = f.default if f.default is not MISSING else None
             if f.type == "bool":
                 group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
-                                   help=f"{f.metadata['help']} (seed recipe: {'on' if default else 'off'})")
+                                   help=f"{f.metadata['help']} ({defaults_from}: {'on' if default else 'off'})")
             elif f.type.startswith("dict"):
                 group.add_argument(flag, dest=dest, type=_key_value, action="append", metavar="KEY=VALUE",
                                    help=f.metadata["help"])
             else:
                 metavar = f.metadata.get("metavar", {"int": "N", "float": "X"}.get(f.type, "NAME"))
-                shown = "" if default is None else f" (seed recipe: {default})"
+                shown = "" if default is None else f" ({defaults_from}: {default})"
                 group.add_argument(flag, dest=dest, type=_TYPES[f.type], default=None, metavar=metavar,
                                    help=f"{f.metadata['help']}{shown}")
 
@@ -245,6 +248,54 @@ def _add_use_commands(sub) -> None:
                    "larger ones get 422 (default 40,000,000)")
     p.set_defaults(handler=cmd_serve)
 
+def cmd_fewshot(args: argparse.Namespace) -> int:
+    from .fewshot.experiment import run_fewshot
+    from .recipes import fewshot_recipe
+
+    config = fewshot_recipe(args.quick)
+    for dest, value in vars(args).items():
+        if dest.startswith("fewshot.") and value is not None:
+            setattr(config, dest.split(".", 1)[1], value)
+    _check_positive(config, "subsets", "min_steps", "max_steps", "epochs", "batch_size", "lr",
+                    "train_episodes", "train_shots", "queries", "episodes")
+    result = run_fewshot(config, _data_config(args), args.out, log=print)
+    print(f"wrote {result.out / 'fewshot.md'}, fewshot.json, learning_curve.png, unseen_classes.png "
+          f"and embedding.pt in {result.results['total_seconds'] / 60:.1f} min")
+    return 0
+
+
+def cmd_fewshot_predict(args: argparse.Namespace) -> int:
+    from .fewshot.predict import load_embedding, load_images, load_support, predict
+
+    model = load_embedding(args.checkpoint)
+    support = load_support(args.support)
+    result = predict(model, support, load_images(args.query))
+    rows = [{"path": path, "class": support.classes[c], "probability": result.probs[i, c].item()}
+            for i, (path, c) in enumerate(zip(args.query, result.classes))]
+    if args.json:
+        print(json.dumps({"classes": support.classes, "predictions": rows}, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['path']}: {row['class']} (p={row['probability']:.3f})")
+    return 0
+
+
+def _add_fewshot_parsers(sub) -> None:
+    p = sub.add_parser("fewshot", help="accuracy from k images per class, and on digits never trained on")
+    p.add_argument("--out", required=True, help="results folder: fewshot.json, fewshot.md, plots, embedding.pt")
+    p.add_argument("--quick", action="store_true", help="fewer k, subsets, steps and episodes (about "
+                   "a minute); the flags below still override")
+    _add_config_args(p, sections=("data", "fewshot"), defaults_from="default")
+    p.set_defaults(handler=cmd_fewshot)
+
+    p = sub.add_parser("fewshot-predict", help="classify images by nearest prototype of example folders")
+    p.add_argument("checkpoint", help="an embedding.pt written by `digits fewshot`")
+    p.add_argument("--support", required=True, metavar="DIR", help="one sub-folder of example images "
+                   "per class; the sub-folder names are the class names")
+    p.add_argument("--query", required=True, nargs="+", metavar="PATH", help="images to classify")
+    p.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    p.set_defaults(handler=cmd_fewshot_predict)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="digits", description="Train, evaluate and use CNNs that "
@@ -274,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=int, default=0, help="index of the first image (default 0)")
     p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
     p.set_defaults(handler=cmd_show)
+
+    _add_fewshot_parsers(sub)
 
     p = sub.add_parser("models", help="list the registered models and their parameter counts")
     p.set_defaults(handler=cmd_models)

@@ -83,3 +83,30 @@ class RunConfig:
 
     def copy(self) -> "RunConfig":
         return copy.deepcopy(self)
+
+
+@dataclass
+class FewShotConfig:
+    """`digits fewshot`: a learning curve over images per class, and unseen-class episodes."""
+
+    shots: str = setting("1,2,5,10,20,50,100,500,full", "learning curve: training images per class, "
+                         "comma-separated; 'full' is the whole training split", metavar="LIST")
+    subsets: int = setting(3, "learning curve: seeded class-balanced subsets per k (one training each)")
+    model: str = setting("fewshot_cnn", "learning curve: the network trained from scratch",
+                         flag="curve-model")
+    min_steps: int = setting(300, "learning curve: fewest training steps per subset")
+    max_steps: int = setting(600, "learning curve: most training steps per subset")
+    epochs: int = setting(10, "learning curve: passes over a subset, within --min-steps..--max-steps")
+    batch_size: int = setting(64, "images per training step (drawn with replacement from the subset)")
+    lr: float = setting(3e-3, "Adam learning rate, decayed to 0 on a cosine over the steps")
+    augment: bool = setting(True, "random shifts, rotations, zoom and shear of training images")
+    train_episodes: int = setting(600, "unseen classes: episodes training the embedding on digits 0-4")
+    train_shots: int = setting(5, "unseen classes: support images per class in training episodes")
+    queries: int = setting(15, "unseen classes: query images per class in every episode")
+    eval_shots: str = setting("1,5,10", "unseen classes: support images per class in test episodes, "
+                              "comma-separated", metavar="LIST")
+    episodes: int = setting(600, "unseen classes: 5-way test episodes on digits 5-9 per shot count")
+    seed: int = setting(0, "base seed of subsets, initialisation, augmentation and episodes")
+    device: str = setting("cpu", "cpu, cuda, cuda:N, mps or auto")
+    threads: int = setting(0, "CPU threads for torch; 0 keeps torch's default (one per core)")
+    progress: bool = setting(True, "show a progress bar")

@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-from .config import RunConfig
+from .config import FewShotConfig, RunConfig
 from .errors import DigitsError
 
 
@@ -25,3 +25,12 @@ def recipe(name: str) -> RunConfig:
     if name not in RECIPES:
         raise DigitsError(f"unknown recipe {name!r}; choose one of: {', '.join(list_recipes())}")
     return RECIPES[name]()
+
+
+def fewshot_recipe(quick: bool = False) -> FewShotConfig:
+    """`digits fewshot`; with ``quick``, fewer k, subsets, steps and episodes (about a minute on
+    2 CPU cores), for tests and CI."""
+    if not quick:
+        return FewShotConfig()
+    return FewShotConfig(shots="1,10,100", subsets=2, min_steps=60, max_steps=60, train_episodes=100,
+                         eval_shots="1,5", episodes=100)

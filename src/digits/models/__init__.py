@@ -1,5 +1,6 @@
 """Registered models. Importing a family's module registers it."""
 from . import seed  # noqa: F401  (registers "seed")
+from . import fewshot  # noqa: F401  (registers "protonet", "fewshot_cnn")
 from .registry import count_parameters, create_model, list_models, register_model
 
 __all__ = ["count_parameters", "create_model", "list_models", "register_model"]

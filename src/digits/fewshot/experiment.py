@@ -1,0 +1,105 @@
+"""`digits fewshot` end to end: learning curve, unseen-class episodes, the embedding checkpoint,
+and the results folder (fewshot.json, fewshot.md, learning_curve.png, unseen_classes.png).
+
+    result = run_fewshot(FewShotConfig(), DataConfig(), out="docs/fewshot")
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import describe, save_checkpoint
+from ..config import DataConfig, FewShotConfig
+from ..data import load_mnist
+from ..errors import DigitsError
+from ..report import write_json, write_text
+from ..train import resolve_device
+from .curve import learning_curve, parse_counts
+from .episodes import summary
+from .loop import quiet
+from .protonet import EMBEDDING_MODEL
+from .unseen import SEEN, unseen_classes
+
+METHODS = ("network", "nearest_neighbour", "nearest_class_mean")
+
+
+@dataclass
+class FewShotResult:
+    out: Path
+    results: dict
+
+
+def aggregate_curve(cells: list[dict]) -> list[dict]:
+    """One row per k: mean and sample std over subsets of each method's test accuracy."""
+    rows = []
+    for k in dict.fromkeys(c["k"] for c in cells):
+        mine = [c for c in cells if c["k"] == k]
+        row = {"k": k, "train_images": mine[0]["train_images"], "subsets": len(mine),
+               "steps": mine[0]["steps"]}
+        for method in METHODS:
+            values = [c[method] for c in mine]
+            s = summary(values)
+            row[method] = {"mean": s["mean"], "std": s["std"], "values": values}
+        rows.append(row)
+    return rows
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                 if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch_version": torch.__version__, "python": platform.python_version()}
+
+
+def _prepare(out: str | Path) -> Path:
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DigitsError(f"cannot create output folder {out}: {e.strerror or e}") from None
+    return out
+
+
+def run_fewshot(cfg: FewShotConfig, data_cfg: DataConfig, out: str | Path, log=quiet) -> FewShotResult:
+    """Run both experiments and write the results folder; returns what fewshot.json holds."""
+    from . import plots, report  # matplotlib only when figures are drawn
+
+    start = time.perf_counter()
+    parse_counts(cfg.shots, allow_full=True), parse_counts(cfg.eval_shots)  # fail before any work
+    out = _prepare(out)
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data = load_mnist(data_cfg.data_dir, data_cfg.val_size, data_cfg.split_seed, data_cfg.download)
+    cells = learning_curve(data, cfg, device, log)
+    unseen, model = unseen_classes(data, cfg, device, log)
+    meta = describe(EMBEDDING_MODEL, {}, {"fewshot": asdict(cfg), "data": asdict(data_cfg)},
+                    task="embedding", train_classes=SEEN)
+    save_checkpoint(out / "embedding.pt", model, meta)
+    results = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+        "device": str(device), "config": asdict(cfg), "data": asdict(data_cfg),
+        "split_sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+        "learning_curve": {"rows": aggregate_curve(cells), "cells": cells},
+        "unseen_classes": unseen, "embedding_checkpoint": "embedding.pt",
+        "total_seconds": time.perf_counter() - start,
+    }
+    curve_rows = results["learning_curve"]["rows"]
+    plots.plot_learning_curve(curve_rows, len(data.train) / 10, out / "learning_curve.png")
+    plots.plot_unseen_classes(unseen["rows"], out / "unseen_classes.png")
+    results["total_seconds"] = time.perf_counter() - start
+    write_json(out / "fewshot.json", results)
+    write_text(out / "fewshot.md", report.render(results))
+    return FewShotResult(out, results)
+

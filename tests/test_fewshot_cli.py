@@ -1,0 +1,125 @@
+"""`digits fewshot` (a further-reduced --quick on the tiny synthetic MNIST) and
+`digits fewshot-predict` on folders of synthetic images, plus its one-line errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from digits.checkpoint import describe, save_checkpoint
+from digits.cli import main
+from digits.fewshot.predict import Support, load_image, predict
+from digits.models import create_model
+
+TINY = ["--quick", "--val-size", "50", "--shots", "1,full", "--min-steps", "3", "--max-steps", "3",
+        "--train-episodes", "3", "--train-shots", "1", "--batch-size", "8", "--eval-shots", "1,2", "--episodes", "5", "--queries", "2",
+        "--no-progress"]
+
+
+def _square(row: int, col: int, light_paper: bool) -> Image.Image:
+    """A 6x6 blob at (row, col) on a 28x28 page: white-on-black, or ink on paper."""
+    pixels = np.zeros((28, 28), np.uint8)
+    pixels[row:row + 6, col:col + 6] = 255
+    return Image.fromarray(255 - pixels if light_paper else pixels)
+
+
+@pytest.fixture(scope="module")
+def fewshot_run(tmp_path_factory):
+    from conftest import write_mnist
+
+    root = tmp_path_factory.mktemp("fewshot")
+    data = write_mnist(root / "mnist")
+    assert main(["fewshot", "--data-dir", str(data), "--out", str(root / "out"), *TINY]) == 0
+    return root / "out"
+
+
+def test_fewshot_writes_results_tables_plots_and_embedding(fewshot_run):
+    results = json.loads((fewshot_run / "fewshot.json").read_text())
+    rows = results["learning_curve"]["rows"]
+    assert [r["k"] for r in rows] == [1, "full"] and [r["subsets"] for r in rows] == [2, 2]
+    assert rows[0]["train_images"] == 10 and rows[1]["train_images"] == results["split_sizes"]["train"]
+    for method in ("network", "nearest_neighbour", "nearest_class_mean"):
+        assert all(0 <= v <= 1 for v in rows[0][method]["values"])
+    unseen = results["unseen_classes"]
+    assert unseen["train_classes"] == [0, 1, 2, 3, 4] and unseen["test_classes"] == [5, 6, 7, 8, 9]
+    assert [r["shots"] for r in unseen["rows"]] == [1, 2] and unseen["rows"][0]["embedding"]["n"] == 5
+    assert results["config"]["episodes"] == 5 and results["config"]["subsets"] == 2  # flags override --quick
+    md = (fewshot_run / "fewshot.md").read_text()
+    assert "| 1 | 10 | 2 | 3 |" in md and "learning_curve.png" in md and "95% confidence" in md
+    for name in ("learning_curve.png", "unseen_classes.png", "embedding.pt"):
+        assert (fewshot_run / name).stat().st_size > 0
+
+
+def test_fewshot_predict_names_classes_by_folder(fewshot_run, tmp_path, capsys):
+    support = tmp_path / "support"
+    for name, row in (("top", 2), ("bottom", 20)):
+        (support / name).mkdir(parents=True)
+        for i, col in enumerate((3, 11, 19)):
+            _square(row, col, light_paper=(i == 0)).save(support / name / f"{i}.png")
+    query = tmp_path / "q.png"
+    _square(2, 8, light_paper=True).save(query)
+    assert main(["fewshot-predict", str(fewshot_run / "embedding.pt"), "--support", str(support),
+                 "--query", str(query), str(query), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["classes"] == ["bottom", "top"] and len(out["predictions"]) == 2
+    assert out["predictions"][0]["class"] in ("bottom", "top")
+    assert 0 <= out["predictions"][0]["probability"] <= 1
+
+
+def test_prototype_prediction_with_a_toy_embedding():
+    class TopMinusBottom(torch.nn.Module):  # 1-d embedding: ink in the top half minus the bottom half
+        def forward(self, images):
+            return (images[:, 0, :14].mean((1, 2)) - images[:, 0, 14:].mean((1, 2))).unsqueeze(1)
+
+    toy = TopMinusBottom()
+    toy.register_parameter("unused", torch.nn.Parameter(torch.zeros(1)))  # predict_logits reads a device
+    top = [torch.from_numpy(np.array(_square(2, c, False))).view(1, 28, 28) for c in (3, 11)]
+    bottom = [torch.from_numpy(np.array(_square(20, c, False))).view(1, 28, 28) for c in (3, 11)]
+    support = Support(torch.stack(top + bottom), torch.tensor([0, 0, 1, 1]), ["top", "bottom"])
+    queries = torch.stack([bottom[0], top[1], torch.from_numpy(np.array(_square(18, 20, False))).view(1, 28, 28)])
+    result = predict(toy, support, queries)
+    assert result.classes == [1, 0, 1]
+    assert torch.allclose(result.probs.sum(1), torch.ones(3))
+
+
+def test_fallback_loader_makes_white_ink_on_black(tmp_path):
+    Image.new("RGB", (56, 40), "white").save(tmp_path / "paper.png")
+    _square(10, 10, light_paper=True).convert("RGB").save(tmp_path / "ink.png")
+    assert load_image(tmp_path / "paper.png").max() == 0  # blank paper: no ink after inverting
+    image = load_image(tmp_path / "ink.png")
+    assert image.shape == (1, 28, 28) and image.dtype == torch.uint8
+    assert image[0, 12, 12] == 255 and image[0, 0, 0] == 0
+
+
+def _error(args, capsys) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("digits: error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_fewshot_predict_errors_are_one_line(fewshot_run, tmp_path, capsys):
+    emb = str(fewshot_run / "embedding.pt")
+    image = tmp_path / "q.png"
+    _square(2, 2, False).save(image)
+    err = _error(["fewshot-predict", emb, "--support", str(tmp_path / "nope"), "--query", str(image)], capsys)
+    assert "no such folder" in err
+    (tmp_path / "s" / "a").mkdir(parents=True)
+    (tmp_path / "s" / "b").mkdir()
+    _square(2, 2, False).save(tmp_path / "s" / "a" / "1.png")
+    err = _error(["fewshot-predict", emb, "--support", str(tmp_path / "s"), "--query", str(image)], capsys)
+    assert "no images in this class folder" in err and str(tmp_path / "s" / "b") in err
+    seed = save_checkpoint(tmp_path / "seed.pt", create_model("seed"), describe("seed", {}))
+    err = _error(["fewshot-predict", str(seed), "--support", str(tmp_path / "s"), "--query", str(image)],
+                 capsys)
+    assert "'seed' classifier, not a few-shot embedding" in err
+    (tmp_path / "s" / "b" / "2.png").write_text("not an image")
+    err = _error(["fewshot-predict", emb, "--support", str(tmp_path / "s"), "--query", str(image)], capsys)
+    assert "2.png: not a readable image" in err
+
+
+def test_fewshot_bad_counts_are_one_line(tmp_path, capsys):
+    err = _error(["fewshot", "--out", str(tmp_path / "o"), "--shots", "1,x", "--no-download"],
+                 capsys)
+    assert "bad count 'x'" in err
