@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..errors import CheckpointError, DigitsError
+from ..errors import CheckpointError, DigitsError, ImageError
+from ..preprocess import preprocess
 from .baselines import class_means, squared_distances
 from .protonet import embed
 
@@ -21,31 +22,12 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 def load_image(path: str | Path) -> torch.Tensor:
-    """One image file -> uint8 (1, 28, 28), white digit on black as in MNIST.
-
-    The one place that turns user files into MNIST-style images: it uses digits.preprocess (the
-    predict issue's centring and scaling) when that module exists, else a plain fallback."""
+    """One image file -> uint8 (1, 28, 28), made MNIST-like by digits.preprocess (as predict does)."""
     try:
-        from ..preprocess import preprocess_image
-    except ImportError:
-        return _fallback_image(Path(path))
-    return preprocess_image(path)
-
-
-def _fallback_image(path: Path) -> torch.Tensor:
-    """Grey, resize to 28x28, and invert when the background is light (dark ink on paper)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            grey = img.convert("L").resize((28, 28), Image.Resampling.LANCZOS)
-    except FileNotFoundError:
-        raise DigitsError(f"{path}: no such image file") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise DigitsError(f"{path}: not a readable image ({e})") from None
-    pixels = torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8).view(1, 28, 28)
-    border = torch.cat([pixels[0, 0], pixels[0, -1], pixels[0, :, 0], pixels[0, :, -1]])
-    return 255 - pixels if border.float().mean() > 127 else pixels
+        pixels = preprocess(path)
+    except ImageError as e:
+        raise DigitsError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
+    return torch.from_numpy(pixels.copy()).view(1, 28, 28)
 
 
 def load_images(paths: list[str | Path]) -> torch.Tensor:
