@@ -30,9 +30,10 @@ def _train(launcher: list[str], out: Path, args: list[str], data_dir: str) -> di
                    check=True)
     wall = time.perf_counter() - start
     metrics = json.loads((out / "metrics.json").read_text())
-    evaluated = subprocess.run([sys.executable, "-m", "digits", "evaluate", str(out / "checkpoint.pt"), "--json",
-                                "--data-dir", data_dir], check=True, capture_output=True, text=True)
-    return {"val_accuracy": metrics["val_accuracy"], "test_accuracy": json.loads(evaluated.stdout)["accuracy"],
+    evaluate = [sys.executable, "-m", "digits", "evaluate", str(out / "checkpoint.pt"), "--json",
+                "--data-dir", data_dir]
+    test = json.loads(subprocess.run(evaluate, check=True, capture_output=True, text=True).stdout)
+    return {"val_accuracy": metrics["val_accuracy"], "test_accuracy": test["accuracy"],
             "train_seconds": metrics["train_seconds"], "wall_seconds": wall,
             "world_size": metrics.get("world_size", 1), "global_batch_size": metrics.get("global_batch_size")}
 
@@ -66,10 +67,11 @@ def main() -> None:
     results = {"1 process": [], "2 processes": []}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in a.seeds:
-            results["1 process"].append(_train(single, Path(tmp) / f"one-{seed}", [
-                *common, "--seed", str(seed), "--batch-size", str(a.global_batch), "--threads", str(a.threads_single)], a.data_dir))
-            results["2 processes"].append(_train(torchrun, Path(tmp) / f"two-{seed}", [
-                *common, "--seed", str(seed), "--batch-size", str(a.global_batch // 2), "--threads", "1"], a.data_dir))
+            one = [*common, "--seed", str(seed), "--batch-size", str(a.global_batch),
+                   "--threads", str(a.threads_single)]
+            two = [*common, "--seed", str(seed), "--batch-size", str(a.global_batch // 2), "--threads", "1"]
+            results["1 process"].append(_train(single, Path(tmp) / f"one-{seed}", one, a.data_dir))
+            results["2 processes"].append(_train(torchrun, Path(tmp) / f"two-{seed}", two, a.data_dir))
     record = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "torch": torch.__version__,
               "machine": _machine(), "args": vars(a), "results": results}
     Path(a.json).write_text(json.dumps(record, indent=2) + "\n")

@@ -66,7 +66,8 @@ def test_one_process_is_the_identity():
 
 def test_scale_lr_multiplies_by_the_world_size():
     model = create_model("seed")
-    assert make_optimizer(model, OptimConfig(lr=0.01, scale_lr=True), 4).param_groups[0]["lr"] == pytest.approx(0.04)
+    scaled = make_optimizer(model, OptimConfig(lr=0.01, scale_lr=True), 4)
+    assert scaled.param_groups[0]["lr"] == pytest.approx(0.04)
     assert make_optimizer(model, OptimConfig(lr=0.01), 4).param_groups[0]["lr"] == 0.01
 
 
@@ -106,8 +107,8 @@ def test_two_processes_train_as_one_process_with_the_global_batch(tiny_mnist, tm
     """torchrun, 2 processes on gloo: train 1 epoch by the CLI, resume to 2 (tests/ddp_worker.py)."""
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(ROOT / "tests" / "ddp_worker.py"), str(tiny_mnist), str(out)],
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run([*torchrun, str(ROOT / "tests" / "ddp_worker.py"), str(tiny_mnist), str(out)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("run folder:") == 1  # rank 0 alone prints the summary
@@ -123,7 +124,7 @@ def test_two_processes_train_as_one_process_with_the_global_batch(tiny_mnist, tm
     # one process with the global batch of 32 takes the same steps on the same images
     data = load_mnist(tiny_mnist, val_size=50)
     single = fit(RunConfig(optim=OptimConfig(epochs=2, batch_size=32, lr=0.02), data=DataConfig(val_size=50),
-                           progress=False, tensorboard=False, threads=1), data)
+                           progress=False, tensorboard=False), data)
     assert torch.allclose(_weights(single.model), rank0, atol=1e-5)
     assert single.history.loss == pytest.approx(loss, abs=1e-5)
     assert single.history.val_acc == pytest.approx(ckpt["progress"]["history"]["val_acc"])

@@ -54,7 +54,8 @@ def _metrics(config: RunConfig, trained: TrainResult, test: EvalResult | None, t
         "train_seconds": trained.train_seconds, "train_images_per_second": trained.images_per_second,
         "iterations": trained.iter_num, "epoch_seconds": h.epoch_seconds,
         "parameters": count_parameters(trained.model), "device": str(next(trained.model.parameters()).device),
-        "torch_version": torch.__version__, "total_seconds": total, "world_size": distributed.world_size(),
+        "torch_version": torch.__version__, "total_seconds": total,
+        "world_size": distributed.world_size(),
         "global_batch_size": config.optim.batch_size * distributed.world_size(),
     }
     if test is not None:

@@ -86,10 +86,10 @@ def _restore(path, model, optimizer, scheduler, config: RunConfig) -> _State:
     except (KeyError, ValueError, RuntimeError) as e:
         raise DigitsError(f"--resume {path}: cannot continue from it ({str(e).splitlines()[0]})") from None
     progress = ckpt["progress"]
-    saved_world = progress.get("world_size", 1)
-    if progress["step"] and saved_world != distributed.world_size():
-        raise DigitsError(f"--resume {path}: stopped mid-epoch with {saved_world} process(es), resumed with "
-                          f"{distributed.world_size()}; resume with {saved_world} (or from an end-of-epoch checkpoint)")
+    saved, now = progress.get("world_size", 1), distributed.world_size()
+    if progress["step"] and saved != now:  # the epoch's shards, and so its steps, depend on the count
+        raise DigitsError(f"--resume {path}: stopped mid-epoch with {saved} process(es), resumed with {now}; "
+                          f"resume with {saved}, or from a checkpoint written at the end of an epoch")
     return _State(progress["epoch"], progress["step"], ckpt["iter_num"], History(**progress["history"]))
 
 
@@ -128,7 +128,8 @@ def _run_epoch(model, optimizer, x, y, config: RunConfig, state: _State, save) -
     batches = order.to(x.device).split(config.optim.batch_size)
     losses, hits, sizes = [], [], []
     bar = tqdm(total=len(batches), initial=state.step, desc=f"epoch {state.epoch + 1}/{config.optim.epochs}",
-               disable=not (config.progress and distributed.is_main()), file=sys.stderr, leave=False, mininterval=0.5)
+               disable=not (config.progress and distributed.is_main()), file=sys.stderr, leave=False,
+               mininterval=0.5)
     model.train()
     for idx in batches[state.step:]:
         images, labels = x[idx], y[idx]
