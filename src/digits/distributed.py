@@ -59,10 +59,11 @@ def init(device: torch.device) -> torch.device:
         raise DigitsError(f"distributed training runs on cpu or cuda, not {device.type}; pass --device cpu "
                           "or --device cuda")
     if device.type == "cuda":
-        if int(os.environ.get("LOCAL_RANK", "0")) >= torch.cuda.device_count():
-            raise DigitsError(f"LOCAL_RANK {os.environ['LOCAL_RANK']} has no GPU: this machine has "
-                              f"{torch.cuda.device_count()}; lower --nproc-per-node")
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise DigitsError(f"process {local} of this machine has no GPU: it has {torch.cuda.device_count()}; "
+                              "start at most that many with torchrun --nproc_per_node")
+        device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not active():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
