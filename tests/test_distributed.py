@@ -16,8 +16,7 @@ from digits.data import load_mnist
 from digits.errors import DigitsError
 from digits.evaluate import evaluate
 from digits.models import create_model
-from digits.optim import make_optimizer
-from digits.train import fit
+from digits.train import fit, scaled_for_world
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,10 +64,11 @@ def test_one_process_is_the_identity():
 
 
 def test_scale_lr_multiplies_by_the_world_size():
-    model = create_model("seed")
-    scaled = make_optimizer(model, OptimConfig(lr=0.01, scale_lr=True), 4)
-    assert scaled.param_groups[0]["lr"] == pytest.approx(0.04)
-    assert make_optimizer(model, OptimConfig(lr=0.01), 4).param_groups[0]["lr"] == 0.01
+    assert scaled_for_world(OptimConfig(lr=0.01, scale_lr=True), 4).lr == pytest.approx(0.04)
+    assert scaled_for_world(OptimConfig(lr=0.01), 4).lr == 0.01
+    given = OptimConfig(lr=0.01, scale_lr=True)
+    scaled_for_world(given, 4)
+    assert given.lr == 0.01  # config.json keeps the rate as given
 
 
 def test_launched_on_mps_is_refused(monkeypatch):

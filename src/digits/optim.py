@@ -11,11 +11,9 @@ from .config import OptimConfig
 from .errors import DigitsError
 
 
-def make_optimizer(model: torch.nn.Module, cfg: OptimConfig, world_size: int = 1) -> torch.optim.Optimizer:
-    """``world_size``: processes training together; with ``cfg.scale_lr`` the rate is multiplied by it."""
-    lr = cfg.lr * world_size if cfg.scale_lr else cfg.lr
+def make_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum,
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
     raise DigitsError(f"unknown optimizer {cfg.optimizer!r}; choose one of: sgd")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from . import distributed
 from .checkpoint import describe, read_checkpoint, save_checkpoint
-from .config import RunConfig
+from .config import OptimConfig, RunConfig
 from .data import MNIST, normalize
 from .errors import DigitsError
 from .evaluate import evaluate
@@ -59,6 +59,11 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise DigitsError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
+
+
+def scaled_for_world(cfg: OptimConfig, world_size: int) -> OptimConfig:
+    """With ``cfg.scale_lr``, the learning rate times the number of processes (linear scaling rule)."""
+    return replace(cfg, lr=cfg.lr * world_size) if cfg.scale_lr else cfg
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -178,7 +183,7 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
     model = create_model(config.model.name, **config.model.kwargs).to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    optimizer = make_optimizer(model, config.optim, distributed.world_size())
+    optimizer = make_optimizer(model, scaled_for_world(config.optim, distributed.world_size()))
     scheduler = make_scheduler(optimizer, config.optim)
     state = _restore(resume, model, optimizer, scheduler, config) if resume else _State()
     model = distributed.wrap(model, device)  # after _restore: the checkpoint holds the bare model
