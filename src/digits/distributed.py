@@ -133,10 +133,6 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return getattr(model, "module", model)
-
-
 def local_main_first(load: Callable[[], T]) -> T:
     """Run ``load`` (which may download) on each machine's local rank 0 while the others wait,
     then on the others, which find the files in place. A failure stops every process."""

@@ -186,7 +186,7 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
     optimizer = make_optimizer(model, scaled_for_world(config.optim, distributed.world_size()))
     scheduler = make_scheduler(optimizer, config.optim)
     state = _restore(resume, model, optimizer, scheduler, config) if resume else _State()
-    model = distributed.wrap(model, device)  # after _restore: the checkpoint holds the bare model
+    ddp = distributed.wrap(model, device)  # steps through DDP; model stays the bare module that is saved
     x = normalize(data.train.images.to(device)).contiguous(memory_format=memory_format)
     y = data.train.labels.to(device)
     checkpoint = None
@@ -209,12 +209,11 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
     seconds, images_seen = 0.0, 0
     while state.epoch < config.optim.epochs:
         start, first_iter, first_step = time.perf_counter(), state.iter_num, state.step
-        losses = _run_epoch(model, optimizer, x, y, config, state, save)
+        losses = _run_epoch(ddp, optimizer, x, y, config, state, save)
         scheduler.step()
         state.history.loss += losses
         if len(data.val):
-            state.history.val_acc.append(_val_accuracy(distributed.unwrap(model), data.val.images,
-                                                       data.val.labels, config))
+            state.history.val_acc.append(_val_accuracy(model, data.val.images, data.val.labels, config))
         elapsed = time.perf_counter() - start
         state.history.epoch_seconds.append(elapsed)
         seconds += elapsed
@@ -223,5 +222,5 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
         _log_epoch(writer, state.history, first_iter, losses, state.epoch)
         state.epoch, state.step = state.epoch + 1, 0
         checkpoint = save(state, []) or checkpoint
-    return TrainResult(distributed.unwrap(model).eval(), state.history, state.iter_num, seconds,
+    return TrainResult(model.eval(), state.history, state.iter_num, seconds,
                        images_seen / seconds if seconds else 0.0, checkpoint)
