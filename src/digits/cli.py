@@ -117,6 +117,8 @@ def cmd_run(args: argparse.Namespace, test: bool = True) -> int:
     config = config_from_args(args)
     _check_positive(config, "optim.epochs", "optim.batch_size", "test_batch_size", "optim.lr")
     result = run(config, args.out, args.resume, figures=test, test=test)
+    if not result.main:  # under torchrun, rank 0 alone prints the summary
+        return 0
     m = result.metrics
     val = "n/a" if m["val_accuracy"] is None else f"{100 * m['val_accuracy']:.2f}%"
     line = f"{m['model']} seed {m['seed']}: validation {val}"

@@ -46,7 +46,10 @@ class OptimConfig:
     step_size: int = setting(6, "StepLR: epochs between learning-rate decays")
     gamma: float = setting(0.99, "StepLR: factor applied every --step-size epochs")
     epochs: int = setting(2, "passes over the training split")
-    batch_size: int = setting(256, "images per training step")
+    batch_size: int = setting(256, "images per training step in each process: under torchrun, a step "
+                              "takes (processes x this) images in all (see --scale-lr)")
+    scale_lr: bool = setting(False, "multiply --lr by the number of processes, which multiplies the images "
+                             "per step (the linear scaling rule); no effect in one process")
 
 
 @dataclass

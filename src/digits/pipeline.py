@@ -11,13 +11,14 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .config import RunConfig
 from .data import MNIST, load_mnist
 from .errors import DigitsError
 from .evaluate import EvalResult, evaluate
 from .models import count_parameters
 from .report import render_report, write_json, write_text
-from .train import TrainResult, epoch_permutation, fit
+from .train import TrainResult, epoch_permutation, fit, resolve_device
 
 
 @dataclass
@@ -26,6 +27,7 @@ class RunResult:
     metrics: dict
     train: TrainResult
     test: EvalResult | None
+    main: bool = True  # False in the processes other than rank 0, which train but write nothing
 
 
 def default_out(config: RunConfig) -> Path:
@@ -53,6 +55,8 @@ def _metrics(config: RunConfig, trained: TrainResult, test: EvalResult | None, t
         "iterations": trained.iter_num, "epoch_seconds": h.epoch_seconds,
         "parameters": count_parameters(trained.model), "device": str(next(trained.model.parameters()).device),
         "torch_version": torch.__version__, "total_seconds": total,
+        "world_size": distributed.world_size(),
+        "global_batch_size": config.optim.batch_size * distributed.world_size(),
     }
     if test is not None:
         metrics.update({
@@ -83,9 +87,11 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
         figures: bool = True, test: bool = True) -> RunResult:
     """Train, evaluate on the test set, draw the figures and write the report into ``out``."""
     start = time.perf_counter()
+    distributed.init(resolve_device(config.device))  # joins torchrun's processes, if it started this one
+    if not distributed.is_main():
+        return _worker(config, resume)
     out = prepare_out(out or default_out(config), config)
-    data = load_mnist(config.data.data_dir, config.data.val_size, config.data.split_seed,
-                      config.data.download)
+    data = _load(config)
     writer = _open_writer(out, config)
     try:
         trained = fit(config, data, out, resume, writer)
@@ -108,6 +114,17 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
     if result is not None:
         write_text(out / "report.md", render_report(config.to_dict(), metrics))
     return RunResult(out, metrics, trained, result)
+
+
+def _load(config: RunConfig) -> MNIST:
+    d = config.data
+    return distributed.local_main_first(lambda: load_mnist(d.data_dir, d.val_size, d.split_seed, d.download))
+
+
+def _worker(config: RunConfig, resume: str | Path | None) -> RunResult:
+    """A process other than rank 0: trains its shard in step with the others, writes nothing."""
+    trained = fit(config, _load(config), None, resume)
+    return RunResult(Path(), {}, trained, None, main=False)
 
 
 def _open_writer(out: Path, config: RunConfig):

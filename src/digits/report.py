@@ -55,7 +55,9 @@ def render_report(config: dict, metrics: dict) -> str:
         f"- Validation accuracy: {'n/a (no validation split)' if val is None else f'{100 * val:.2f}%'}",
         f"- Parameters: {metrics['parameters']:,}",
         f"- Training: {metrics['train_seconds']:.1f} s for {metrics['iterations']} steps "
-        f"({metrics['train_images_per_second']:,.0f} images/s) on {metrics['device']}",
+        f"({metrics['train_images_per_second']:,.0f} images/s) on {metrics['device']}"
+        + (f" in each of {metrics['world_size']} processes (DDP, global batch {metrics['global_batch_size']})"
+           if metrics.get("world_size", 1) > 1 else ""),
         f"- Test pass: {metrics['test_seconds']:.2f} s ({metrics['test_images_per_second']:,.0f} images/s)",
         f"- Whole run: {metrics['total_seconds']:.1f} s; torch {metrics['torch_version']}", "",
         "Test accuracy per batch of " f"{config['test_batch_size']}: "

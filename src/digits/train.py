@@ -11,14 +11,15 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from . import distributed
 from .checkpoint import describe, read_checkpoint, save_checkpoint
-from .config import RunConfig
+from .config import OptimConfig, RunConfig
 from .data import MNIST, normalize
 from .errors import DigitsError
 from .evaluate import evaluate
@@ -60,6 +61,11 @@ def resolve_device(name: str) -> torch.device:
         raise DigitsError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
 
 
+def scaled_for_world(cfg: OptimConfig, world_size: int) -> OptimConfig:
+    """With ``cfg.scale_lr``, the learning rate times the number of processes (linear scaling rule)."""
+    return replace(cfg, lr=cfg.lr * world_size) if cfg.scale_lr else cfg
+
+
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The shuffle of epoch ``epoch``: a function of (seed, epoch) only, identical on every rank."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
@@ -85,12 +91,17 @@ def _restore(path, model, optimizer, scheduler, config: RunConfig) -> _State:
     except (KeyError, ValueError, RuntimeError) as e:
         raise DigitsError(f"--resume {path}: cannot continue from it ({str(e).splitlines()[0]})") from None
     progress = ckpt["progress"]
+    saved, now = progress.get("world_size", 1), distributed.world_size()
+    if progress["step"] and saved != now:  # the epoch's shards, and so its steps, depend on the count
+        raise DigitsError(f"--resume {path}: stopped mid-epoch with {saved} process(es), resumed with {now}; "
+                          f"resume with {saved}, or from a checkpoint written at the end of an epoch")
     return _State(progress["epoch"], progress["step"], ckpt["iter_num"], History(**progress["history"]))
 
 
 def _save(out_dir, model, optimizer, scheduler, config: RunConfig, state: _State) -> Path:
     meta = describe(config.model.name, config.model.kwargs, config.to_dict())
-    progress = {"epoch": state.epoch, "step": state.step, "history": asdict(state.history)}
+    progress = {"epoch": state.epoch, "step": state.step, "history": asdict(state.history),
+                "world_size": distributed.world_size()}
     return save_checkpoint(Path(out_dir) / "checkpoint.pt", model, meta, optimizer=optimizer.state_dict(),
                            scheduler=scheduler.state_dict(), iter_num=state.iter_num, progress=progress)
 
@@ -118,10 +129,12 @@ def _run_epoch(model, optimizer, x, y, config: RunConfig, state: _State, save) -
     """One epoch from ``state.step`` on; returns the per-step losses of the steps it ran."""
     from tqdm import tqdm
 
-    batches = epoch_permutation(len(y), config.seed, state.epoch).to(x.device).split(config.optim.batch_size)
+    order = distributed.shard(epoch_permutation(len(y), config.seed, state.epoch))
+    batches = order.to(x.device).split(config.optim.batch_size)
     losses, hits, sizes = [], [], []
     bar = tqdm(total=len(batches), initial=state.step, desc=f"epoch {state.epoch + 1}/{config.optim.epochs}",
-               disable=not config.progress, file=sys.stderr, leave=False, mininterval=0.5)
+               disable=not (config.progress and distributed.is_main()), file=sys.stderr, leave=False,
+               mininterval=0.5)
     model.train()
     for idx in batches[state.step:]:
         images, labels = x[idx], y[idx]
@@ -136,19 +149,26 @@ def _run_epoch(model, optimizer, x, y, config: RunConfig, state: _State, save) -
         state.step += 1
         state.iter_num += 1
         if state.step % 10 == 0:  # read values back every 10 steps, not every step (host sync)
-            recent = torch.stack(losses[-10:]).tolist()
+            recent = distributed.mean(torch.stack(losses[-10:])).tolist()
             _check_finite(max(recent, key=lambda v: v if math.isfinite(v) else math.inf), state)
-            acc = torch.stack(hits[-10:]).sum().item() / sum(sizes[-10:])
+            acc = distributed.ratio(torch.stack(hits[-10:]).sum(), sum(sizes[-10:]))
             state.history.train_acc_10.append([state.iter_num, acc])
             bar.set_postfix(loss=f"{recent[-1]:.3f}", acc=f"{acc:.3f}", refresh=False)
         bar.update()
         if config.checkpoint_every and state.iter_num % config.checkpoint_every == 0:
-            save(state, torch.stack(losses).tolist())
+            save(state, distributed.mean(torch.stack(losses)).tolist())
     bar.close()
-    values = torch.stack(losses).tolist() if losses else []
+    values = distributed.mean(torch.stack(losses)).tolist() if losses else []
     for v in values[-(len(values) % 10 or 10):]:
         _check_finite(v, state)
     return values
+
+
+def _val_accuracy(model, images, labels, config: RunConfig) -> float:
+    """Each process scores its share of the validation images; their counts are summed."""
+    idx = distributed.shard(torch.arange(len(labels)), pad=False)
+    result = evaluate(model, images[idx], labels[idx], config.test_batch_size, config.channels_last)
+    return distributed.ratio((result.predictions == labels[idx].cpu()).sum(), len(idx))
 
 
 def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
@@ -156,19 +176,21 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
     """Train the configured model; checkpoint to ``out_dir/checkpoint.pt`` after every epoch.
 
     ``writer``: an optional TensorBoard SummaryWriter that receives the tutorial's curves."""
-    device = resolve_device(config.device)
+    device = distributed.init(resolve_device(config.device))
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = create_model(config.model.name, **config.model.kwargs).to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    optimizer = make_optimizer(model, config.optim)
+    optimizer = make_optimizer(model, scaled_for_world(config.optim, distributed.world_size()))
     scheduler = make_scheduler(optimizer, config.optim)
     state = _restore(resume, model, optimizer, scheduler, config) if resume else _State()
+    ddp = distributed.wrap(model, device)  # steps through DDP; model stays the bare module that is saved
     x = normalize(data.train.images.to(device)).contiguous(memory_format=memory_format)
     y = data.train.labels.to(device)
     checkpoint = None
+    out_dir = out_dir if distributed.is_main() else None  # one process writes the run folder
     if out_dir:
         try:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -187,17 +209,16 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
     seconds, images_seen = 0.0, 0
     while state.epoch < config.optim.epochs:
         start, first_iter, first_step = time.perf_counter(), state.iter_num, state.step
-        losses = _run_epoch(model, optimizer, x, y, config, state, save)
+        losses = _run_epoch(ddp, optimizer, x, y, config, state, save)
         scheduler.step()
         state.history.loss += losses
         if len(data.val):
-            state.history.val_acc.append(evaluate(model, data.val.images, data.val.labels,
-                                                  config.test_batch_size, config.channels_last).accuracy)
+            state.history.val_acc.append(_val_accuracy(model, data.val.images, data.val.labels, config))
         elapsed = time.perf_counter() - start
         state.history.epoch_seconds.append(elapsed)
         seconds += elapsed
-        bs = config.optim.batch_size
-        images_seen += min(len(y), state.step * bs) - min(len(y), first_step * bs)
+        bs, m = config.optim.batch_size, distributed.shard_size(len(y))
+        images_seen += distributed.world_size() * (min(m, state.step * bs) - min(m, first_step * bs))
         _log_epoch(writer, state.history, first_iter, losses, state.epoch)
         state.epoch, state.step = state.epoch + 1, 0
         checkpoint = save(state, []) or checkpoint

@@ -1,0 +1,135 @@
+"""Data-parallel training: sharding, the 2-process run under torchrun (gloo on CPU), checkpoints."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from digits import distributed
+from digits.checkpoint import describe, load_checkpoint, save_checkpoint
+from digits.cli import main
+from digits.config import DataConfig, OptimConfig, RunConfig
+from digits.data import load_mnist
+from digits.errors import DigitsError
+from digits.evaluate import evaluate
+from digits.models import create_model
+from digits.train import fit, scaled_for_world
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _as_rank(monkeypatch, rank: int, world: int) -> None:
+    monkeypatch.setattr(distributed, "rank", lambda: rank)
+    monkeypatch.setattr(distributed, "world_size", lambda: world)
+
+
+@pytest.mark.parametrize("n, world, batch", [(250, 2, 16), (251, 2, 16), (103, 4, 8), (5, 3, 1)])
+def test_shards_together_make_the_single_process_batches(monkeypatch, n, world, batch):
+    order = torch.randperm(n)
+    shards = []
+    for r in range(world):
+        _as_rank(monkeypatch, r, world)
+        shards.append(distributed.shard(order))
+    assert {len(s) for s in shards} == {distributed.shard_size(n)}  # the same number of steps everywhere
+    padded = torch.cat([order, order[:len(shards[0]) * world - n]])
+    steps = list(zip(*(s.split(batch) for s in shards)))
+    assert len(steps) == -(-len(padded) // (batch * world))
+    for k, parts in enumerate(steps):  # rank r holds positions r, r + world, ... of the global batch
+        assert torch.equal(torch.stack(parts, 1).flatten(), padded[k * batch * world:(k + 1) * batch * world])
+
+
+def test_unpadded_shards_cover_each_item_once(monkeypatch):
+    order = torch.arange(11)
+    parts = []
+    for r in range(3):
+        _as_rank(monkeypatch, r, 3)
+        parts.append(distributed.shard(order, pad=False))
+    assert sorted(torch.cat(parts).tolist()) == list(range(11))
+
+
+def test_one_process_is_the_identity():
+    assert not distributed.active() and distributed.world_size() == 1 and distributed.is_main()
+    order = torch.randperm(7)
+    assert distributed.shard(order) is order
+    assert distributed.init(torch.device("cpu")) == torch.device("cpu") and not distributed.active()
+    assert distributed.ratio(torch.tensor(3), 4) == 0.75
+    assert distributed.local_main_first(lambda: 5) == 5
+
+
+def test_scale_lr_multiplies_by_the_world_size():
+    assert scaled_for_world(OptimConfig(lr=0.01, scale_lr=True), 4).lr == pytest.approx(0.04)
+    assert scaled_for_world(OptimConfig(lr=0.01), 4).lr == 0.01
+    given = OptimConfig(lr=0.01, scale_lr=True)
+    scaled_for_world(given, 4)
+    assert given.lr == 0.01  # config.json keeps the rate as given
+
+
+def test_launched_on_mps_is_refused(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(DigitsError, match="cpu or cuda"):
+        distributed.init(torch.device("mps"))
+
+
+def test_checkpoint_of_a_ddp_model_holds_the_bare_weights(tmp_path):
+    from torch.nn.parallel import DistributedDataParallel
+
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        model = create_model("seed")
+        path = save_checkpoint(tmp_path / "c.pt", DistributedDataParallel(model), describe("seed", {}))
+    finally:
+        torch.distributed.destroy_process_group()
+    assert not any(k.startswith("module.") for k in torch.load(path, weights_only=True)["model"])
+    assert torch.equal(_weights(load_checkpoint(path)[0]), _weights(model))
+
+
+def test_mid_epoch_checkpoint_resumes_only_with_its_world_size(tiny_mnist, tmp_path):
+    config = RunConfig(optim=OptimConfig(epochs=1, batch_size=32), data=DataConfig(val_size=50),
+                       progress=False, tensorboard=False, checkpoint_every=3)
+    data = load_mnist(tiny_mnist, val_size=50)
+    path = fit(config, data, tmp_path).checkpoint
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["progress"].update(step=3, world_size=2)
+    torch.save(ckpt, path)
+    with pytest.raises(DigitsError, match="mid-epoch with 2 process"):
+        fit(config, data, resume=path)
+
+
+def test_two_processes_train_as_one_process_with_the_global_batch(tiny_mnist, tmp_path, capsys):
+    """torchrun, 2 processes on gloo: train 1 epoch by the CLI, resume to 2 (tests/ddp_worker.py)."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run([*torchrun, str(ROOT / "tests" / "ddp_worker.py"), str(tiny_mnist), str(out)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("run folder:") == 1  # rank 0 alone prints the summary
+    rank0, rank1 = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
+    assert torch.equal(rank0, rank1)
+    model, ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert torch.equal(_weights(model), rank0)
+    loss = ckpt["progress"]["history"]["loss"]
+    assert len(loss) == 16 and sum(loss[-4:]) < sum(loss[:4])  # 125 images per process, batches of 16
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["world_size"], metrics["global_batch_size"], metrics["iterations"]) == (2, 32, 16)
+
+    # one process with the global batch of 32 takes the same steps on the same images
+    data = load_mnist(tiny_mnist, val_size=50)
+    single = fit(RunConfig(optim=OptimConfig(epochs=2, batch_size=32, lr=0.02), data=DataConfig(val_size=50),
+                           progress=False, tensorboard=False), data)
+    assert torch.allclose(_weights(single.model), rank0, atol=1e-5)
+    assert single.history.loss == pytest.approx(loss, abs=1e-5)
+    assert single.history.val_acc == pytest.approx(ckpt["progress"]["history"]["val_acc"])
+
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "checkpoint.pt"), "--data-dir", str(tiny_mnist), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(
+        evaluate(single.model, data.test.images, data.test.labels).accuracy)
