@@ -6,7 +6,7 @@ does) and times each from sending to the parsed JSON reply. Inputs: the drawing 
 
     PYTHONPATH=src python benchmarks/api_latency.py runs/seed-0/checkpoint.pt [model.onnx ...]
 
-Writes benchmarks/results/api_latency.json and prints a Markdown table.
+Writes benchmarks/results/api_latency.json (or --out FILE) and prints a Markdown table.
 """
 from __future__ import annotations
 
@@ -75,6 +75,25 @@ def time_requests(port: int, body: bytes, content_type: str, n: int) -> list[flo
     return times
 
 
+def cpu_times(model: str, images: dict[str, bytes], n: int = 100) -> None:
+    """CPU time (this process, one thread) of preprocessing and of inference, per image."""
+    from digits.predictor import load_predictor
+    from digits.preprocess import preprocess
+
+    predictor = load_predictor(model, threads=1)
+    for name, data in images.items():
+        pixels = preprocess(data)
+        start = time.process_time()
+        for _ in range(n):
+            preprocess(data)
+        middle = time.process_time()
+        for _ in range(n):
+            predictor.probs(pixels)
+        end = time.process_time()
+        print(f"{Path(model).name} | {name}: preprocessing {1000 * (middle - start) / n:.2f} ms CPU, "
+              f"inference {1000 * (end - middle) / n:.2f} ms CPU")
+
+
 def serve(model: str) -> tuple[subprocess.Popen, int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -95,8 +114,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("models", nargs="+", help="checkpoint.pt or model.onnx files")
     p.add_argument("-n", type=int, default=300, help="timed requests per input (default 300)")
+    p.add_argument("--out", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
+    p.add_argument("--cpu", action="store_true", help="only measure CPU time per image, in this process")
     args = p.parse_args()
     digit = _digit()
+    if args.cpu:
+        for model in args.models:
+            cpu_times(model, {"drawing page PNG 320x320": canvas_png(digit), "photo JPEG 1536x2048":
+                              photo_jpeg(digit)})
+        return
     inputs = {"drawing page PNG 320x320": multipart(canvas_png(digit), "drawing.png"),
               "photo JPEG 1536x2048": multipart(photo_jpeg(digit), "photo.jpg"),
               "JSON 28x28 pixels": (json.dumps({"pixels": digit.tolist()}).encode(), "application/json")}
@@ -118,8 +144,8 @@ def main() -> None:
 
     summary = {"date": str(date.today()), "torch": torch.__version__, "machine": platform.machine(),
                "cpus": os.cpu_count(), "load_average_after": os.getloadavg(), "rows": rows}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
     print("\n| model | input | p50 | p90 | p99 |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {Path(r['model']).name} | {r['input']} | {r['p50_ms']:.2f} ms | {r['p90_ms']:.2f} ms | "

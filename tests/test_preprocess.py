@@ -44,7 +44,7 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_an_mnist_digit_comes_back_as_itself(mnist_test_images):
     d = [distance(preprocess(encode(im)), im) for im in mnist_test_images]
-    # measured: mean 0.92 of 255, 4% come back exactly; bounding boxes differ by a pixel at most
+    # measured: 1.03 of 255 on average over these 200; bounding boxes differ by a pixel at most
     assert np.mean(d) < 2.0 and np.median(d) < 1.0
 
 
@@ -56,8 +56,8 @@ def test_the_same_digit_photographed_comes_back_nearly_the_same(mnist_test_image
             out = preprocess(data)
             distances.append(distance(out, image))
             correlations.append(np.corrcoef(out.ravel(), image.ravel())[0, 1])
-    # measured on the first 40: mean distance 7.3 of 255 (a digit moved by one pixel is ~20),
-    # correlation 0.94 on average, 0.67 at worst
+    # measured on these 30: mean distance 7.1 of 255 (a digit moved by one pixel is ~20),
+    # correlation 0.95 on average and 0.79 at worst
     assert np.mean(distances) < 9 and np.mean(correlations) > 0.92 and min(correlations) > 0.6
 
 

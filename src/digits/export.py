@@ -61,8 +61,8 @@ def export_model(checkpoint: str | Path, fmt: str, out: str | Path) -> Path:
 def _export_onnx(wrapped: torch.nn.Module, example: torch.Tensor, out: Path, description: dict) -> None:
     import onnx
 
-    # The TorchScript-based exporter: 0.9 s here against 12 s for the dynamo exporter, the same
-    # graph for this kind of network, and no dependence on onnxscript's optimiser.
+    # The TorchScript-based exporter: 0.9 s against 15 s for the dynamo exporter here
+    # (benchmarks/inference_facts.py), and no dependence on onnxscript's optimiser.
     torch.onnx.export(wrapped, (example,), str(out), input_names=["images"], output_names=["logits"],
                       dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
                       opset_version=OPSET, dynamo=False)

@@ -42,8 +42,8 @@ def load_predictor(path: str | Path, device: str = "cpu", threads: int | None = 
     """A digits checkpoint (.pt) or an ONNX export (.onnx), chosen by the file's suffix.
 
     ``threads``: CPU threads per inference call; None keeps the backend's default. For one image
-    at a time use 1: the seed network took 1.5 ms per image with 1 thread and 22 ms with 2 on this
-    2-core machine under load (the second thread only waits). With torch this is process-wide."""
+    at a time use 1: the seed network took 0.63 ms per image with 1 thread and 109 ms with 2 on a
+    loaded 2-core machine (benchmarks/inference_facts.py). With torch this is process-wide."""
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         return _onnx_predictor(path, threads)
