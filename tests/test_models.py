@@ -49,3 +49,51 @@ def test_unknown_model_and_bad_arguments_are_clear_errors():
         create_model("nope")
     with pytest.raises(DigitsError, match="bad arguments for model 'seed'"):
         create_model("seed", width=3)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_docstring_states_the_real_parameter_count(name):
+    import re
+
+    from digits.models.registry import _REGISTRY
+
+    stated = re.search(r"([\d,]+)\s+parameters", _REGISTRY[name].__doc__ or "")
+    assert stated, f"{name}'s builder docstring must state its parameter count"
+    assert int(stated.group(1).replace(",", "")) == count_parameters(create_model(name))
+
+
+@pytest.mark.parametrize("name, kwargs, expected", [
+    ("seed-bn", {}, 43_000),  # the seed's 42,940 + 2 x (10 + 20) BatchNorm scales and shifts
+    ("lenet5", {}, 61_706),
+    # stem 88; blocks 1,184 + 3,680 (with its 1x1 shortcut) + 14,528; head 330
+    ("resnet", {"width": 8, "depth": 1}, 19_810),
+    # convs with BN: 352 + 9,280 + 18,560 + 36,992 + 73,984 + 147,712; linear 1,290
+    ("bn-cnn", {"width": 32}, 288_170),
+])
+def test_parameter_counts_by_hand(name, kwargs, expected):
+    assert count_parameters(create_model(name, **kwargs)) == expected
+
+
+def test_seed_bn_keeps_the_seeds_shapes_and_adds_bn_relu_dropout():
+    model = create_model("seed-bn")
+    seed_shapes = [tuple(p.shape) for p in create_model("seed").parameters()]
+    convs_and_linears = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert [tuple(p.shape) for m in convs_and_linears for p in m.parameters()] == seed_shapes
+    kinds = {type(m) for m in model.modules()}
+    assert {torch.nn.BatchNorm2d, torch.nn.Dropout, torch.nn.ReLU} <= kinds
+    assert sum(isinstance(m, torch.nn.ReLU) for m in model.fc) == 2
+
+
+def test_resnet_and_inception_structure():
+    from digits.models.inception import Inception
+    from digits.models.resnet import BasicBlock
+
+    deep = create_model("resnet", width=8, depth=3)
+    assert sum(isinstance(m, BasicBlock) for m in deep.modules()) == 9
+    assert count_parameters(deep) > count_parameters(create_model("resnet", width=8, depth=1))
+    modules = [m for m in create_model("inception").modules() if isinstance(m, Inception)]
+    assert len(modules) == 4
+    kernels = {m.kernel_size for block in modules for m in block.modules() if isinstance(m, torch.nn.Conv2d)}
+    assert {(1, 1), (3, 3), (5, 5)} <= kernels
+    with pytest.raises(DigitsError, match="bad arguments for model 'resnet'"):
+        create_model("resnet", width=0)
