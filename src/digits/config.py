@@ -38,11 +38,16 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    optimizer: str = setting("sgd", "optimizer: sgd")
-    lr: float = setting(0.01, "learning rate")
+    optimizer: str = setting("sgd", "optimizer: sgd, adam or adamw")
+    lr: float = setting(0.01, "learning rate (the peak of one-cycle and of warm-up)")
     momentum: float = setting(0.9, "SGD momentum")
-    weight_decay: float = setting(5e-4, "L2 weight decay")
-    scheduler: str = setting("step", "learning-rate schedule: step (StepLR, stepped per epoch) or none")
+    nesterov: bool = setting(False, "SGD: Nesterov momentum")
+    weight_decay: float = setting(5e-4, "L2 weight decay (adamw: decoupled weight decay)")
+    scheduler: str = setting("step", "learning-rate schedule, evaluated at every training step: step "
+                             "(the lr times gamma every --step-size epochs), cosine, onecycle (linear up "
+                             "to --lr, then linear down to 0) or none")
+    warmup_epochs: float = setting(0.0, "linear learning-rate warm-up, in epochs (fractions allowed); "
+                                   "onecycle: its rising part (0: a quarter of the run)")
     step_size: int = setting(6, "StepLR: epochs between learning-rate decays")
     gamma: float = setting(0.99, "StepLR: factor applied every --step-size epochs")
     epochs: int = setting(2, "passes over the training split")
@@ -50,6 +55,22 @@ class OptimConfig:
                               "takes (processes x this) images in all (see --scale-lr)")
     scale_lr: bool = setting(False, "multiply --lr by the number of processes, which multiplies the images "
                              "per step (the linear scaling rule); no effect in one process")
+    label_smoothing: float = setting(0.0, "cross-entropy label smoothing, 0 (off) to <1")
+    clip_grad_norm: float = setting(0.0, "clip the gradients' global L2 norm to this; 0: off")
+    ema_decay: float = setting(0.0, "keep an exponential moving average of the weights with this decay "
+                               "per step (e.g. 0.999) and evaluate and checkpoint it; 0: off")
+
+
+@dataclass
+class AugmentConfig:
+    """Random distortions of each training batch (digits are never flipped); all 0 = off."""
+
+    rotate: float = setting(0.0, "random rotation, up to +-this many degrees")
+    scale: float = setting(0.0, "random zoom, up to +-this fraction (0.1: 90%..110%)")
+    shift: float = setting(0.0, "random translation, up to +-this many pixels in x and in y")
+    shear: float = setting(0.0, "random shear, up to +-this many degrees")
+    elastic: float = setting(0.0, "elastic distortion: displacement strength in pixels (e.g. 2); 0: off")
+    elastic_sigma: float = setting(4.0, "elastic distortion: smoothness of the field, in pixels")
 
 
 @dataclass
@@ -57,6 +78,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = setting(0, "seeds model initialisation and the shuffle of every epoch")
     device: str = setting("auto", "auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps")
     threads: int = setting(0, "CPU threads for torch; 0 keeps torch's default (one per core)")
@@ -73,7 +95,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
-        nested = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig}
+        nested = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "augment": AugmentConfig}
         known = {f.name for f in fields(cls)}
         kwargs = {}
         for key, value in values.items():

@@ -1,27 +1,101 @@
-"""Optimisers and learning-rate schedules, built from an OptimConfig.
+"""Optimisers, learning-rate schedules (stepped once per training step), gradient clipping and
+weight EMA, built from an OptimConfig.
 
     optimizer = make_optimizer(model, config.optim)
-    scheduler = make_scheduler(optimizer, config.optim)   # scheduler.step() once per epoch
+    scheduler = make_scheduler(optimizer, config.optim, steps_per_epoch)  # .step() after every step
+    ema = make_ema(model, config.optim)                                     # None when off
 """
 from __future__ import annotations
+
+import copy
+import math
 
 import torch
 
 from .config import OptimConfig
 from .errors import DigitsError
 
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("step", "cosine", "onecycle", "none")
+
 
 def make_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
-    raise DigitsError(f"unknown optimizer {cfg.optimizer!r}; choose one of: sgd")
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               nesterov=cfg.nesterov and cfg.momentum > 0)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise DigitsError(f"unknown optimizer {cfg.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig):
-    """A learning-rate schedule stepped once per epoch."""
+def lr_factor(step: int, cfg: OptimConfig, steps_per_epoch: int) -> float:
+    """The learning rate of training step ``step`` (0-based) as a fraction of ``cfg.lr``."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.scheduler == "onecycle":
+        rise = min(total - 1, warmup or total // 4)
+        if step < rise:
+            return (step + 1) / rise
+        return max(0.0, (total - step) / (total - rise))
+    ramp = (step + 1) / warmup if step < warmup else 1.0
     if cfg.scheduler == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+        return ramp * cfg.gamma ** (step // steps_per_epoch // cfg.step_size)
+    if cfg.scheduler == "cosine":
+        t = min(1.0, max(0, step - warmup) / max(1, total - warmup))
+        return ramp * 0.5 * (1 + math.cos(math.pi * t))
     if cfg.scheduler == "none":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
-    raise DigitsError(f"unknown scheduler {cfg.scheduler!r}; choose one of: step, none")
+        return ramp
+    raise DigitsError(f"unknown scheduler {cfg.scheduler!r}; choose one of: {', '.join(SCHEDULERS)}")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int):
+    """A LambdaLR over training steps: call ``.step()`` after every optimizer step.
+
+    The seed's StepLR(step_size, gamma), stepped per epoch, becomes the same learning rates
+    evaluated per step, so every schedule (warm-up and one-cycle need it) has one stepping rule."""
+    lr_factor(0, cfg, steps_per_epoch)  # an unknown name fails here, before training
+    if cfg.step_size <= 0 and cfg.scheduler == "step":
+        raise DigitsError(f"--step-size must be positive, got {cfg.step_size}")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg, steps_per_epoch))
+
+
+def clip_gradients(model: torch.nn.Module, max_norm: float) -> None:
+    if max_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+
+
+class EMA:
+    """An exponential moving average of a model's weights; ``module`` is the averaged copy.
+
+    The decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so early weights (from
+    random initialisation) fade quickly. BatchNorm statistics are copied, not averaged."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        if not 0 < decay < 1:
+            raise DigitsError(f"--ema-decay must be between 0 and 1 (e.g. 0.999), got {decay}")
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay, self.updates = decay, 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for averaged, current in zip(self.module.parameters(), model.parameters()):
+            averaged.lerp_(current.detach(), 1 - decay)
+        for averaged, current in zip(self.module.buffers(), model.buffers()):
+            averaged.copy_(current)
+
+
+def make_ema(model: torch.nn.Module, cfg: OptimConfig) -> EMA | None:
+    return EMA(model, cfg.ema_decay) if cfg.ema_decay else None
+
+
+def check_optim(cfg: OptimConfig) -> None:
+    """Reject settings a user can get wrong, with the flag's name."""
+    if not 0 <= cfg.label_smoothing < 1:
+        raise DigitsError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    if cfg.clip_grad_norm < 0 or cfg.warmup_epochs < 0:
+        raise DigitsError("--clip-grad-norm and --warmup-epochs must not be negative")

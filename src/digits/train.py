@@ -18,13 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed
+from .augment import augment_batch, check_augment, is_enabled
 from .checkpoint import describe, read_checkpoint, save_checkpoint
 from .config import OptimConfig, RunConfig
 from .data import MNIST, normalize
 from .errors import DigitsError
 from .evaluate import evaluate
 from .models import create_model
-from .optim import make_optimizer, make_scheduler
+from .optim import check_optim, clip_gradients, make_ema, make_optimizer, make_scheduler
 
 
 @dataclass
@@ -79,13 +80,16 @@ class _State:
     history: History = field(default_factory=History)
 
 
-def _restore(path, model, optimizer, scheduler, config: RunConfig) -> _State:
+def _restore(path, model, optimizer, scheduler, config: RunConfig, ema=None) -> _State:
     ckpt = read_checkpoint(path)
     name = ckpt["meta"]["model_name"]
     if name != config.model.name:
         raise DigitsError(f"--resume {path}: the checkpoint is a {name!r} model, not {config.model.name!r}")
     try:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt.get("train_model", ckpt["model"]))  # "model" holds the EMA if on
+        if ema is not None:
+            ema.module.load_state_dict(ckpt["model"])
+            ema.updates = ckpt.get("ema_updates", ckpt["iter_num"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
     except (KeyError, ValueError, RuntimeError) as e:
@@ -98,12 +102,16 @@ def _restore(path, model, optimizer, scheduler, config: RunConfig) -> _State:
     return _State(progress["epoch"], progress["step"], ckpt["iter_num"], History(**progress["history"]))
 
 
-def _save(out_dir, model, optimizer, scheduler, config: RunConfig, state: _State) -> Path:
+def _save(out_dir, model, optimizer, scheduler, config: RunConfig, state: _State, ema=None) -> Path:
     meta = describe(config.model.name, config.model.kwargs, config.to_dict())
     progress = {"epoch": state.epoch, "step": state.step, "history": asdict(state.history),
                 "world_size": distributed.world_size()}
-    return save_checkpoint(Path(out_dir) / "checkpoint.pt", model, meta, optimizer=optimizer.state_dict(),
-                           scheduler=scheduler.state_dict(), iter_num=state.iter_num, progress=progress)
+    # with EMA on, "model" (what evaluate and predict load) is the average; training resumes from train_model
+    extra = {} if ema is None else {"train_model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                    "ema_updates": ema.updates}
+    return save_checkpoint(Path(out_dir) / "checkpoint.pt", model if ema is None else ema.module, meta,
+                           optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                           iter_num=state.iter_num, progress=progress, **extra)
 
 
 def _log_epoch(writer, history: History, first_iter: int, losses: list[float], epoch: int) -> None:
@@ -125,7 +133,14 @@ def _check_finite(loss: float, state: _State) -> None:
                           "(the last good checkpoint is kept)")
 
 
-def _run_epoch(model, optimizer, x, y, config: RunConfig, state: _State, save) -> list[float]:
+def _step_generator(config: RunConfig, state: _State, device) -> torch.Generator:
+    """The augmentation's random numbers for one step: a function of (seed, step, rank), so resume is
+    exact and each process distorts its shard differently."""
+    key = (config.seed * 1_000_003 + state.iter_num) * 1_009 + distributed.rank()
+    return torch.Generator(device=device).manual_seed(key)
+
+
+def _run_epoch(model, optimizer, scheduler, ema, x, y, config: RunConfig, state: _State, save) -> list[float]:
     """One epoch from ``state.step`` on; returns the per-step losses of the steps it ran."""
     from tqdm import tqdm
 
@@ -138,11 +153,17 @@ def _run_epoch(model, optimizer, x, y, config: RunConfig, state: _State, save) -
     model.train()
     for idx in batches[state.step:]:
         images, labels = x[idx], y[idx]
+        if is_enabled(config.augment):
+            images = augment_batch(images, config.augment, _step_generator(config, state, x.device))
         logits = model(images)
-        loss = F.cross_entropy(logits, labels)
+        loss = F.cross_entropy(logits, labels, label_smoothing=config.optim.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        clip_gradients(model, config.optim.clip_grad_norm)
         optimizer.step()
+        scheduler.step()  # every schedule is per training step (optim.make_scheduler)
+        if ema is not None:
+            ema.update(model)
         losses.append(loss.detach())
         hits.append((logits.argmax(1) == labels).sum())
         sizes.append(len(labels))
@@ -183,9 +204,13 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
     model = create_model(config.model.name, **config.model.kwargs).to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
+    check_optim(config.optim)
+    check_augment(config.augment)
     optimizer = make_optimizer(model, scaled_for_world(config.optim, distributed.world_size()))
-    scheduler = make_scheduler(optimizer, config.optim)
-    state = _restore(resume, model, optimizer, scheduler, config) if resume else _State()
+    steps_per_epoch = math.ceil(distributed.shard_size(len(data.train)) / config.optim.batch_size)
+    scheduler = make_scheduler(optimizer, config.optim, steps_per_epoch)
+    ema = make_ema(model, config.optim)
+    state = _restore(resume, model, optimizer, scheduler, config, ema) if resume else _State()
     ddp = distributed.wrap(model, device)  # steps through DDP; model stays the bare module that is saved
     x = normalize(data.train.images.to(device)).contiguous(memory_format=memory_format)
     y = data.train.labels.to(device)
@@ -204,16 +229,16 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
         h = at.history
         snapshot = _State(at.epoch, at.step, at.iter_num, History(
             h.loss + epoch_losses, h.train_acc_10, h.val_acc, h.epoch_seconds))
-        return _save(out_dir, model, optimizer, scheduler, config, snapshot)
+        return _save(out_dir, model, optimizer, scheduler, config, snapshot, ema)
 
     seconds, images_seen = 0.0, 0
+    evaluated = model if ema is None else ema.module  # with EMA on, the average is what is validated
     while state.epoch < config.optim.epochs:
         start, first_iter, first_step = time.perf_counter(), state.iter_num, state.step
-        losses = _run_epoch(ddp, optimizer, x, y, config, state, save)
-        scheduler.step()
+        losses = _run_epoch(ddp, optimizer, scheduler, ema, x, y, config, state, save)
         state.history.loss += losses
         if len(data.val):
-            state.history.val_acc.append(_val_accuracy(model, data.val.images, data.val.labels, config))
+            state.history.val_acc.append(_val_accuracy(evaluated, data.val.images, data.val.labels, config))
         elapsed = time.perf_counter() - start
         state.history.epoch_seconds.append(elapsed)
         seconds += elapsed
@@ -222,5 +247,5 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
         _log_epoch(writer, state.history, first_iter, losses, state.epoch)
         state.epoch, state.step = state.epoch + 1, 0
         checkpoint = save(state, []) or checkpoint
-    return TrainResult(model.eval(), state.history, state.iter_num, seconds,
+    return TrainResult(evaluated.eval(), state.history, state.iter_num, seconds,
                        images_seen / seconds if seconds else 0.0, checkpoint)

@@ -1,0 +1,90 @@
+"""Optimisers, per-step schedules, clipping and EMA against hand-computed values."""
+import pytest
+import torch
+
+from digits.config import OptimConfig
+from digits.errors import DigitsError
+from digits.optim import EMA, clip_gradients, lr_factor, make_ema, make_optimizer, make_scheduler
+
+
+def _lrs(cfg: OptimConfig, steps_per_epoch: int) -> list[float]:
+    """The learning rate used at each training step when the scheduler steps after every step."""
+    model = torch.nn.Linear(2, 2)
+    opt = make_optimizer(model, cfg)
+    sched = make_scheduler(opt, cfg, steps_per_epoch)
+    out = []
+    for _ in range(cfg.epochs * steps_per_epoch):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_step_schedule_per_step_equals_the_seeds_steplr_per_epoch():
+    cfg = OptimConfig(lr=0.1, step_size=2, gamma=0.5, epochs=5)
+    lrs = _lrs(cfg, steps_per_epoch=3)
+    # StepLR(step_size=2, gamma=0.5) stepped once per epoch: epochs 0-1 0.1, 2-3 0.05, 4 0.025
+    assert lrs == pytest.approx([0.1] * 6 + [0.05] * 6 + [0.025] * 3)
+
+
+def test_warmup_is_linear_then_the_schedule_takes_over():
+    cfg = OptimConfig(lr=1.0, scheduler="none", warmup_epochs=1, epochs=2)
+    assert _lrs(cfg, steps_per_epoch=4) == pytest.approx([0.25, 0.5, 0.75, 1, 1, 1, 1, 1])
+
+
+def test_cosine_with_warmup_values():
+    cfg = OptimConfig(lr=1.0, scheduler="cosine", warmup_epochs=1, epochs=3)
+    lrs = _lrs(cfg, steps_per_epoch=2)
+    # 2 warm-up steps, then cos over the 4 remaining: t = 0, 1/4, 2/4, 3/4
+    assert lrs == pytest.approx([0.5, 1.0, 1.0, 0.5 * (1 + 2 ** -0.5), 0.5, 0.5 * (1 - 2 ** -0.5)])
+
+
+def test_onecycle_rises_to_the_peak_and_falls_to_zero():
+    cfg = OptimConfig(lr=0.2, scheduler="onecycle", epochs=2)
+    lrs = _lrs(cfg, steps_per_epoch=4)  # 8 steps, a quarter (2) rising
+    assert lrs == pytest.approx([0.1, 0.2, 0.2, 0.2 * 5 / 6, 0.2 * 4 / 6, 0.2 * 3 / 6, 0.2 * 2 / 6, 0.2 / 6])
+    assert max(lrs) == pytest.approx(0.2)
+    explicit = OptimConfig(lr=1.0, scheduler="onecycle", epochs=2, warmup_epochs=1)
+    assert [lr_factor(s, explicit, 4) for s in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+
+
+@pytest.mark.parametrize("name, kind", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
+                                        ("adamw", torch.optim.AdamW)])
+def test_optimizers(name, kind):
+    opt = make_optimizer(torch.nn.Linear(2, 2), OptimConfig(optimizer=name, nesterov=True))
+    assert isinstance(opt, kind)
+    if name == "sgd":
+        assert opt.param_groups[0]["nesterov"] is True
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(DigitsError, match="unknown optimizer 'rmsprop'; choose one of: sgd, adam, adamw"):
+        make_optimizer(torch.nn.Linear(2, 2), OptimConfig(optimizer="rmsprop"))
+    with pytest.raises(DigitsError, match="unknown scheduler 'exp'"):
+        make_scheduler(torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1), OptimConfig(scheduler="exp"), 3)
+    with pytest.raises(DigitsError, match="--ema-decay"):
+        EMA(torch.nn.Linear(2, 2), 1.5)
+
+
+def test_ema_matches_the_formula_and_copies_buffers():
+    model = torch.nn.BatchNorm1d(1)
+    ema = make_ema(model, OptimConfig(ema_decay=0.5))
+    with torch.no_grad():
+        model.weight.fill_(3.0)  # the average starts at 1.0
+        model.running_mean.fill_(7.0)
+    ema.update(model)  # decay min(0.5, 2/11) = 2/11
+    assert ema.module.weight.item() == pytest.approx(2 / 11 * 1 + 9 / 11 * 3)
+    ema.update(model)  # decay min(0.5, 3/12) = 0.25
+    expected = 0.25 * (2 / 11 + 27 / 11) + 0.75 * 3
+    assert ema.module.weight.item() == pytest.approx(expected)
+    assert ema.module.running_mean.item() == 7.0
+    assert make_ema(model, OptimConfig()) is None
+
+
+def test_clip_gradients_bounds_the_global_norm():
+    model = torch.nn.Linear(3, 1)
+    model(torch.full((1, 3), 100.0)).sum().backward()
+    clip_gradients(model, 0.0)  # off
+    assert torch.cat([p.grad.flatten() for p in model.parameters()]).norm() > 100
+    clip_gradients(model, 1.0)
+    assert torch.cat([p.grad.flatten() for p in model.parameters()]).norm() == pytest.approx(1.0, rel=1e-5)
