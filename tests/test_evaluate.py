@@ -55,3 +55,67 @@ def test_evaluate_batches_and_totals():
     assert result.batch_accuracies == pytest.approx([1.0, 1.0, 1 / 5])
     assert result.confusion.sum() == 25 and result.confusion[3, 0] == 1
     assert result.probs.shape == (25, 10) and torch.allclose(result.probs.sum(1), torch.ones(25))
+
+
+def test_shift_images_moves_pixels_and_fills_blank():
+    from digits.evaluate import shift_images
+
+    images = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+    images[0, 0, 5, 7] = 200
+    down_left = shift_images(images, 2, -3)
+    assert down_left[0, 0, 7, 4] == 200 and down_left.sum() == 200
+    edge = torch.zeros_like(images)
+    edge[0, 0, 0, 27] = 9
+    assert shift_images(edge, 0, 1).sum() == 0  # moved out: gone, nothing wraps round
+
+
+class _Constant(torch.nn.Module):
+    """Always the same logits, whatever the image."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.nn.Parameter(torch.tensor(logits))
+
+    def forward(self, images):
+        return self.logits.expand(len(images), 10)
+
+
+def test_ensemble_averages_probabilities_not_votes():
+    from digits.evaluate import evaluate_ensemble, predict_probs
+
+    confident_3 = [0.0] * 10
+    confident_3[3] = 10.0
+    unsure = [0.0] * 10
+    unsure[5], unsure[3] = 1.0, 0.5
+    models = [_Constant(confident_3), _Constant(unsure), _Constant(unsure)]
+    images = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
+    probs = predict_probs(models, images)
+    expected = sum(torch.tensor(m).softmax(0) for m in (confident_3, unsure, unsure)) / 3
+    assert torch.allclose(probs, expected.expand(4, 10), atol=1e-6)
+    result = evaluate_ensemble(models, images, torch.full((4,), 3))
+    assert result.accuracy == 1.0  # two of three vote 5, but the mean probability says 3
+
+
+class _LeftColumn(torch.nn.Module):
+    """Class 1 when the image has ink in column 0, else class 0: a model that sees shifts."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, images):
+        ink = (images[:, 0, :, 0] > 0).any(1).float()
+        return torch.stack([1 - ink, ink], 1).repeat(1, 5) * 10 + self.dummy
+
+
+def test_tta_averages_the_image_and_its_four_one_pixel_shifts():
+    from digits.evaluate import predict_probs
+
+    images = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+    images[0, 0, 10, 1] = 255  # one pixel from the left edge: only the left-shifted view has ink in column 0
+    plain = predict_probs([_LeftColumn()], images)
+    tta = predict_probs([_LeftColumn()], images, tta=True)
+    p0 = torch.tensor([10.0, 0.0] * 5).softmax(0)  # the model's output without ink in column 0
+    p1 = torch.tensor([0.0, 10.0] * 5).softmax(0)
+    assert torch.allclose(plain[0], p0, atol=1e-6)
+    assert torch.allclose(tta[0], (4 * p0 + p1) / 5, atol=1e-6)

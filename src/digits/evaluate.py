@@ -1,9 +1,12 @@
 """Metrics as pure tensor functions, and the evaluation of a model on a split.
 
-Confusion matrices have rows = true class and columns = predicted class.
+Confusion matrices have rows = true class and columns = predicted class. Test-time augmentation
+(``tta``: average over shifted views) and ensembles (average of several models' probabilities)
+are options of ``evaluate_ensemble``.
 
     result = evaluate(model, data.test.images, data.test.labels)
     result.accuracy, result.confusion, result.per_class["f1"]
+    evaluate_ensemble([model_a, model_b], images, labels, tta=True).accuracy
 """
 from __future__ import annotations
 
@@ -71,11 +74,45 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
              batch_size: int = 1024, channels_last: bool = False) -> EvalResult:
     """Accuracy, per-batch accuracy, confusion matrix and per-class metrics of ``model``."""
     logits = predict_logits(model, images, batch_size, channels_last).cpu()
+    return metrics_from_probs(logits.softmax(1), labels, batch_size)
+
+
+# (dy, dx) pixel shifts of the test-time views: the image itself and one pixel each way
+TTA_SHIFTS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+def shift_images(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """uint8 images moved by (dy, dx) pixels (down, right), blank (0) where they move in from outside."""
+    h, w = images.shape[-2:]
+    padded = torch.nn.functional.pad(images, (abs(dx), abs(dx), abs(dy), abs(dy)))
+    top, left = abs(dy) - dy, abs(dx) - dx
+    return padded[..., top:top + h, left:left + w]
+
+
+def predict_probs(models, images: torch.Tensor, batch_size: int = 1024, tta: bool = False) -> torch.Tensor:
+    """Softmax probabilities (N, 10) on the CPU, averaged over the models and, with ``tta``, over
+    the shifted views of TTA_SHIFTS."""
+    shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
+    total = torch.zeros(len(images), 10)
+    for model in models:
+        for dy, dx in shifts:
+            total += predict_logits(model, shift_images(images, dy, dx), batch_size).cpu().softmax(1)
+    return total / (len(models) * len(shifts))
+
+
+def evaluate_ensemble(models, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024,
+                      tta: bool = False) -> EvalResult:
+    """``evaluate`` for the average of several models' probabilities, optionally over shifted views."""
+    return metrics_from_probs(predict_probs(models, images, batch_size, tta), labels, batch_size)
+
+
+def metrics_from_probs(probs: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> EvalResult:
+    """The EvalResult of class probabilities ``probs`` (N, 10) against ``labels``."""
     labels = labels.cpu()
-    predictions = logits.argmax(1)
+    predictions = probs.argmax(1)
     hits = (predictions == labels).float()
     batch_acc = [chunk.mean().item() for chunk in hits.split(batch_size)]
     cm = confusion_matrix(predictions, labels)
     return EvalResult(accuracy=accuracy(predictions, labels), batch_accuracies=batch_acc,
                       confusion=cm, per_class=per_class_metrics(cm), predictions=predictions,
-                      probs=logits.softmax(1))
+                      probs=probs)
