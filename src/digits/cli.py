@@ -14,16 +14,16 @@ from . import __version__
 from .errors import DigitsError
 
 
-_SECTIONS = (("data", "data"), ("model", "model"), ("optim", "optimisation"), ("", "run"),
-             ("fewshot", "few-shot"))
+_SECTIONS = (("data", "data"), ("model", "model"), ("optim", "optimisation"), ("augment", "augmentation"),
+             ("", "run"), ("fewshot", "few-shot"))
 _TYPES = {"int": int, "float": float, "str": str, "str | None": str}
 
 
 def _config_classes():
-    from .config import DataConfig, FewShotConfig, ModelConfig, OptimConfig, RunConfig
+    from .config import AugmentConfig, DataConfig, FewShotConfig, ModelConfig, OptimConfig, RunConfig
 
-    return {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "": RunConfig,
-            "fewshot": FewShotConfig}
+    return {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "augment": AugmentConfig,
+            "": RunConfig, "fewshot": FewShotConfig}
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -36,7 +36,7 @@ def _key_value(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _add_config_args(p: argparse.ArgumentParser, sections=("data", "model", "optim", ""),
+def _add_config_args(p: argparse.ArgumentParser, sections=("data", "model", "optim", "augment", ""),
                      defaults_from: str = "seed recipe") -> None:
     """One flag per config field, help text from the field; every default is None so that only
     the flags given override the recipe."""
@@ -92,6 +92,8 @@ def config_from_args(args: argparse.Namespace):
         target = getattr(config, section) if section else config
         if not hasattr(target, name):
             continue
+        if dest == "model.name" and value != config.model.name:
+            config.model.kwargs = {}  # a recipe's model arguments fit only its own model
         setattr(target, name, dict(value) if isinstance(value, list) else value)
     return config
 
@@ -133,18 +135,21 @@ def cmd_run(args: argparse.Namespace, test: bool = True) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
     from .data import load_mnist
-    from .evaluate import evaluate
+    from .evaluate import evaluate_ensemble
     from .train import resolve_device
 
-    model, ckpt = load_checkpoint(args.checkpoint, resolve_device(args.device))
+    device = resolve_device(args.device)
+    loaded = [load_checkpoint(path, device) for path in args.checkpoint]
     d = _data_config(args)
     data = load_mnist(d.data_dir, val_size=0, download=d.download)
-    result = evaluate(model, data.test.images, data.test.labels, args.batch_size)
+    result = evaluate_ensemble([m for m, _ in loaded], data.test.images, data.test.labels, args.batch_size,
+                               tta=args.tta)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
-    print(f"{ckpt['meta']['model_name']} from {args.checkpoint}: test accuracy "
-          f"{100 * result.accuracy:.2f}% on {len(data.test)} images")
+    what = " + ".join(f"{ckpt['meta']['model_name']} from {path}" for (_, ckpt), path in zip(loaded, args.checkpoint))
+    how = (" (ensemble: mean probability)" if len(loaded) > 1 else "") + (" with shifted views" if args.tta else "")
+    print(f"{what}{how}: test accuracy {100 * result.accuracy:.2f}% on {len(data.test)} images")
     print("accuracy per batch: " + " ".join(f"{100 * a:.1f}" for a in result.batch_accuracies))
     print("confusion matrix (rows: true class, columns: predicted class)")
     print("true\\pred " + "".join(f"{c:>6}" for c in range(10)))
@@ -167,6 +172,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     start = args.start
     path = plot_samples(split.images[start:start + 60], args.out, split.labels[start:start + 60])
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise DigitsError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
+    config = config_from_args(args)
+    _check_positive(config, "optim.epochs", "optim.batch_size", "test_batch_size", "optim.lr")
+    out = args.out or f"runs/compare-{args.recipe}"
+    compare([m for m in args.models.split(",") if m], seeds, config, out, args.recipe)
+    print(f"wrote {out}/results.csv, results.md and comparison.png")
     return 0
 
 
@@ -314,8 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=lambda a: cmd_run(a, test=False))
 
     p = sub.add_parser("evaluate", help="accuracy, confusion matrix and per-class metrics on the test set")
-    p.add_argument("checkpoint", help="a checkpoint.pt written by `digits run` or `digits train`")
+    p.add_argument("checkpoint", nargs="+", help="a checkpoint.pt written by `digits run` or `digits train`; "
+                   "several: evaluate their ensemble (the mean of their class probabilities)")
     _add_data_args(p)
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: average each model over the "
+                   "image and its four 1-pixel shifts")
     p.add_argument("--batch-size", type=int, default=1024, help="images per batch (default 1024)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -329,6 +352,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_show)
 
     _add_fewshot_parsers(sub)
+
+    p = sub.add_parser("compare", help="train several models on several seeds with one recipe; write "
+                       "results.csv, results.md and a bar chart")
+    p.add_argument("--models", required=True, help="comma-separated model names, e.g. seed,seed-bn,lenet5")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    _add_train_args(p)
+    p.set_defaults(handler=cmd_compare)
 
     p = sub.add_parser("models", help="list the registered models and their parameter counts")
     p.set_defaults(handler=cmd_models)

@@ -106,3 +106,22 @@ def plot_misclassified(images: torch.Tensor, predictions: torch.Tensor, labels: 
 def plot_inputs(images: torch.Tensor, titles: list[str], path, cols: int = 8) -> Path:
     """Preprocessed user images (what the model saw), each titled with its prediction."""
     return _image_grid(images, titles, min(cols, max(1, len(images))), path)
+
+def plot_comparison(summary: list[dict], path, title: str = "") -> Path:
+    """Mean validation and test accuracy per model as bars, one standard deviation as error bars."""
+    names = [s["model"] for s in summary]
+    x = range(len(names))
+    fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(names) + 2), 4))
+    for offset, key, label in ((-0.2, "val_accuracy", "validation"), (0.2, "test_accuracy", "test")):
+        means = [100 * s[key] for s in summary]
+        stds = [100 * s[key + "_std"] for s in summary]
+        bars = ax.bar([i + offset for i in x], means, 0.4, yerr=stds, capsize=4, label=label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+    values = [100 * s[k] for s in summary for k in ("val_accuracy", "test_accuracy") if s[k] == s[k]]
+    low = min(values, default=0.0)  # NaN (no validation split) is left out
+    ax.set_ylim(max(0.0, low - 1.0), 100.4)  # accuracies differ in the last percent: zoom there
+    ax.set_xticks(list(x), names)
+    ax.set(ylabel="accuracy (%), mean +- std over seeds", title=title or "Model comparison")
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)

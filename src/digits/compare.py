@@ -1,0 +1,119 @@
+"""Fair comparison of models: each model trained with the same recipe on each seed, on the same
+data, and summarised as mean +- std.
+
+Writes into OUT: results.csv (one row per run, appended as each run finishes), results.md (the
+summary table), comparison.png (test accuracy with error bars) and OUT/<model>-seed<S>/ (each
+run's checkpoint.pt, config.json and metrics.json).
+
+    rows = compare(["seed", "lenet5"], [0, 1, 2], recipe("short"), "runs/compare")
+"""
+from __future__ import annotations
+
+import csv
+import statistics
+import time
+from pathlib import Path
+
+from .config import RunConfig
+from .data import MNIST, load_mnist
+from .errors import DigitsError
+from .evaluate import evaluate
+from .models import count_parameters, list_models
+from .report import write_json, write_text
+from .train import fit
+
+COLUMNS = ("model", "seed", "val_accuracy", "test_accuracy", "parameters", "epochs", "train_seconds",
+           "images_per_second")
+
+
+def config_for(base: RunConfig, model: str, seed: int) -> RunConfig:
+    """The base recipe for ``model`` and ``seed``; the recipe's model arguments only fit its own model."""
+    config = base.copy()
+    if model != config.model.name:
+        config.model.name, config.model.kwargs = model, {}
+    config.seed = seed
+    return config
+
+
+def train_one(config: RunConfig, data: MNIST, out: Path) -> dict:
+    """Train one model on one seed into ``out``; its row of results.csv."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", config.to_dict())
+    trained = fit(config, data, out)
+    test = evaluate(trained.model, data.test.images, data.test.labels, config.test_batch_size,
+                    config.channels_last)
+    h = trained.history
+    row = {"model": config.model.name, "seed": config.seed,
+           "val_accuracy": h.val_acc[-1] if h.val_acc else float("nan"), "test_accuracy": test.accuracy,
+           "parameters": count_parameters(trained.model), "epochs": config.optim.epochs,
+           "train_seconds": trained.train_seconds, "images_per_second": trained.images_per_second}
+    write_json(out / "metrics.json", row)
+    return row
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per model, in first-seen order: mean and std (0 for one run) of each measured column."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        s = {"model": model, "runs": len(mine), "parameters": mine[0]["parameters"],
+             "epochs": mine[0]["epochs"]}
+        for key in ("val_accuracy", "test_accuracy", "train_seconds", "images_per_second"):
+            values = [float(r[key]) for r in mine]
+            s[key] = statistics.fmean(values)
+            s[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        out.append(s)
+    return out
+
+
+def render_markdown(summary: list[dict], recipe_name: str, seeds: list[int]) -> str:
+    lines = [f"Recipe `{recipe_name}`, seeds {', '.join(map(str, seeds))}: mean +- std over seeds.", "",
+             "| model | parameters | epochs | validation accuracy | test accuracy | training time (s) "
+             "| images/s |", "| --- | ---: | ---: | --- | --- | ---: | ---: |"]
+    for s in summary:
+        lines.append(f"| {s['model']} | {s['parameters']:,} | {s['epochs']} | "
+                     f"{s['val_accuracy']:.4f} +- {s['val_accuracy_std']:.4f} | "
+                     f"{s['test_accuracy']:.4f} +- {s['test_accuracy_std']:.4f} | "
+                     f"{s['train_seconds']:.1f} +- {s['train_seconds_std']:.1f} | {s['images_per_second']:,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def compare(models: list[str], seeds: list[int], base: RunConfig, out: str | Path,
+            recipe_name: str = "custom", data: MNIST | None = None, log=print) -> list[dict]:
+    """Train every model on every seed; write results.csv, results.md and comparison.png."""
+    unknown = [m for m in models if m not in list_models()]
+    if unknown or not models or not seeds:
+        raise DigitsError(f"--models needs registered names (unknown: {', '.join(unknown) or 'none'}; "
+                          f"known: {', '.join(list_models())}) and --seeds at least one seed")
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.csv").unlink(missing_ok=True)
+    except OSError as e:
+        raise DigitsError(f"cannot create output folder {out}: {e.strerror or e}") from None
+    d = base.data
+    data = data or load_mnist(d.data_dir, d.val_size, d.split_seed, d.download)
+    rows = []
+    for model in models:
+        for seed in seeds:
+            start = time.perf_counter()
+            row = train_one(config_for(base, model, seed), data, out / f"{model}-seed{seed}")
+            _append_csv(out / "results.csv", row)
+            rows.append(row)
+            log(f"{model} seed {seed}: validation {row['val_accuracy']:.4f}, test {row['test_accuracy']:.4f}, "
+                f"{time.perf_counter() - start:.0f} s")
+    summary = summarise(rows)
+    write_text(out / "results.md", render_markdown(summary, recipe_name, seeds))
+    from .plots import plot_comparison  # matplotlib only when drawing
+
+    plot_comparison(summary, out / "comparison.png", title=f"recipe {recipe_name}, {len(seeds)} seed(s)")
+    return rows

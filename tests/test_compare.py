@@ -1,0 +1,71 @@
+"""`digits compare`, recipes and the evaluate command's ensemble and TTA options, on tiny data."""
+import csv
+import json
+import statistics
+
+import pytest
+
+from digits.cli import config_from_args, build_parser, main
+from digits.compare import config_for, render_markdown, summarise
+from digits.recipes import list_recipes, recipe
+
+FAST = ["--epochs", "1", "--batch-size", "64", "--val-size", "50", "--no-progress"]
+
+
+def test_compare_writes_csv_markdown_and_chart(tiny_mnist, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--models", "seed,lenet5", "--seeds", "0,1", "--recipe", "short",
+            "--data-dir", str(tiny_mnist), "--out", str(out), *FAST]
+    assert main(args) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [(r["model"], r["seed"]) for r in rows] == [("seed", "0"), ("seed", "1"), ("lenet5", "0"),
+                                                       ("lenet5", "1")]
+    assert rows[0]["parameters"] == "42940" and all(0 <= float(r["test_accuracy"]) <= 1 for r in rows)
+    table = (out / "results.md").read_text()
+    mean = statistics.fmean(float(r["test_accuracy"]) for r in rows[2:])
+    std = statistics.stdev(float(r["test_accuracy"]) for r in rows[2:])
+    assert f"| lenet5 | 61,706 | 1 |" in table and f"{mean:.4f} +- {std:.4f}" in table
+    assert (out / "comparison.png").stat().st_size > 0
+    assert (out / "lenet5-seed1" / "checkpoint.pt").exists()
+
+    # the checkpoints it kept: an ensemble of two, with test-time augmentation
+    ckpts = [str(out / f"seed-seed{s}" / "checkpoint.pt") for s in (0, 1)]
+    capsys.readouterr()
+    assert main(["evaluate", *ckpts, "--tta", "--data-dir", str(tiny_mnist)]) == 0
+    printed = capsys.readouterr().out
+    assert "ensemble" in printed and "shifted views" in printed
+    assert main(["evaluate", *ckpts, "--json", "--data-dir", str(tiny_mnist)]) == 0
+    assert sum(map(sum, json.loads(capsys.readouterr().out)["confusion_matrix"])) == 100
+
+
+def test_compare_rejects_unknown_models_and_bad_seeds(tiny_mnist, tmp_path, capsys):
+    assert main(["compare", "--models", "seed,nope", "--data-dir", str(tiny_mnist), "--out",
+                 str(tmp_path / "x"), *FAST]) == 2
+    assert "unknown: nope" in capsys.readouterr().err
+    assert main(["compare", "--models", "seed", "--seeds", "0,a", "--out", str(tmp_path / "x")]) == 2
+    assert "--seeds" in capsys.readouterr().err
+
+
+def test_summary_mean_and_std_by_hand():
+    rows = [{"model": "m", "seed": s, "val_accuracy": v, "test_accuracy": t, "parameters": 7, "epochs": 1,
+             "train_seconds": 2.0, "images_per_second": 10.0}
+            for s, v, t in ((0, 0.98, 0.97), (1, 0.99, 0.99), (2, 1.0, 0.98))]
+    (s,) = summarise(rows)
+    assert s["test_accuracy"] == pytest.approx(0.98) and s["test_accuracy_std"] == pytest.approx(0.01)
+    assert s["val_accuracy_std"] == pytest.approx(0.01) and s["train_seconds_std"] == 0
+    assert "| m | 7 | 1 | 0.9900 +- 0.0100 | 0.9800 +- 0.0100 | 2.0 +- 0.0 | 10 |" in render_markdown(
+        [s], "r", [0, 1, 2])
+
+
+def test_recipes_seed_stays_the_tutorials_and_best_uses_the_techniques():
+    assert {"seed", "short", "best"} <= set(list_recipes())
+    seed = recipe("seed")
+    assert (seed.optim.optimizer, seed.optim.scheduler, seed.optim.label_smoothing, seed.optim.ema_decay,
+            seed.augment.rotate, seed.optim.nesterov) == ("sgd", "step", 0.0, 0.0, 0.0, False)
+    best = recipe("best")
+    assert best.model.name == "bn-cnn" and best.optim.nesterov and best.augment.rotate > 0
+    # another model drops the recipe's model arguments (they fit only bn-cnn)
+    assert config_for(best, "lenet5", 2).model.kwargs == {} and config_for(best, "bn-cnn", 2).model.kwargs
+    args = build_parser().parse_args(["run", "--recipe", "best", "--model", "resnet", "--rotate", "5"])
+    config = config_from_args(args)
+    assert config.model.kwargs == {} and config.augment.rotate == 5 and config.optim.lr == best.optim.lr
