@@ -1,6 +1,6 @@
-"""A small GoogLeNet-style network of Inception modules for 28x28 digits (default: 71,426 parameters).
+"""A small GoogLeNet-style network of Inception modules for 28x28 digits (default: 18,478 parameters).
 
-    model = create_model("inception", width=16)
+    model = create_model("inception", width=16)   # 71,426 parameters; the default 8 trains ~4x faster on a CPU
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class InceptionNet(nn.Module):
     """stem 3x3 conv 1->w, max-pool (14x14); two Inception modules, max-pool (7x7); two more;
     global average pool; dropout; linear -> 10."""
 
-    def __init__(self, width: int = 16, dropout: float = 0.2):
+    def __init__(self, width: int = 8, dropout: float = 0.2):
         super().__init__()
         if width < 2:
             raise TypeError(f"width must be at least 2, got {width}")
@@ -54,7 +54,7 @@ class InceptionNet(nn.Module):
 
 
 @register_model("inception")
-def inception(width: int = 16, dropout: float = 0.2) -> nn.Module:
-    """Four small Inception modules with parallel 1x1/3x3/5x5/pool branches (width 16: 71,426
-    parameters)."""
+def inception(width: int = 8, dropout: float = 0.2) -> nn.Module:
+    """Four small Inception modules with parallel 1x1/3x3/5x5/pool branches (width 8: 18,478 parameters;
+    width 16: 71,426)."""
     return InceptionNet(width, dropout)
