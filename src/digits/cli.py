@@ -182,6 +182,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         raise DigitsError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
+    if args.resume:
+        raise DigitsError("compare trains every run from scratch; --resume applies to `digits run` and `train`")
     config = config_from_args(args)
     _check_positive(config, "optim.epochs", "optim.batch_size", "test_batch_size", "optim.lr")
     out = args.out or f"runs/compare-{args.recipe}"
