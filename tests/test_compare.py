@@ -44,6 +44,8 @@ def test_compare_rejects_unknown_models_and_bad_seeds(tiny_mnist, tmp_path, caps
     assert "unknown: nope" in capsys.readouterr().err
     assert main(["compare", "--models", "seed", "--seeds", "0,a", "--out", str(tmp_path / "x")]) == 2
     assert "--seeds" in capsys.readouterr().err
+    assert main(["compare", "--models", "seed", "--resume", "x.pt", "--out", str(tmp_path / "x")]) == 2
+    assert "from scratch" in capsys.readouterr().err
 
 
 def test_summary_mean_and_std_by_hand():
