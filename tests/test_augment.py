@@ -7,7 +7,7 @@ from digits.config import AugmentConfig
 from digits.data import normalize
 from digits.errors import DigitsError
 
-STRONG = AugmentConfig(rotate=15, scale=0.15, shift=3, shear=15, elastic=2)
+STRONG = AugmentConfig(rotate=15, zoom=0.15, shift=3, shear=15, elastic=2)
 
 
 def _letter_f(n: int = 64) -> torch.Tensor:
@@ -46,7 +46,7 @@ def test_never_flips_an_asymmetric_pattern():
     images = _letter_f()
     f, mirrored_f = images[:1], images[:1].flip(-1)
     assert (_best_match(images.flip(-1), f) < _best_match(images, f)).all()  # the measure can tell
-    affine = augment_batch(images, AugmentConfig(rotate=12, scale=0.1, shift=3, shear=10),
+    affine = augment_batch(images, AugmentConfig(rotate=12, zoom=0.1, shift=3, shear=10),
                            torch.Generator().manual_seed(0))
     # wherever it moved, each distorted F still overlaps an F better than a mirrored F
     assert (_best_match(affine, f) > _best_match(affine, mirrored_f)).all()
@@ -69,7 +69,7 @@ def test_shift_moves_the_pattern_by_whole_pixels_and_fills_with_background():
 
 
 def test_bad_settings_are_clear_errors():
-    with pytest.raises(DigitsError, match="--scale must be in"):
-        check_augment(AugmentConfig(scale=1.5))
+    with pytest.raises(DigitsError, match="--zoom must be in"):
+        check_augment(AugmentConfig(zoom=1.5))
     with pytest.raises(DigitsError, match="must not be negative"):
         check_augment(AugmentConfig(rotate=-1))

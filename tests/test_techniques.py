@@ -81,5 +81,5 @@ def test_bad_technique_settings_fail_before_training(tiny_mnist):
     data = load_mnist(tiny_mnist, val_size=50)
     with pytest.raises(DigitsError, match="--label-smoothing"):
         fit(_config(label_smoothing=1.0), data)
-    with pytest.raises(DigitsError, match="--scale"):
-        fit(_config(augment=AugmentConfig(scale=2.0)), data)
+    with pytest.raises(DigitsError, match="--zoom"):
+        fit(_config(augment=AugmentConfig(zoom=2.0)), data)

@@ -22,12 +22,12 @@ BACKGROUND = (0.0 - MEAN) / STD  # a blank pixel after normalisation
 
 
 def is_enabled(cfg: AugmentConfig) -> bool:
-    return any((cfg.rotate, cfg.scale, cfg.shift, cfg.shear, cfg.elastic))
+    return any((cfg.rotate, cfg.zoom, cfg.shift, cfg.shear, cfg.elastic))
 
 
 def check_augment(cfg: AugmentConfig) -> None:
-    if not 0 <= cfg.scale < 1:
-        raise DigitsError(f"--scale must be in [0, 1) (a fraction of the size), got {cfg.scale}")
+    if not 0 <= cfg.zoom < 1:
+        raise DigitsError(f"--zoom must be in [0, 1) (a fraction of the size), got {cfg.zoom}")
     if not 0 <= cfg.shear < 90 or min(cfg.rotate, cfg.shift, cfg.elastic) < 0 or cfg.elastic_sigma <= 0:
         raise DigitsError("augmentation: --rotate, --shift, --elastic must not be negative, --shear must "
                           "be in [0, 90) degrees and --elastic-sigma positive")
@@ -42,7 +42,7 @@ def random_affine_matrices(n: int, cfg: AugmentConfig, size: int = 28, generator
     """(n, 2, 3) maps from output to input coordinates in grid_sample's [-1, 1] units."""
     angle = _uniform(n, math.radians(cfg.rotate), generator, device)
     shear = torch.tan(_uniform(n, math.radians(cfg.shear), generator, device))
-    zoom = 1 + _uniform(n, cfg.scale, generator, device)
+    zoom = 1 + _uniform(n, cfg.zoom, generator, device)
     shift = torch.stack([_uniform(n, cfg.shift, generator, device) for _ in range(2)], 1) * (2 / size)
     cos, sin = torch.cos(angle), torch.sin(angle)
     # rotation @ shear, divided by the zoom: determinant 1 / zoom**2 > 0, never a reflection

@@ -66,7 +66,7 @@ class AugmentConfig:
     """Random distortions of each training batch (digits are never flipped); all 0 = off."""
 
     rotate: float = setting(0.0, "random rotation, up to +-this many degrees")
-    scale: float = setting(0.0, "random zoom, up to +-this fraction (0.1: 90%..110%)")
+    zoom: float = setting(0.0, "random zoom, up to +-this fraction (0.1: 90%..110%)")
     shift: float = setting(0.0, "random translation, up to +-this many pixels in x and in y")
     shear: float = setting(0.0, "random shear, up to +-this many degrees")
     elastic: float = setting(0.0, "elastic distortion: displacement strength in pixels (e.g. 2); 0: off")

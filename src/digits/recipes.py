@@ -32,7 +32,7 @@ def _best() -> RunConfig:
         model=ModelConfig(name="bn-cnn", kwargs={"width": 64, "dropout": 0.2}),
         optim=OptimConfig(optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
                           scheduler="onecycle", epochs=15, batch_size=512, label_smoothing=0.1),
-        augment=AugmentConfig(rotate=12.0, scale=0.1, shift=2.5))
+        augment=AugmentConfig(rotate=12.0, zoom=0.1, shift=2.5))
 
 
 RECIPES = {"seed": _seed, "short": _short, "best": _best}

@@ -52,11 +52,12 @@ class FewShotCNN(nn.Module):
 
 @register_model("protonet")
 def protonet(width: int = 32, embedding_dim: int = 64) -> nn.Module:
-    """Few-shot embedding (images -> 64-d vectors), trained by `digits fewshot`."""
+    """Few-shot embedding (images -> 64-d vectors), trained by `digits fewshot` (92,832 parameters)."""
     return ProtoNet(width, embedding_dim)
 
 
 @register_model("fewshot_cnn")
 def fewshot_cnn(width: int = 16, dropout: float = 0.3) -> nn.Module:
-    """Three conv-BN blocks and a linear head; the learning curve of `digits fewshot` trains it."""
+    """Three conv-BN blocks and a linear head; the learning curve of `digits fewshot` trains it
+    (17,018 parameters)."""
     return FewShotCNN(width, dropout)
