@@ -147,8 +147,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
-    what = " + ".join(f"{ckpt['meta']['model_name']} from {path}" for (_, ckpt), path in zip(loaded, args.checkpoint))
-    how = (" (ensemble: mean probability)" if len(loaded) > 1 else "") + (" with shifted views" if args.tta else "")
+    what = " + ".join(f"{ckpt['meta']['model_name']} from {path}"
+                      for (_, ckpt), path in zip(loaded, args.checkpoint))
+    how = ((" (ensemble: mean probability)" if len(loaded) > 1 else "")
+           + (" with shifted views" if args.tta else ""))
     print(f"{what}{how}: test accuracy {100 * result.accuracy:.2f}% on {len(data.test)} images")
     print("accuracy per batch: " + " ".join(f"{100 * a:.1f}" for a in result.batch_accuracies))
     print("confusion matrix (rows: true class, columns: predicted class)")

@@ -74,7 +74,8 @@ def render_markdown(summary: list[dict], recipe_name: str, seeds: list[int]) -> 
         lines.append(f"| {s['model']} | {s['parameters']:,} | {s['epochs']} | "
                      f"{s['val_accuracy']:.4f} +- {s['val_accuracy_std']:.4f} | "
                      f"{s['test_accuracy']:.4f} +- {s['test_accuracy_std']:.4f} | "
-                     f"{s['train_seconds']:.1f} +- {s['train_seconds_std']:.1f} | {s['images_per_second']:,.0f} |")
+                     f"{s['train_seconds']:.1f} +- {s['train_seconds_std']:.1f} | "
+                     f"{s['images_per_second']:,.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -109,8 +110,8 @@ def compare(models: list[str], seeds: list[int], base: RunConfig, out: str | Pat
             row = train_one(config_for(base, model, seed), data, out / f"{model}-seed{seed}")
             _append_csv(out / "results.csv", row)
             rows.append(row)
-            log(f"{model} seed {seed}: validation {row['val_accuracy']:.4f}, test {row['test_accuracy']:.4f}, "
-                f"{time.perf_counter() - start:.0f} s")
+            log(f"{model} seed {seed}: validation {row['val_accuracy']:.4f}, "
+                f"test {row['test_accuracy']:.4f}, {time.perf_counter() - start:.0f} s")
     summary = summarise(rows)
     write_text(out / "results.md", render_markdown(summary, recipe_name, seeds))
     from .plots import plot_comparison  # matplotlib only when drawing
