@@ -58,7 +58,9 @@ def main() -> None:
     p.add_argument("--global-batch", type=int, default=256)
     p.add_argument("--val-size", type=int, default=5000)
     p.add_argument("--threads-single", type=int, default=2, help="torch threads of the 1-process run")
-    p.add_argument("--json", default="benchmarks/ddp_equivalence.json")
+    p.add_argument("--single-only", action="store_true", help="only the 1-process runs (e.g. another "
+                   "--threads-single); the table then has one row")
+    p.add_argument("--json", default="benchmarks/results/ddp_equivalence.json")
     a = p.parse_args()
     common = ["--epochs", str(a.epochs), "--val-size", str(a.val_size), "--no-tensorboard"]
     single = [sys.executable, "-m", "digits"]
@@ -71,10 +73,16 @@ def main() -> None:
                    "--threads", str(a.threads_single)]
             two = [*common, "--seed", str(seed), "--batch-size", str(a.global_batch // 2), "--threads", "1"]
             results["1 process"].append(_train(single, Path(tmp) / f"one-{seed}", one, a.data_dir))
-            results["2 processes"].append(_train(torchrun, Path(tmp) / f"two-{seed}", two, a.data_dir))
+            if not a.single_only:
+                results["2 processes"].append(_train(torchrun, Path(tmp) / f"two-{seed}", two, a.data_dir))
     record = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "torch": torch.__version__,
               "machine": _machine(), "args": vars(a), "results": results}
     Path(a.json).write_text(json.dumps(record, indent=2) + "\n")
+    _print_table(record, a)
+
+
+def _print_table(record: dict, a: argparse.Namespace) -> None:
+    results = {name: rows for name, rows in record["results"].items() if rows}
     print(f"| setup | threads | val accuracy % | test accuracy % | train s | wall s |  ({record['date']}, "
           f"torch {record['torch']}, seeds {a.seeds}, mean ± std)")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -84,6 +92,8 @@ def main() -> None:
                  for k in ("val_accuracy", "test_accuracy", "train_seconds", "wall_seconds")
                  for m, s in [_mean(rows, k)]]
         print(f"| {name}, global batch {a.global_batch} | {threads} | " + " | ".join(cells) + " |")
+    if len(results) < 2:
+        return
     diff = _mean(results["2 processes"], "test_accuracy")[0] - _mean(results["1 process"], "test_accuracy")[0]
     print(f"\nmean test accuracy, 2 processes minus 1: {100 * diff:+.3f} points")
 
