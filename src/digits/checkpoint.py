@@ -2,28 +2,28 @@
 
 A checkpoint holds what the tutorial saves (``iter_num``, ``optimizer``, ``model``) and ``meta``:
 model name and arguments, normalisation, class names, resolved config, versions and metrics.
-Files are written atomically and read with ``weights_only=True`` (no code runs on load).
+Files are written atomically, carry a SHA-256 of their contents (a damaged file is refused rather
+than loaded with silently wrong weights) and are read with ``weights_only=True`` (no code runs on load).
 
     save_checkpoint(path, model, meta=..., optimizer=opt, iter_num=470)
     model, ckpt = load_checkpoint(path)        # model in eval mode; ckpt["meta"] describes it
 """
 from __future__ import annotations
 
-import os
-import pickle
-import zipfile
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import __version__
+from .atomic import atomic_write
 from .data import CLASSES, MEAN, STD
 from .errors import CheckpointError, DigitsError
 from .models import create_model
 
 FORMAT = "digits-checkpoint"
-VERSION = 1
+VERSION = 2  # 2 added "sha256"; version 1 files (no checksum) still load
 
 
 def describe(model_name: str, model_kwargs: dict, config: dict | None = None, **extra) -> dict:
@@ -40,17 +40,8 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict, **stat
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     payload = {"format": FORMAT, "version": VERSION, "meta": meta,
                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **state}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise DigitsError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
-    return path
+    payload["sha256"] = digest(payload)
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -60,15 +51,56 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
-            AttributeError, TypeError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001  damaged bytes raise many types here: OSError (EINVAL on a
+        # truncated zip), RuntimeError, UnpicklingError, EOFError, ValueError, KeyError, ...
         raise CheckpointError(f"{path}: not a readable digits checkpoint ({_reason(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "meta" not in ckpt:
         raise CheckpointError(f"{path}: not a digits checkpoint (no '{FORMAT}' header); "
                               "train one with `digits run` or `digits train`")
-    if ckpt.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path}: written by a newer digits (format {ckpt['version']}); upgrade")
+    version = ckpt.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
+        raise CheckpointError(f"{path}: written by a newer digits (format {version}); upgrade")
+    if version >= 2 and ckpt.get("sha256") != digest(ckpt):
+        raise CheckpointError(f"{path}: damaged (its contents do not match the checksum stored in it); "
+                              "use another copy or train again")
+    _check_layout(path, ckpt)
     return ckpt
+
+
+def _check_layout(path: Path, ckpt: dict) -> None:
+    meta, weights = ckpt["meta"], ckpt.get("model")
+    if not (isinstance(meta, dict) and isinstance(meta.get("model_name"), str)
+            and isinstance(meta.get("model_kwargs", {}), dict)):
+        raise CheckpointError(f"{path}: its description does not name a model; not a usable checkpoint")
+    if not (isinstance(weights, dict) and all(isinstance(v, torch.Tensor) for v in weights.values())):
+        raise CheckpointError(f"{path}: holds no model weights; not a usable checkpoint")
+
+
+def digest(payload: dict) -> str:
+    """SHA-256 of everything in a checkpoint but its own "sha256" entry: tensors by dtype, shape and
+    bytes, plain values by type and repr, in stored order (pickle keeps dictionary order)."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in payload.items() if k != "sha256"})
+    return h.hexdigest()
+
+
+def _feed(h, value) -> None:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(value, dict):
+        h.update(f"{{{len(value)}|".encode())
+        for k, v in value.items():
+            _feed(h, k)
+            _feed(h, v)
+    elif isinstance(value, (list, tuple)):
+        h.update(f"{type(value).__name__}{len(value)}|".encode())
+        for v in value:
+            _feed(h, v)
+    else:
+        text = repr(sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value)
+        h.update(f"{type(value).__name__}{len(text)}|{text}".encode())
 
 
 def _reason(error: Exception) -> str:
@@ -85,10 +117,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
     """Rebuild the model a checkpoint describes, load its weights, and return it in eval mode."""
     ckpt = read_checkpoint(path, map_location)
     meta = ckpt["meta"]
-    model = create_model(meta["model_name"], **meta.get("model_kwargs", {}))
+    try:
+        model = create_model(meta["model_name"], **meta.get("model_kwargs", {}))
+    except (DigitsError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild its model ({str(e).splitlines()[0][:200]}); "
+                              "it was written by another version of digits or for another model") from None
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         raise CheckpointError(f"{path}: weights do not fit model {meta['model_name']!r} "
-                              f"({str(e).splitlines()[0][:200]})") from None
+                              f"({_mismatch(model, ckpt['model']) or lines[-1][:200]})") from None
     return model.to(map_location).eval(), ckpt
+
+
+def _mismatch(model: torch.nn.Module, weights: dict) -> str:
+    """What differs between a model's tensors and a checkpoint's, in a few words."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    parts = []
+    for label, keys in (("missing", [k for k in expected if k not in found]),
+                        ("unexpected", [k for k in found if k not in expected]),
+                        ("other shape", [k for k in expected if k in found and expected[k] != found[k]])):
+        if keys:
+            parts.append(f"{label}: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}")
+    return "; ".join(parts)

@@ -377,6 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     except DigitsError as e:
         print(f"digits: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. a disk that fills while a library (TensorBoard) writes: still one line
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"digits: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("digits: interrupted", file=sys.stderr)
         return 130

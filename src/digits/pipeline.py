@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -104,9 +105,11 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
             if writer is not None:
                 for i, acc in enumerate(result.batch_accuracies):
                     writer.add_scalar("test accuracy per batch", 100.0 * acc, i)
+    except OSError as e:  # raised by TensorBoard's writer (a full disk); checkpoints say so themselves
+        raise _tensorboard_error(out, e) from None
     finally:
         if writer is not None:
-            writer.close()
+            _close_quietly(writer)
     if figures and result is not None:
         draw_figures(out, config, data, trained, result)
     metrics = _metrics(config, trained, result, test_seconds, time.perf_counter() - start, data)
@@ -132,4 +135,36 @@ def _open_writer(out: Path, config: RunConfig):
         return None
     from torch.utils.tensorboard import SummaryWriter  # imported only when used: slow to import
 
-    return SummaryWriter(str(out / "tb"))
+    _quiet_writer_threads()
+    try:
+        return SummaryWriter(str(out / "tb"))
+    except OSError as e:
+        raise _tensorboard_error(out, e) from None
+
+
+def _tensorboard_error(out: Path, error: OSError) -> DigitsError:
+    return DigitsError(f"cannot write TensorBoard logs in {out / 'tb'}: {error.strerror or error} "
+                       "(free some space, choose another --out, or pass --no-tensorboard)")
+
+
+def _close_quietly(writer) -> None:
+    try:
+        writer.close()
+    except OSError:
+        pass  # the same write error was already raised from flush() or add_scalar()
+
+
+def _quiet_writer_threads() -> None:
+    """TensorBoard writes from a thread, which would print a traceback on a write error (full disk);
+    the writer raises the same error again in the caller, which reports it as one line."""
+    default = threading.excepthook
+    if getattr(default, "quiet_tensorboard", False):
+        return
+
+    def hook(args):
+        if not (issubclass(args.exc_type, OSError)
+                and type(args.thread).__module__.startswith("tensorboard")):
+            default(args)
+
+    hook.quiet_tensorboard = True
+    threading.excepthook = hook

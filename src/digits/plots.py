@@ -12,13 +12,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from .atomic import atomic_write  # noqa: E402
+from .errors import DigitsError  # noqa: E402
+
 
 def _save(fig, path) -> Path:
+    # atomic: a full disk must not leave a truncated PNG under the figure's name
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=100, bbox_inches="tight"))
+    except OSError as e:
+        raise DigitsError(f"cannot create {path.parent}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
 
 
 def _image_grid(images: torch.Tensor, titles: list[str], cols: int, path, colors=None,

@@ -5,11 +5,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from .atomic import atomic_write
 from .data import CLASSES
-from .errors import DigitsError
 
 FIGURES = {
     "samples": "Training images (first 60 of a shuffled batch)",
@@ -22,15 +21,8 @@ FIGURES = {
 
 def write_text(path: str | Path, text: str) -> Path:
     """Write atomically: a reader sees the old file or the whole new one, never half of it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise DigitsError(f"cannot write {path}: {e.strerror or e}") from None
-    return path
+    data = text.encode()
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def write_json(path: str | Path, value) -> Path:

@@ -102,7 +102,18 @@ def _restore(path, model, optimizer, scheduler, config: RunConfig, ema=None) -> 
     return _State(progress["epoch"], progress["step"], ckpt["iter_num"], History(**progress["history"]))
 
 
+def _check_saveable(model, state: _State) -> None:
+    """Never overwrite the last good checkpoint with a diverged model: the loop reads losses back
+    only every 10 steps, and a step can turn the weights to inf/NaN while its loss was finite."""
+    for v in state.history.loss[-10:]:
+        _check_finite(v, state)
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise DigitsError(f"training diverged: the weights are not finite at step {state.iter_num}; "
+                          "lower --lr (the last good checkpoint is kept)")
+
+
 def _save(out_dir, model, optimizer, scheduler, config: RunConfig, state: _State, ema=None) -> Path:
+    _check_saveable(model, state)
     meta = describe(config.model.name, config.model.kwargs, config.to_dict())
     progress = {"epoch": state.epoch, "step": state.step, "history": asdict(state.history),
                 "world_size": distributed.world_size()}
@@ -180,7 +191,7 @@ def _run_epoch(model, optimizer, scheduler, ema, x, y, config: RunConfig, state:
             save(state, distributed.mean(torch.stack(losses)).tolist())
     bar.close()
     values = distributed.mean(torch.stack(losses)).tolist() if losses else []
-    for v in values[-(len(values) % 10 or 10):]:
+    for v in values:  # all of them: after a mid-epoch resume the every-10 checks are offset
         _check_finite(v, state)
     return values
 
@@ -224,11 +235,12 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
 
     def save(at: _State, epoch_losses: list[float]) -> Path | None:
         # mid-epoch, the epoch's losses are not yet in the history: store them with it
-        if not out_dir:
-            return None
         h = at.history
         snapshot = _State(at.epoch, at.step, at.iter_num, History(
             h.loss + epoch_losses, h.train_acc_10, h.val_acc, h.epoch_seconds))
+        if not out_dir:  # every rank checks, so that all stop where rank 0 refuses to save
+            _check_saveable(model, snapshot)
+            return None
         return _save(out_dir, model, optimizer, scheduler, config, snapshot, ema)
 
     seconds, images_seen = 0.0, 0
