@@ -26,7 +26,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         cause = os_error(e) if isinstance(e, Exception) and not isinstance(e, DigitsError) else None
         if cause is None:
             raise
@@ -60,9 +60,16 @@ def remove_stale_temps(path: Path) -> list[Path]:
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
         pid = tmp.name[len(path.name) + 2:-len(".tmp")]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
+            _remove(tmp)
             removed.append(tmp)
     return removed
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass  # a read-only folder refuses even this; the write failed before creating it
 
 
 def _alive(pid: int) -> bool:

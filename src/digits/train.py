@@ -140,7 +140,7 @@ def _log_epoch(writer, history: History, first_iter: int, losses: list[float], e
 
 def _check_finite(loss: float, state: _State) -> None:
     if not math.isfinite(loss):
-        raise DigitsError(f"training diverged: loss is {loss} at step {state.iter_num}; lower --lr "
+        raise DigitsError(f"training diverged: loss is {loss} by step {state.iter_num}; lower --lr "
                           "(the last good checkpoint is kept)")
 
 

@@ -1,0 +1,116 @@
+"""Atomic writes under failure: a full disk or read-only folder mid-write leaves the old file whole,
+no temporary file behind, and one clear DigitsError (see tests/test_faults.py for real disks)."""
+import errno
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from digits import atomic
+from digits.atomic import atomic_write, os_error, remove_stale_temps, temp_path
+from digits.checkpoint import describe, read_checkpoint, save_checkpoint
+from digits.errors import DigitsError
+from digits.models import create_model
+from digits.report import write_json
+
+
+class _FailingFile:
+    """A real file whose writes fail with ``code`` once ``limit`` bytes are in it: a disk that fills."""
+
+    def __init__(self, f, limit: int, code: int):
+        self.f, self.limit, self.code, self.written = f, limit, code, 0
+
+    def write(self, data) -> int:
+        room = self.limit - self.written
+        if len(data) > room:
+            self.f.write(bytes(data[:max(room, 0)]))
+            raise OSError(self.code, os.strerror(self.code))
+        self.written += self.f.write(data)
+        return len(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def _fail_after(monkeypatch, limit: int, code: int = errno.ENOSPC) -> None:
+    monkeypatch.setattr(atomic, "open", lambda p, m: _FailingFile(open(p, m), limit, code), raising=False)
+
+
+@pytest.mark.parametrize("code, words", [(errno.ENOSPC, "No space left on device"),
+                                         (errno.EROFS, "Read-only file system")])
+def test_a_write_that_fails_part_way_keeps_the_old_file(tmp_path, monkeypatch, code, words):
+    path = write_json(tmp_path / "metrics.json", {"old": True})
+    _fail_after(monkeypatch, 5, code)
+    with pytest.raises(DigitsError, match=f"cannot write .*metrics.json: {words}"):
+        write_json(path, {"new": list(range(1000))})
+    assert path.read_text() == '{\n  "old": true\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_a_checkpoint_write_that_fails_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "checkpoint.pt", create_model("seed"), describe("seed", {}), iter_num=1)
+    _fail_after(monkeypatch, 100_000)  # inside the weights; torch turns ENOSPC into a RuntimeError
+    with pytest.raises(DigitsError, match="checkpoint.pt: No space left on device"):
+        save_checkpoint(path, create_model("seed"), describe("seed", {}), iter_num=2)
+    assert read_checkpoint(path)["iter_num"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_a_figure_that_cannot_be_finished_is_not_left_half_written(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from digits.plots import plot_samples
+
+    def savefig_onto_a_full_disk(self, f, **kwargs):  # Pillow writes to the file descriptor itself
+        f.write(b"\x89PNG\r\n\x1a\n" + bytes(4000))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Figure, "savefig", savefig_onto_a_full_disk)
+    with pytest.raises(DigitsError, match="samples.png: No space left on device"):
+        plot_samples(torch.zeros(60, 1, 28, 28, dtype=torch.uint8), tmp_path / "figures" / "samples.png")
+    assert list((tmp_path / "figures").iterdir()) == []
+
+
+def test_errors_that_are_not_about_the_disk_pass_through(tmp_path):
+    with pytest.raises(ZeroDivisionError):
+        atomic_write(tmp_path / "x", lambda f: 1 / 0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_os_error_finds_the_cause_behind_a_wrapper():
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("unexpected pos 197824 vs 197728")  # what torch.save raises
+    except RuntimeError as e:
+        assert os_error(e).errno == errno.ENOSPC
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "full")
+        except OSError:
+            raise DigitsError("a message that already says it") from None
+    except DigitsError as e:
+        assert os_error(e) is None
+
+
+def test_temp_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    path = tmp_path / "checkpoint.pt"
+    stale = temp_path(path, int(dead.stdout))
+    stale.write_bytes(b"half a checkpoint")
+    running = temp_path(path, 1)  # pid 1 is alive: a writer that may still finish
+    running.write_bytes(b"in progress")
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == []  # no reader mistakes them for checkpoints
+    atomic_write(path, lambda f: f.write(b"whole"))
+    assert not stale.exists() and running.exists() and path.read_bytes() == b"whole"
+    assert remove_stale_temps(path) == []
