@@ -158,3 +158,10 @@ def test_weights_that_are_not_finite_are_never_saved(tmp_path):
         _save(tmp_path, model, optimizer, scheduler, config, state)
     assert read_checkpoint(tmp_path / "checkpoint.pt")["iter_num"] == 4
     shutil.rmtree(tmp_path)
+
+
+def test_resume_from_a_checkpoint_without_training_state(tiny_mnist, tmp_path, capsys):
+    path = _checkpoint(tmp_path, "weights-only.pt")  # what a checkpoint for serving holds
+    err = _error(["train", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "o"), *FAST,
+                  "--resume", str(path)], capsys)
+    assert "weights-only.pt: it has no training state (optimizer, scheduler, iter_num, progress)" in err

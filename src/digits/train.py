@@ -85,6 +85,10 @@ def _restore(path, model, optimizer, scheduler, config: RunConfig, ema=None) -> 
     name = ckpt["meta"]["model_name"]
     if name != config.model.name:
         raise DigitsError(f"--resume {path}: the checkpoint is a {name!r} model, not {config.model.name!r}")
+    missing = [k for k in ("optimizer", "scheduler", "iter_num", "progress") if k not in ckpt]
+    if missing:  # e.g. a checkpoint made for serving: weights only
+        raise DigitsError(f"--resume {path}: it has no training state ({', '.join(missing)}); resume "
+                          "from the checkpoint.pt in a training run's folder")
     try:
         model.load_state_dict(ckpt.get("train_model", ckpt["model"]))  # "model" holds the EMA if on
         if ema is not None:
@@ -92,7 +96,7 @@ def _restore(path, model, optimizer, scheduler, config: RunConfig, ema=None) -> 
             ema.updates = ckpt.get("ema_updates", ckpt["iter_num"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-    except (KeyError, ValueError, RuntimeError) as e:
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise DigitsError(f"--resume {path}: cannot continue from it ({str(e).splitlines()[0]})") from None
     progress = ckpt["progress"]
     saved, now = progress.get("world_size", 1), distributed.world_size()
