@@ -65,8 +65,10 @@ def _every_file_is_whole(folder) -> list[str]:
 # Measured on this machine with the tiny data set: the run folder takes about 1 MB. With 4 KiB free
 # the TensorBoard log cannot start, with 100 KiB the checkpoint (350 KB) does not fit, with 400 KiB
 # the first figure does not.
-@pytest.mark.parametrize("size, fails_on", [("4k", "TensorBoard logs"), ("100k", "checkpoint.pt"),
-                                            ("400k", "figures/samples.png")])
+@pytest.mark.parametrize("size, fails_on", [
+    ("4k", "TensorBoard logs"),
+    pytest.param("100k", "checkpoint.pt", marks=pytest.mark.slow),  # trains first
+    pytest.param("400k", "figures/samples.png", marks=pytest.mark.slow)])  # and tests
 def test_a_full_disk_is_one_clear_line_and_leaves_only_whole_files(tiny_mnist, tmp_path, capsys,
                                                                    mounted, size, fails_on):
     disk = mounted(tmp_path / "disk", "-t", "tmpfs", "-o", f"size={size}", "tmpfs")
@@ -76,6 +78,7 @@ def test_a_full_disk_is_one_clear_line_and_leaves_only_whole_files(tiny_mnist, t
     assert "config.json" in names and "report.md" not in names and "metrics.json" not in names
 
 
+@pytest.mark.slow
 def test_a_read_only_run_folder(tiny_mnist, tmp_path, capsys, mounted):
     run = tmp_path / "run"
     assert main(["train", "--data-dir", str(tiny_mnist), "--out", str(run), "--checkpoint-every", "3",
