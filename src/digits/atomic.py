@@ -8,11 +8,17 @@ the target. A process killed mid-write leaves only that temporary file, which no
 """
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import BinaryIO, Callable
 
 from .errors import DigitsError
+
+
+_HINTS = {errno.ENOSPC: " (free some space or choose another --out)",
+          errno.EDQUOT: " (free some space or choose another --out)",
+          errno.EROFS: " (choose a writable --out)", errno.EACCES: " (choose a writable --out)"}
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -30,8 +36,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
         cause = os_error(e) if isinstance(e, Exception) and not isinstance(e, DigitsError) else None
         if cause is None:
             raise
-        raise DigitsError(f"cannot write {path}: {cause.strerror or cause}; nothing was written "
-                          "there (free some space or choose a writable --out)") from None
+        hint = _HINTS.get(cause.errno, "")
+        raise DigitsError(f"cannot write {path}: {cause.strerror or cause}; the previous file, if "
+                          f"any, is unchanged{hint}") from None
     _sync_folder(path.parent)
     remove_stale_temps(path)
     return path
