@@ -114,3 +114,16 @@ def test_temp_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):
     atomic_write(path, lambda f: f.write(b"whole"))
     assert not stale.exists() and running.exists() and path.read_bytes() == b"whole"
     assert remove_stale_temps(path) == []
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_an_export_onto_a_full_disk_leaves_no_model_file(tmp_path, monkeypatch, fmt):
+    from pathlib import Path
+
+    from digits.export import export_model
+
+    pytest.importorskip("onnx")
+    _fail_after(monkeypatch, 10_000)
+    with pytest.raises(DigitsError, match=f"model.{fmt}: No space left on device"):
+        export_model(Path(__file__).parent / "data" / "seed.pt", fmt, tmp_path / f"model.{fmt}")
+    assert list(tmp_path.iterdir()) == []

@@ -8,12 +8,14 @@ The checkpoint's description travels in the file (ONNX metadata / a TorchScript 
 """
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
 
 import torch
 
+from .atomic import atomic_write
 from .checkpoint import load_checkpoint
 from .data import normalize
 from .errors import DigitsError
@@ -49,25 +51,29 @@ def export_model(checkpoint: str | Path, fmt: str, out: str | Path) -> Path:
         with warnings.catch_warnings():  # torch 2.13 marks both exporters used here deprecated
             warnings.simplefilter("ignore", DeprecationWarning)
             if fmt == "onnx":
-                _export_onnx(wrapped, example, out, description)
+                data = _export_onnx(wrapped, example, description)
             else:
-                traced = torch.jit.trace(wrapped, example)
-                torch.jit.save(traced, str(out), _extra_files={"digits.json": json.dumps(description)})
+                buf = io.BytesIO()
+                torch.jit.save(torch.jit.trace(wrapped, example), buf,
+                               _extra_files={"digits.json": json.dumps(description)})
+                data = buf.getvalue()
+        atomic_write(out, lambda f: f.write(data))  # a full disk leaves no truncated model behind
     except OSError as e:
         raise DigitsError(f"cannot write {out}: {e.strerror or e}") from None
     return out
 
 
-def _export_onnx(wrapped: torch.nn.Module, example: torch.Tensor, out: Path, description: dict) -> None:
+def _export_onnx(wrapped: torch.nn.Module, example: torch.Tensor, description: dict) -> bytes:
     import onnx
 
     # The TorchScript-based exporter: 0.9 s against 15 s for the dynamo exporter here
     # (benchmarks/inference_facts.py), and no dependence on onnxscript's optimiser.
-    torch.onnx.export(wrapped, (example,), str(out), input_names=["images"], output_names=["logits"],
+    buf = io.BytesIO()
+    torch.onnx.export(wrapped, (example,), buf, input_names=["images"], output_names=["logits"],
                       dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
                       opset_version=OPSET, dynamo=False)
-    proto = onnx.load(str(out))
+    proto = onnx.load_from_string(buf.getvalue())
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(description)
     proto.doc_string = f"digits {description['model_name']}: uint8 images (N, 1, 28, 28) -> logits (N, 10)"
-    onnx.save(proto, str(out))
+    return proto.SerializeToString()
