@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from digits import distributed
-from digits.checkpoint import describe, load_checkpoint, save_checkpoint
+from digits.checkpoint import describe, digest, load_checkpoint, save_checkpoint
 from digits.cli import main
 from digits.config import DataConfig, OptimConfig, RunConfig
 from digits.data import load_mnist
@@ -98,6 +98,7 @@ def test_mid_epoch_checkpoint_resumes_only_with_its_world_size(tiny_mnist, tmp_p
     path = fit(config, data, tmp_path).checkpoint
     ckpt = torch.load(path, weights_only=True)
     ckpt["progress"].update(step=3, world_size=2)
+    ckpt["sha256"] = digest(ckpt)  # an edited file must carry its new checksum
     torch.save(ckpt, path)
     with pytest.raises(DigitsError, match="mid-epoch with 2 process"):
         fit(config, data, resume=path)
