@@ -116,6 +116,7 @@ def test_temp_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):
     assert remove_stale_temps(path) == []
 
 
+@pytest.mark.slow  # tracing and exporting take seconds
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_an_export_onto_a_full_disk_leaves_no_model_file(tmp_path, monkeypatch, fmt):
     from pathlib import Path

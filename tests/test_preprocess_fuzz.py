@@ -14,7 +14,7 @@ from digits.errors import DigitsError
 from digits.preprocess import preprocess
 from test_preprocess import png_header_only
 
-settings.register_profile("images", max_examples=120, deadline=3000, derandomize=True, database=None,
+settings.register_profile("images", max_examples=50, deadline=3000, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture])
 FUZZ = settings.get_profile("images")
 
@@ -112,6 +112,7 @@ def test_mutated_and_truncated_images(fmt, draw):
     _outcome(bytes(data[:cut]))
 
 
+@pytest.mark.slow  # 3000x3000 images: about a second each
 @pytest.mark.parametrize("mode", ["RGBA", "L", "P", "I;16"])
 def test_a_large_image_is_reduced_before_any_float_copy(mode):
     """A 3000x3000 image within the pixel limit: numpy's share of the work stays small (tracemalloc

@@ -13,7 +13,7 @@ from digits.predictor import load_predictor
 from digits.serve import create_app
 from test_serve import MODEL, seven_png
 
-settings.register_profile("http", max_examples=150, deadline=5000, derandomize=True, database=None,
+settings.register_profile("http", max_examples=50, deadline=5000, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture])
 FUZZ = settings.get_profile("http")
 PATHS = {"/health", "/model", "/predict"}  # and the page at /, outside the schema
@@ -44,7 +44,7 @@ def test_any_body_with_any_content_type(client, kind, body):
     _clean_4xx(client.post("/predict", content=body, headers={"content-type": kind}))
 
 
-@settings(FUZZ, max_examples=50)
+@settings(FUZZ, max_examples=25)
 @given(st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=30),
                     lambda inner: st.lists(inner, max_size=30) | st.dictionaries(
                         st.sampled_from(["image", "pixels", "checkpoint", "x"]), inner, max_size=3),

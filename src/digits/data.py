@@ -81,7 +81,10 @@ def read_idx(path: str | Path) -> torch.Tensor:
     if len(raw) - header != expected:
         raise DataError(f"{path}: header declares shape {dims} ({expected} bytes of data) but the "
                         f"file holds {len(raw) - header}; it is truncated or corrupt")
-    array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    try:  # an empty array may still declare dimensions numpy cannot address (0 x 965 x 2**29 ...)
+        array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    except ValueError as e:
+        raise DataError(f"{path}: header declares an impossible shape {dims} ({e})") from None
     return torch.from_numpy(array.astype(dtype.newbyteorder("="), copy=True))
 
 
