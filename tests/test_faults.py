@@ -125,9 +125,9 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tiny_mnist, tmp_pat
     calls = []
     real_loss = train.F.cross_entropy
 
-    def loss_that_turns_nan_at_step_5(logits, labels):
+    def loss_that_turns_nan_at_step_5(logits, labels, **kwargs):
         calls.append(1)
-        loss = real_loss(logits, labels)
+        loss = real_loss(logits, labels, **kwargs)
         return loss * float("nan") if len(calls) == 5 else loss
 
     monkeypatch.setattr(train.F, "cross_entropy", loss_that_turns_nan_at_step_5)
@@ -151,7 +151,7 @@ def test_weights_that_are_not_finite_are_never_saved(tmp_path):
     config = RunConfig()
     model = create_model("seed")
     optimizer = make_optimizer(model, config.optim)
-    scheduler = make_scheduler(optimizer, config.optim)
+    scheduler = make_scheduler(optimizer, config.optim, steps_per_epoch=8)
     _save(tmp_path, model, optimizer, scheduler, config, _State(iter_num=4))
     with torch.no_grad():
         model.fc[2].bias[3] = float("inf")  # the step's loss was finite; its update was not
