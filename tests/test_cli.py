@@ -56,7 +56,8 @@ def _error(args, capsys) -> str:
 
 
 def test_missing_data_says_where_it_looked(tmp_path, capsys):
-    err = _error(["run", "--data-dir", str(tmp_path / "none"), "--no-download", *FAST], capsys)
+    err = _error(["run", "--data-dir", str(tmp_path / "none"), "--no-download", "--out", str(tmp_path / "o"),
+                  *FAST], capsys)
     assert "MNIST not found" in err and str(tmp_path / "none") in err
 
 
@@ -99,3 +100,12 @@ def test_bad_numbers_are_rejected(tiny_mnist, capsys):
 def test_python_dash_m_and_console_script(tmp_path):
     done = subprocess.run([sys.executable, "-m", "digits", "models"], capture_output=True, text=True)
     assert done.returncode == 0 and "seed" in done.stdout and "42,940" in done.stdout
+
+
+def test_output_piped_into_a_closed_reader_is_not_a_traceback(tmp_path):
+    script = tmp_path / "many_lines.py"  # `digits models` made to print far more than a pipe holds
+    script.write_text("import sys\nimport digits.cli as cli\n"
+                      "cli.cmd_models = lambda args: [print('x' * 99) for _ in range(100_000)] and 0\n"
+                      "sys.exit(cli.main(['models']))\n")
+    done = subprocess.run(f"{sys.executable} {script} | head -c 1", shell=True, capture_output=True, text=True)
+    assert done.stderr == "", done.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import __version__
@@ -377,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     except DigitsError as e:
         print(f"digits: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # stdout piped into a program that stopped reading (`| head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as e:  # e.g. a disk that fills while a library (TensorBoard) writes: still one line
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         print(f"digits: error: {where}{e.strerror or e}", file=sys.stderr)
