@@ -36,7 +36,7 @@ class FastNet(nn.Module):
 
 @register_model("fast")
 def fast(c1: int = 12, c2: int = 24, hidden: int = 96, k2: int = 3) -> nn.Module:
-    """The `fast` recipe's network (see FastNet)."""
+    """The `fast` recipe's network (see FastNet): 61,630 parameters."""
     return FastNet(c1, c2, hidden, k2)
 
 
@@ -63,5 +63,5 @@ class WideNet(nn.Module):
 
 @register_model("wide")
 def wide(width: int = 64) -> nn.Module:
-    """The `wide` recipe's network (see WideNet)."""
+    """The `wide` recipe's network (see WideNet): 1,147,722 parameters."""
     return WideNet(width)
