@@ -79,6 +79,22 @@ def test_split_is_seeded_disjoint_and_complete():
     assert torch.equal(ids, torch.arange(100, dtype=torch.uint8))
 
 
+def test_split_keeps_file_order_as_sorted_indices_would():
+    # the split picks rows by a mask (fast); it must equal sorting the permutation's halves
+    full = Split(torch.randint(0, 255, (500, 1, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (500,)))
+    train, val = split_train_val(full, 120, seed=7)
+    perm = torch.randperm(500, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(val.images, full.images[perm[:120].sort().values])
+    assert torch.equal(train.labels, full.labels[perm[120:].sort().values])
+
+
+def test_multi_member_gzip_is_read_whole(tmp_path):
+    array = (np.arange(4 * 28 * 28) % 251).astype(np.uint8).reshape(4, 28, 28)
+    data = idx_bytes(array)
+    (tmp_path / "m.gz").write_bytes(gzip.compress(data[:100]) + gzip.compress(data[100:]))
+    assert torch.equal(read_idx(tmp_path / "m.gz"), torch.from_numpy(array))
+
+
 def test_val_size_zero_keeps_everything_and_bad_sizes_fail():
     full = Split(torch.zeros(10, 1, 28, 28, dtype=torch.uint8), torch.zeros(10, dtype=torch.long))
     train, val = split_train_val(full, 0)

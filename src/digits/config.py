@@ -41,11 +41,14 @@ class OptimConfig:
     optimizer: str = setting("sgd", "optimizer: sgd, adam or adamw")
     lr: float = setting(0.01, "learning rate (the peak of one-cycle and of warm-up)")
     momentum: float = setting(0.9, "SGD momentum")
+    beta1: float = setting(0.9, "Adam/AdamW: decay of the running mean of gradients")
+    beta2: float = setting(0.999, "Adam/AdamW: decay of the running mean of squared gradients")
     nesterov: bool = setting(False, "SGD: Nesterov momentum")
     weight_decay: float = setting(5e-4, "L2 weight decay (adamw: decoupled weight decay)")
     scheduler: str = setting("step", "learning-rate schedule, evaluated at every training step: step "
                              "(the lr times gamma every --step-size epochs), cosine, onecycle (linear up "
-                             "to --lr, then linear down to 0) or none")
+                             "to --lr, then linear down to 0), onecycle_cos (torch's OneCycleLR: cosine from lr/25 "
+                             "up to --lr, then down to lr/25e4) or none")
     warmup_epochs: float = setting(0.0, "linear learning-rate warm-up, in epochs (fractions allowed); "
                                    "onecycle: its rising part (0: a quarter of the run)")
     step_size: int = setting(6, "StepLR: epochs between learning-rate decays")

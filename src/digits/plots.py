@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .atomic import atomic_write  # noqa: E402
@@ -17,30 +18,47 @@ from .errors import DigitsError  # noqa: E402
 
 
 def _save(fig, path) -> Path:
-    # atomic: a full disk must not leave a truncated PNG under the figure's name
+    # atomic: a full disk must not leave a truncated PNG under the figure's name. No
+    # bbox_inches="tight": it draws the figure twice; the layouts below leave their own margins.
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=100, bbox_inches="tight"))
+        return atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=100))
     except OSError as e:
         raise DigitsError(f"cannot create {path.parent}: {e.strerror or e}") from None
     finally:
         plt.close(fig)
 
 
+def _mosaic(images: torch.Tensor, cols: int, gap: int) -> np.ndarray:
+    """Images (N, 1, 28, 28) uint8 tiled into one array, ``gap`` blank pixels above each row."""
+    rows = max(1, -(-len(images) // cols))
+    canvas = np.zeros((rows * (28 + gap), cols * 29), dtype=np.uint8)
+    tiles = images.reshape(-1, 28, 28).cpu().numpy()
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        canvas[r * (28 + gap) + gap:(r + 1) * (28 + gap), c * 29:c * 29 + 28] = tile
+    return canvas
+
+
 def _image_grid(images: torch.Tensor, titles: list[str], cols: int, path, colors=None,
                 cmap: str = "gray_r", suptitle: str | None = None) -> Path:
-    rows = max(1, -(-len(images) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.25), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < len(images):
-            ax.imshow(images[i].reshape(28, 28).cpu().numpy(), cmap=cmap, vmin=0, vmax=255)
-            if titles:
-                ax.set_title(titles[i], fontsize=8, color=(colors[i] if colors else "black"))
+    # One image of all tiles in one axes: 60 axes took 0.7 s of CPU to draw, this ~0.1 s.
+    gap = 9 if titles else 1
+    canvas = _mosaic(images, cols, gap)
+    rows = canvas.shape[0] // (28 + gap)
+    head = 0.45 if suptitle else 0.1
+    fig = plt.figure(figsize=(cols * 0.95, rows * (0.95 + gap / 40) + head))
+    ax = fig.add_axes((0.01, 0.01, 0.98, 1 - head / fig.get_figheight() - 0.01))
+    ax.imshow(canvas, cmap=cmap, vmin=0, vmax=255, interpolation="nearest", aspect="equal")
+    ax.axis("off")
+    for i, title in enumerate(titles):
+        r, c = divmod(i, cols)
+        ax.text(c * 29 + 14, r * (28 + gap) + gap - 1, title, ha="center", va="bottom", fontsize=8,
+                color=colors[i] if colors else "black")
     if suptitle:
-        fig.suptitle(suptitle)
+        fig.suptitle(suptitle, y=1 - 0.12 / fig.get_figheight(), va="top")
     return _save(fig, path)
 
 
@@ -54,6 +72,7 @@ def plot_samples(images: torch.Tensor, path, labels: torch.Tensor | None = None)
 def plot_training_curves(history, path) -> Path:
     """Loss per step, training accuracy per 10 batches and validation accuracy per epoch (Figs. 5-7)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.13, top=0.92, wspace=0.22)
     axes[0].plot(range(1, len(history.loss) + 1), history.loss, lw=0.8)
     axes[0].set(title="Loss/train", xlabel="iteration", ylabel="cross-entropy loss")
     if history.train_acc_10:
@@ -77,6 +96,7 @@ def plot_confusion_matrix(confusion: torch.Tensor, path, title: str = "Confusion
     cm = confusion.cpu().numpy()
     n = cm.shape[0]
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.09, top=0.94)
     im = ax.imshow(cm, cmap="Blues")
     fig.colorbar(im, ax=ax)
     ax.set(xticks=range(n), yticks=range(n), xlabel="Predicted class", ylabel="True class", title=title)

@@ -35,7 +35,26 @@ def _best() -> RunConfig:
         augment=AugmentConfig(rotate=12.0, zoom=0.1, shift=2.5))
 
 
-RECIPES = {"seed": _seed, "short": _short, "best": _best}
+def _fast() -> RunConfig:
+    """The `fast` network (models/fast.py: batch norm, ReLU classifier), Adam lr 0.01 betas 0.7/0.9,
+    torch's one-cycle shape (a quarter of the steps rising), batch 256, 2 epochs. Chosen on the
+    validation split against smaller and wider networks, 1 epoch and batch 512
+    (benchmarks/tune_fast.py, BENCHMARKS.md); it costs about what the seed recipe costs on a CPU."""
+    return RunConfig(model=ModelConfig(name="fast"),
+                     optim=OptimConfig(optimizer="adam", lr=0.01, beta1=0.7, beta2=0.9, weight_decay=0.0,
+                                       scheduler="onecycle_cos", warmup_epochs=0.5, epochs=2, batch_size=256))
+
+
+def _wide() -> RunConfig:
+    """For a GPU, aiming at >= 0.995: the `wide` batch-norm network, random affine augmentation,
+    Adam lr 0.003 with the one-cycle schedule, batch 256, 6 epochs. Not tuned yet: it needs a GPU
+    to train in seconds (benchmarks/gpu.py measures it); on this CPU it would take about an hour."""
+    return RunConfig(model=ModelConfig(name="wide"), augment=AugmentConfig(rotate=10.0, zoom=0.1, shift=2.0),
+                     optim=OptimConfig(optimizer="adam", lr=0.003, beta1=0.9, beta2=0.99, weight_decay=0.0,
+                                       scheduler="onecycle_cos", warmup_epochs=1.2, epochs=6, batch_size=256))
+
+
+RECIPES = {"seed": _seed, "short": _short, "best": _best, "fast": _fast, "wide": _wide}
 
 
 def list_recipes() -> list[str]:

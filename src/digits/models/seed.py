@@ -20,7 +20,13 @@ class SeedNet(nn.Module):
         self.fc = nn.Sequential(nn.Linear(320, 100), nn.Linear(100, 50), nn.Linear(50, 10))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.conv2(self.conv1(images))
+        # Max-pool before ReLU: relu(max(x)) == max(relu(x)) exactly, values and gradients, and
+        # ReLU then runs on a quarter of the values. A training step is ~1.4x faster on the
+        # 2-core CPU (benchmarks/profile_step.py); tests/test_fast_paths.py checks it is the same.
+        x = images
+        for block in (self.conv1, self.conv2):
+            conv, relu, pool = block
+            x = relu(pool(conv(x)))
         return self.fc(x.flatten(1))
 
 

@@ -1,0 +1,145 @@
+"""Side by side on the CPU: the seed tutorial's own program against `digits run` (seed recipe and
+fast recipe), whole processes, wall time, same interpreter and torch, same thread count, same seeds.
+
+    python3 benchmarks/cpu_vs_seed.py [--seeds 0,1,2] [--threads 1] [--json benchmarks/results/cpu.json]
+
+Set-up (rerunnable): ../shared/peers/setup.sh makes (or finds) the peer's environment, with the
+torch and torchvision the seed program needs; digits is installed into it (`pip install --no-deps
+-e .`, plus tqdm and matplotlib) and run from this checkout's src/, so both run under one
+interpreter. The commands alternate A B C A B C ... (one round per seed), because the machine is
+shared and its load drifts: compare the ratio of medians, never times from different runs.
+Needs only the standard library itself. Prints a Markdown table; writes the raw figures as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# ../shared beside the checkout (a git worktree may sit one level deeper)
+SHARED = next((p / "shared" for p in ROOT.parents if (p / "shared" / "peers").is_dir()), ROOT.parent / "shared")
+PEERS, DATA = SHARED / "peers", SHARED / "data" / "mnist"
+PROGRAMS = ("seed program", "digits run (seed recipe)", "digits run --recipe fast")
+
+
+def setup(venv: str) -> str:
+    """The peer's python, with digits and its light dependencies installed beside torch."""
+    out = subprocess.run(["bash", str(PEERS / "setup.sh"), venv], check=True, capture_output=True, text=True)
+    python = out.stdout.strip().splitlines()[-1]
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run(pip + ["--no-deps", "-e", str(ROOT)], check=True, capture_output=True)
+    if subprocess.run([python, "-c", "import tqdm, matplotlib"], capture_output=True).returncode:
+        subprocess.run(pip + ["tqdm", "matplotlib"], check=True, capture_output=True)
+    return python
+
+
+def command(program: str, python: str, seed: int, threads: int, data: Path, out: Path) -> list[str]:
+    if program == PROGRAMS[0]:
+        return [python, str(PEERS / "seed_mnist.py"), "--data", str(data), "--seed", str(seed),
+                "--threads", str(threads)]
+    recipe = "fast" if "fast" in program else "seed"
+    return [python, "-m", "digits", "run", "--recipe", recipe, "--seed", str(seed), "--threads", str(threads),
+            "--data-dir", str(data), "--out", str(out)]
+
+
+def timed_run(cmd: list[str], out: Path) -> dict:
+    """Run one whole process; wall and CPU seconds, and the test accuracy it reports."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    if "seed_mnist.py" in cmd[1]:
+        accuracy = json.loads(proc.stdout.strip().splitlines()[-1])["test_acc"]
+    else:
+        accuracy = json.loads((out / "metrics.json").read_text())["test_accuracy"]
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "test_accuracy": accuracy}
+
+
+def machine(python: str) -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    torch = subprocess.run([python, "-c", "import torch; print(torch.__version__)"], capture_output=True,
+                           text=True).stdout.strip()
+    return {"cpu": model, "cores": os.cpu_count(), "torch": torch, "python": platform.python_version()}
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict:
+    summary = {}
+    for program, rows in runs.items():
+        summary[program] = {
+            "median_wall_s": statistics.median(r["wall_s"] for r in rows),
+            "median_cpu_s": statistics.median(r["cpu_s"] for r in rows),
+            "mean_test_accuracy": sum(r["test_accuracy"] for r in rows) / len(rows)}
+    base = summary[PROGRAMS[0]]["median_wall_s"]
+    for program in PROGRAMS[1:]:
+        summary[program]["speedup_vs_seed_program"] = round(base / summary[program]["median_wall_s"], 2)
+    return summary
+
+
+def table(result: dict) -> str:
+    seeds = result["seeds"]
+    head = "| program | " + " | ".join(f"seed {s}: acc, wall s" for s in seeds) + \
+        " | mean acc | median wall s | median CPU s | speed-up |"
+    lines = [head, "|" + " --- |" * (len(seeds) + 5)]
+    for program, rows in result["runs"].items():
+        s = result["summary"][program]
+        cells = [f"{r['test_accuracy']:.4f}, {r['wall_s']:.1f}" for r in rows]
+        speed = f"{s['speedup_vs_seed_program']:.2f}x" if "speedup_vs_seed_program" in s else "1x"
+        lines.append(f"| {program} | " + " | ".join(cells) + f" | {s['mean_test_accuracy']:.4f} | "
+                     f"{s['median_wall_s']:.1f} | {s['median_cpu_s']:.1f} | {speed} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for every program (default 1: on a shared 2-core machine a second "
+                         "thread mostly waits for a descheduled one)")
+    ap.add_argument("--venv", default="/tmp/seed-peer-venv", help="the peer environment (made if missing)")
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("DIGITS_DATA_DIR", DATA)))
+    ap.add_argument("--programs", default=",".join(PROGRAMS), help="comma-separated subset, in run order")
+    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "cpu.json")
+    args = ap.parse_args()
+    python = setup(args.venv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    programs = args.programs.split(",")
+    result = {"date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"), "machine": machine(python),
+              "threads": args.threads, "seeds": seeds, "load_average_start": os.getloadavg(),
+              "runs": {p: [] for p in programs}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:  # one round per seed: A B C, A B C, ...
+            for program in programs:
+                out = Path(tmp) / f"{len(result['runs'][program])}-{program.split()[-1]}"
+                row = timed_run(command(program, python, seed, args.threads, args.data, out), out)
+                result["runs"][program].append({"seed": seed, **row})
+                print(f"{program:28s} seed {seed}: {row}", file=sys.stderr, flush=True)
+    result["load_average_end"] = os.getloadavg()
+    result["summary"] = summarise(result["runs"]) if PROGRAMS[0] in programs else {}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    m = result["machine"]
+    print(f"{result['date_utc']} UTC; {m['cores']}-core {m['cpu']}, torch {m['torch']}, {args.threads} thread(s); "
+          f"load average {result['load_average_start'][0]:.1f} at start, {result['load_average_end'][0]:.1f} at end")
+    if result["summary"]:
+        print(table(result))
+    print(f"raw figures: {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""The speed paths change no results: our seed-network forward against the tutorial's order,
+channels_last against the default layout, compiled against eager; and what stays unimported."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import ROOT
+from digits.models import create_model, list_models
+
+CL = torch.channels_last
+
+
+def tutorial_forward(model, images):
+    """The seed network exactly as the tutorial runs it: each Sequential is conv, ReLU, max-pool."""
+    return model.fc(model.conv2(model.conv1(images)).flatten(1))
+
+
+def _images(n=16, seed=0, blank=True):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(n, 1, 28, 28, generator=g)
+    if blank:
+        images[:, :, :8] = -0.4242  # MNIST's blank background: equal values, so max-pool ties
+    return images
+
+
+def _grads(model, logits):
+    model.zero_grad()
+    logits.logsumexp(1).sum().backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, CL])
+def test_seed_forward_is_the_tutorials_exactly(memory_format):
+    torch.manual_seed(0)
+    model = create_model("seed").to(memory_format=memory_format)
+    images = _images().contiguous(memory_format=memory_format)
+    ours, theirs = model(images), tutorial_forward(model, images)
+    assert torch.equal(ours, theirs)  # max-pool and ReLU commute: not close, identical
+    assert all(torch.equal(a, b) for a, b in zip(_grads(model, model(images)),
+                                                 _grads(model, tutorial_forward(model, images))))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_channels_last_gives_the_same_logits_and_gradients(name):
+    torch.manual_seed(0)
+    plain = create_model(name)
+    fast = create_model(name)
+    fast.load_state_dict(plain.state_dict())
+    fast = fast.to(memory_format=CL)
+    # no blank background: where max-pool inputs tie, rounding lets either layout pick another
+    # winner, and the gradient goes elsewhere (the seed network's test above covers ties)
+    images = _images(blank=False)
+
+    def run(model, x):
+        torch.manual_seed(1)  # the same dropout masks, for the models that have dropout
+        return model(x)
+
+    a, b = run(plain, images), run(fast, images.contiguous(memory_format=CL))
+    # float sums in another order: 1e-4 is what the 6-layer `wide` network drifts (logits ~3)
+    assert torch.allclose(a, b, atol=2e-4, rtol=1e-4)
+    # gradients by relative norm (summation order again)
+    grads = zip(_grads(plain, run(plain, images)), _grads(fast, run(fast, images.contiguous(memory_format=CL))))
+    for ga, gb in grads:
+        assert (ga - gb).norm() <= 1e-2 * ga.norm() + 1e-6
+
+
+@pytest.mark.slow
+def test_compiled_model_gives_the_same_logits():
+    # aot_eager: dynamo's capture and AOT autograd without a C++ compiler run (5 s here, inductor
+    # 17 s); benchmarks/gpu.py checks inductor's logits on the GPU and records the difference
+    torch.manual_seed(0)
+    model = create_model("fast").eval()
+    images = _images(8)
+    compiled = torch.compile(model, backend="aot_eager")
+    with torch.no_grad():
+        assert torch.allclose(compiled(images), model(images), atol=1e-5)
+
+
+def test_training_imports_neither_dynamo_nor_plotting(tiny_mnist, tmp_path):
+    """torch._dynamo costs 1.35 s of CPU to import here, matplotlib 0.5 s, tensorboard 0.2 s: a
+    run that draws no figures and logs nothing must not import them."""
+    code = ("import sys, json; from digits.cli import main; "
+            f"main(['train', '--data-dir', {str(tiny_mnist)!r}, '--out', {str(tmp_path / 'r')!r}, '--epochs', '1', "
+            "'--no-progress', '--no-tensorboard', '--recipe', 'fast']); "
+            "print(json.dumps([m for m in ('torch._dynamo', 'matplotlib', 'tensorboard') if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""}, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_fast_recipe_trains_with_adam_and_a_per_step_one_cycle(tiny_mnist, tmp_path):
+    from digits.data import load_mnist
+    from digits.recipes import recipe
+    from digits.train import fit
+
+    config = recipe("fast")
+    assert (config.model.name, config.optim.optimizer, config.optim.scheduler) == ("fast", "adam", "onecycle_cos")
+    config.optim.batch_size, config.optim.epochs, config.progress, config.tensorboard = 25, 1, False, False
+    result = fit(config, load_mnist(tiny_mnist, val_size=50), tmp_path)
+    assert result.iter_num == 10 and result.history.val_acc[-1] >= 0.8
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["scheduler"]["last_epoch"] == 10  # stepped after every step, not every epoch
+    assert ckpt["optimizer"]["param_groups"][0]["lr"] < 1e-3  # annealed far below the peak, 0.01
+
+
+def test_lean_optimizers_match_torch_and_share_its_state_layout():
+    from digits.optimizers import SGD, Adam
+
+    def train(make, schedule=None):
+        torch.manual_seed(0)
+        model = create_model("seed")
+        optimizer = make(model.parameters())
+        scheduler = schedule(optimizer) if schedule else None
+        g = torch.Generator().manual_seed(1)
+        for _ in range(6):
+            images, labels = torch.randn(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g)
+            optimizer.zero_grad()
+            F.cross_entropy(model(images), labels).backward()
+            optimizer.step()
+            if scheduler:
+                scheduler.step()
+        return torch.cat([p.detach().flatten() for p in model.parameters()]), optimizer
+
+    sgd = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
+    a, _ = train(lambda p: torch.optim.SGD(p, **sgd))
+    b, ours = train(lambda p: SGD(p, **sgd))
+    assert torch.equal(a, b)
+    one_cycle = lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.01, total_steps=6)  # noqa: E731
+    a, theirs = train(lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.7, 0.9)), one_cycle)
+    b, ours = train(lambda p: Adam(p, lr=0.01, betas=(0.7, 0.9)), one_cycle)
+    assert torch.allclose(a, b, atol=1e-5)  # rounding: 1 of 42,940 weights differed by 1.3e-6
+    theirs.load_state_dict(ours.state_dict())  # the same layout both ways
+    ours.load_state_dict(theirs.state_dict())
+    assert set(ours.state_dict()["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
+
+
+def test_adam_with_a_tensor_learning_rate_matches_a_float_one():
+    from digits.optimizers import Adam
+
+    def train(lr):
+        torch.manual_seed(0)
+        model = create_model("fast")
+        optimizer = Adam(model.parameters(), lr=lr, betas=(0.7, 0.9))
+        for i in range(4):
+            optimizer.zero_grad()
+            model(_images(8, i)).logsumexp(1).sum().backward()
+            optimizer.step()
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert torch.allclose(train(0.01), train(torch.tensor(0.01)), atol=1e-6)

@@ -1,0 +1,65 @@
+"""The on-device trainer and benchmarks/gpu.py, run on the CPU: the code a GPU session will run."""
+import importlib.util
+import json
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+from digits.data import load_mnist
+from digits.ondevice import train_on_device
+from digits.recipes import recipe
+
+
+def _gpu_script():
+    spec = importlib.util.spec_from_file_location("gpu_bench", ROOT / "benchmarks" / "gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_onecycle_cos_is_torchs_one_cycle():
+    from digits.config import OptimConfig
+    from digits.optim import lr_factor
+
+    for total in (7, 50, 430):
+        model = torch.nn.Linear(2, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=total, pct_start=0.25,
+                                                        cycle_momentum=False)
+        expected = []
+        for _ in range(total):
+            expected.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        cfg = OptimConfig(lr=0.01, scheduler="onecycle_cos", epochs=1)
+        ours = [0.01 * lr_factor(k, cfg, total) for k in range(total)]
+        assert ours == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_on_device_training_learns_and_repeats(tiny_mnist):
+    data = load_mnist(tiny_mnist, val_size=0)
+    config = recipe("fast")
+    config.optim.batch_size, config.test_batch_size = 50, 64
+    a = train_on_device(config, data, "eager")
+    b = train_on_device(config, data, "graph")  # no CUDA here: the same eager steps
+    assert a.steps == 2 * 6 and not b.graphed
+    assert a.test_accuracy >= 0.9 and a.test_accuracy == b.test_accuracy and a.final_loss == b.final_loss
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_script_runs_on_the_cpu(tmp_path, monkeypatch):
+    gpu = _gpu_script()
+    out = tmp_path / "gpu.json"
+    monkeypatch.setattr(sys, "argv", ["gpu.py", "--device", "cpu", "--tiny", "--groups", "seed", "--json", str(out)])
+    threads = torch.get_num_threads()
+    try:
+        gpu.main()  # --tiny sets one thread for the process
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads(out.read_text())
+    assert result["device"] == "cpu" and result["inference"]["inductor_vs_eager_max_logit_diff"] < 1e-4
+    assert [r["mode"] for r in result["runs"]] == ["eager", "graph"] and result["runs"][0]["steps"] == 4
+    row = gpu.measure("fast-compiled", "fast", {}, "compile+graph", False, 1, gpu.tiny_data(torch.device("cpu")), tiny=True)
+    assert row["mode"] == "compile+graph" and 0 <= row["mean_test_accuracy"] <= 1 and row["warmup_s"] > 0
