@@ -109,3 +109,15 @@ def test_output_piped_into_a_closed_reader_is_not_a_traceback(tmp_path):
                       "sys.exit(cli.main(['models']))\n")
     done = subprocess.run(f"{sys.executable} {script} | head -c 1", shell=True, capture_output=True, text=True)
     assert done.stderr == "", done.stderr
+
+
+def test_every_command_prints_its_help(capsys):
+    from digits.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert {"run", "train", "evaluate", "predict", "serve", "export", "compare"} <= set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        assert exit_.value.code == 0, name
+        assert "usage: digits " + name in capsys.readouterr().out

@@ -51,20 +51,21 @@ def _add_config_args(p: argparse.ArgumentParser, sections=("data", "model", "opt
         for f in fields(classes[section]):
             if "help" not in f.metadata:
                 continue
+            text = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
             flag = "--" + f.metadata.get("flag", f.name.replace("_", "-"))
             dest = f"{section}.{f.name}" if section else f.name
             default = f.default if f.default is not MISSING else None
             if f.type == "bool":
                 group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
-                                   help=f"{f.metadata['help']} ({defaults_from}: {'on' if default else 'off'})")
+                                   help=f"{text} ({defaults_from}: {'on' if default else 'off'})")
             elif f.type.startswith("dict"):
                 group.add_argument(flag, dest=dest, type=_key_value, action="append", metavar="KEY=VALUE",
-                                   help=f.metadata["help"])
+                                   help=text)
             else:
                 metavar = f.metadata.get("metavar", {"int": "N", "float": "X"}.get(f.type, "NAME"))
                 shown = "" if default is None else f" ({defaults_from}: {default})"
                 group.add_argument(flag, dest=dest, type=_TYPES[f.type], default=None, metavar=metavar,
-                                   help=f"{f.metadata['help']}{shown}")
+                                   help=f"{text}{shown}")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
