@@ -1,7 +1,7 @@
 """Connected components of an ink mask, and their grouping into digits, in numpy alone.
 
-No scipy: components are found by propagating the smallest pixel index through each 8-connected
-region, with pointer jumping so that long strokes converge in a few passes.
+No scipy: the mask is cut into horizontal runs, runs that touch in adjacent rows are joined
+(smallest run index wins, with pointer jumping so that long strokes converge in a few passes).
 
     labels = label_components(mask)           # int32, 0 = background, 1..n left to right
     groups = group_digits(labels)             # [[1], [2, 3], ...]: component ids per digit
@@ -14,22 +14,16 @@ SPECK = 0.03  # components under this fraction of the largest one's area are noi
 OVERLAP = 0.5  # components sharing this much of the narrower one's width belong to one digit
 
 
-def _neighbourhood(a: np.ndarray, fill, reduce) -> np.ndarray:
-    """Elementwise ``reduce`` over each pixel's 3x3 neighbourhood."""
-    h, w = a.shape
-    padded = np.full((h + 2, w + 2), fill, dtype=a.dtype)
-    padded[1:-1, 1:-1] = a
-    out = a.copy()
-    for dy in range(3):
-        for dx in range(3):
-            reduce(out, padded[dy:dy + h, dx:dx + w], out=out)
-    return out
-
-
 def dilate(mask: np.ndarray, steps: int = 1) -> np.ndarray:
-    """Grow a boolean mask by ``steps`` pixels (8-connected)."""
+    """Grow a boolean mask by ``steps`` pixels (8-connected): a 3x3 maximum, done as a row pass
+    and a column pass (4 ORs a step instead of 9)."""
     for _ in range(steps):
-        mask = _neighbourhood(mask, False, np.logical_or)
+        wide = mask.copy()
+        wide[:, 1:] |= mask[:, :-1]
+        wide[:, :-1] |= mask[:, 1:]
+        mask = wide.copy()
+        mask[1:] |= wide[:-1]
+        mask[:-1] |= wide[1:]
     return mask
 
 
@@ -47,45 +41,59 @@ def max_pool(a: np.ndarray, factor: int) -> np.ndarray:
 def label_components(mask: np.ndarray) -> np.ndarray:
     """8-connected components of a boolean mask: int32 labels, 0 for background and 1..n for the
     components in order of their leftmost pixel (ties: topmost)."""
-    rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
-    if rows.size == 0:
-        return np.zeros(mask.shape, np.int32)
-    out = np.zeros(mask.shape, np.int32)  # label only the ink's bounding box: less to propagate over
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    out[box] = _label(mask[box])
-    return out
-
-
-def _label(mask: np.ndarray) -> np.ndarray:
     h, w = mask.shape
-    background = h * w
-    labels = np.where(mask, np.arange(h * w).reshape(h, w), background)
-    while True:
-        smaller = _neighbourhood(labels, background, np.minimum)
-        smaller = np.where(mask, smaller, background)
-        flat = smaller.ravel()
-        on = flat < background
-        for _ in range(4):  # pointer jumping: adopt the label of the pixel the label names
-            flat[on] = flat[flat[on]]
-        if np.array_equal(smaller, labels):
-            break
-        labels = smaller
-    return _renumber(labels, mask)
-
-
-def _renumber(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    roots = np.unique(labels[mask])
-    if roots.size == 0:
-        return np.zeros(mask.shape, np.int32)
-    ys, xs = np.nonzero(mask)
-    leftmost = np.full(roots.size, np.iinfo(np.int64).max)
-    index = np.searchsorted(roots, labels[mask])
-    np.minimum.at(leftmost, index, xs.astype(np.int64) * (mask.shape[0] + 1) + ys)
-    order = np.empty(roots.size, np.int32)
-    order[np.argsort(leftmost, kind="stable")] = np.arange(1, roots.size + 1, dtype=np.int32)
-    out = np.zeros(mask.shape, np.int32)
-    out[mask] = order[index]
+    out = np.zeros((h, w), np.int32)
+    rows, starts, ends = _runs(mask)
+    if rows.size == 0:
+        return out
+    roots = _join(*_touching(rows, starts, ends, w + 1))
+    # each component's leftmost pixel (ties: topmost), as one sortable number
+    leftmost = np.full(rows.size, np.iinfo(np.int64).max)
+    np.minimum.at(leftmost, roots, starts * (h + 1) + rows)
+    ids, index = np.unique(roots, return_inverse=True)
+    order = np.empty(ids.size, np.int32)
+    order[np.argsort(leftmost[ids], kind="stable")] = np.arange(1, ids.size + 1, dtype=np.int32)
+    out.ravel()[np.flatnonzero(mask)] = np.repeat(order[index], ends - starts)  # both row-major
     return out
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Horizontal runs of True in row-major order: row, first column, one past the last. A digit
+    at LABEL_SIDE has a few hundred runs against ~16,000 pixels, so joining runs is cheap."""
+    h, w = mask.shape
+    padded = np.zeros((h, w + 1), np.int8)  # a False column ends every row's last run
+    padded[:, :w] = mask
+    edges = np.diff(padded.ravel(), prepend=np.int8(0))
+    first, after = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return first // (w + 1), first % (w + 1), after % (w + 1)
+
+
+def _touching(rows, starts, ends, stride: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pairs (a, b) of runs that touch (8-connected), run a in the row above run b. The runs of a
+    row are sorted and disjoint, so the ones touching a run below form a contiguous range."""
+    first, after = rows * stride + starts, rows * stride + ends  # strictly increasing, interleaved
+    lo = np.searchsorted(after, first - stride, "left")  # above, ending at or after our start - 1
+    hi = np.searchsorted(first, first - stride + (ends - starts), "right")  # starting by our end
+    counts = hi - lo
+    below = np.repeat(np.arange(rows.size), counts)
+    above = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts - lo, counts)
+    return above, below, rows.size
+
+
+def _join(above: np.ndarray, below: np.ndarray, n: int) -> np.ndarray:
+    """For each of ``n`` runs, the smallest run index of its component: roots hook onto the
+    smaller root across each pair, then pointers jump until every run names its root."""
+    root = np.arange(n)
+    while True:
+        low = np.minimum(root[above], root[below])
+        hooked = root.copy()
+        np.minimum.at(hooked, root[above], low)
+        np.minimum.at(hooked, root[below], low)
+        while not np.array_equal(jumped := hooked[hooked], hooked):
+            hooked = jumped
+        if np.array_equal(hooked, root):
+            return root
+        root = hooked
 
 
 def component_stats(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
