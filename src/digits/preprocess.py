@@ -38,7 +38,7 @@ def load_grey(source, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             return _reduce(_to_grey(_shrink(ImageOps.exif_transpose(_checked(source, name, max_pixels)))))
         with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as img:
             _checked(img, name, max_pixels)
-            img.draft(img.mode, (WORK_SIDE, WORK_SIDE))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+            _draft(img)
             return _reduce(_to_grey(_shrink(ImageOps.exif_transpose(img))))
     except ImageError:
         raise
@@ -65,6 +65,16 @@ def _checked(img: Image.Image, name: str, max_pixels: int) -> Image.Image:
     if width == 0 or height == 0:
         raise ImageError(f"{name}: the image is empty ({width}x{height})")
     return img
+
+
+def _draft(img: Image.Image) -> None:
+    """JPEG: decode at 1/2, 1/4 or 1/8 scale, the smallest that keeps the longest side at least
+    WORK_SIDE, and colour straight to grey (libjpeg's luma, the weights convert("L") uses). For
+    a 1536x2048 photo: 1/8 instead of 1/4, and 0.9 ms instead of 2.2 ms to decode (measured)."""
+    width, height = img.size
+    side = max(width, height)
+    img.draft("L" if img.mode == "RGB" else img.mode,
+              (max(1, width * WORK_SIDE // side), max(1, height * WORK_SIDE // side)))
 
 
 def _shrink(img: Image.Image) -> Image.Image:
