@@ -11,7 +11,8 @@ from PIL import Image
 
 from digits.data import TEST_IMAGES, read_idx
 from digits.errors import ImageError
-from digits.preprocess import ink_map, load_grey, preprocess, preprocess_number, to_mnist
+from digits.preprocess import (FAINT, INK, WORK_SIDE, ink_map, load_grey, noise_floor, preprocess,
+                               preprocess_number, to_mnist)
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +163,30 @@ def test_to_mnist_output_contract():
     out = to_mnist(ink)
     assert out.dtype == np.uint8 and out.shape == (28, 28) and out.max() == 255
     assert ink_map(np.where(ink > 0, 0.0, 1.0).astype(np.float32)).max() == 1  # dark ink inverted
+
+
+@pytest.mark.parametrize("noisy", [0, 18, 36, 37, 38, 74, 1848, 3696])
+def test_noise_floor_is_the_percentile_rule(noisy):
+    """Background values above FAINT / 1.2 around the shortcut's edge (of 3,696, the 99th
+    percentile reaches them from the 37th on) and far from it."""
+    rng = np.random.default_rng(noisy)
+    ink = rng.uniform(0, FAINT / 1.2, (64, 64)).astype(np.float32)
+    near = np.zeros(ink.shape, bool)
+    near[20:40, 20:40] = True
+    chosen = rng.choice(np.flatnonzero(~near.ravel()), noisy, replace=False)
+    ink.ravel()[chosen] = rng.uniform(FAINT / 1.2, 0.5, noisy)
+    expected = min(max(FAINT, 1.2 * float(np.percentile(ink[~near], 99))), INK)
+    assert noise_floor(ink, near) == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_large_jpeg_is_decoded_small_and_grey():
+    """JPEG drafts decode a 1536x2048 photo at 1/8 (libjpeg averages each 8x8 block): the same grey
+    image, within JPEG's rounding, as decoding it whole and box-averaging."""
+    page = np.full((2048, 1536), 230, np.uint8)
+    page[600:1400, 400:1100] = 40
+    rgb = np.stack([page, page - 20, page // 2], -1)
+    data = encode(rgb, "JPEG", quality=90)
+    grey = load_grey(data)
+    assert grey.shape == (WORK_SIDE, WORK_SIDE * 3 // 4)
+    whole = Image.open(io.BytesIO(data)).convert("L").reduce(8)
+    assert np.abs(grey - np.asarray(whole, np.float32) / 255).max() < 3 / 255

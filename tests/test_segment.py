@@ -69,3 +69,25 @@ def test_dilate_and_max_pool():
     assert dilate(mask).sum() == 9 and dilate(mask, 2).sum() == 25
     a = np.arange(25).reshape(5, 5)
     assert max_pool(a, 2).tolist() == [[6, 8, 9], [16, 18, 19], [21, 23, 24]]
+
+
+def test_a_serpentine_stroke_is_one_component():
+    """One stroke folding back on itself 64 times: labels must travel the whole ~8,000-pixel path."""
+    mask = np.zeros((128, 128), bool)
+    mask[::2] = True
+    mask[1::4, -1] = mask[3::4, 0] = True  # the turns, alternately at the right and left ends
+    assert label_components(mask).max() == 1
+    mask[63, 0] = False  # cut one turn: two strokes, both from column 0, the upper one first
+    labels = label_components(mask)
+    assert labels.max() == 2 and labels[0, 0] == 1 and labels[127, 0] == 2
+
+
+def test_max_pool_matches_block_maxima():
+    rng = np.random.default_rng(0)
+    for h, w, factor in [(7, 5, 3), (128, 96, 2), (1, 9, 4), (10, 10, 1)]:
+        for a in (rng.random((h, w)) < 0.2, rng.integers(0, 100, (h, w))):  # padding is 0: non-negative input
+            out = max_pool(a, factor)
+            H, W = -(-h // factor), -(-w // factor)
+            expected = [[a[y * factor:(y + 1) * factor, x * factor:(x + 1) * factor].max() for x in range(W)]
+                        for y in range(H)]
+            assert out.dtype == a.dtype and out.tolist() == expected
