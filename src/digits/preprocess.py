@@ -70,7 +70,7 @@ def _checked(img: Image.Image, name: str, max_pixels: int) -> Image.Image:
 def _draft(img: Image.Image) -> None:
     """JPEG: decode at 1/2, 1/4 or 1/8 scale, the smallest that keeps the longest side at least
     WORK_SIDE, and colour straight to grey (libjpeg's luma, the weights convert("L") uses). For
-    a 1536x2048 photo: 1/8 instead of 1/4, and 0.9 ms instead of 2.2 ms to decode (measured)."""
+    a 1536x2048 photo: 1/8 instead of 1/4, 0.9-1.0 ms instead of 2.0-2.2 ms to decode (measured)."""
     width, height = img.size
     side = max(width, height)
     img.draft("L" if img.mode == "RGB" else img.mode,
@@ -151,13 +151,7 @@ def _components(ink: np.ndarray) -> tuple[np.ndarray, int]:
 def _selection(labels: np.ndarray, ids: list[int] | None, factor: int, shape, grow: int = 1) -> np.ndarray:
     """The chosen components (None: all ink), grown by ``grow`` pixels of the label grid (their
     anti-aliased rim), at full resolution."""
-    if ids is None:
-        chosen = labels > 0
-    else:
-        keep = np.zeros(int(labels.max()) + 1, bool)
-        keep[ids] = True
-        chosen = keep[labels]  # a lookup: ~4x faster than np.isin on a 128x128 label grid
-    mask = dilate(chosen, grow)
+    mask = dilate(labels > 0 if ids is None else np.isin(labels, ids), grow)
     if factor > 1:
         mask = mask.repeat(factor, 0).repeat(factor, 1)
     return mask[:shape[0], :shape[1]]

@@ -35,7 +35,7 @@ def max_pool(a: np.ndarray, factor: int) -> np.ndarray:
     H, W = -(-h // factor), -(-w // factor)
     padded = np.zeros((H * factor, W * factor), dtype=a.dtype)
     padded[:h, :w] = a
-    # strided maxima: 0.02 ms for a 256x256 mask, where a reshape and .max(axis=(1, 3)) took 0.7 ms
+    # strided maxima: 0.04 ms for a 256x256 mask, where a reshape and .max(axis=(1, 3)) took 0.7 ms
     rows = np.maximum.reduce([padded[i::factor] for i in range(factor)])
     return np.maximum.reduce([rows[:, i::factor] for i in range(factor)])
 
@@ -43,6 +43,7 @@ def max_pool(a: np.ndarray, factor: int) -> np.ndarray:
 def label_components(mask: np.ndarray) -> np.ndarray:
     """8-connected components of a boolean mask: int32 labels, 0 for background and 1..n for the
     components in order of their leftmost pixel (ties: topmost)."""
+    mask = np.asarray(mask, bool)
     h, w = mask.shape
     out = np.zeros((h, w), np.int32)
     rows, starts, ends = _runs(mask)
@@ -60,8 +61,8 @@ def label_components(mask: np.ndarray) -> np.ndarray:
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Horizontal runs of True in row-major order: row, first column, one past the last. A digit
-    at LABEL_SIDE has a few hundred runs against ~16,000 pixels, so joining runs is cheap."""
+    """Horizontal runs of True in row-major order: row, first column, one past the last. The
+    benchmark's drawn 7 has 97 runs on its 128x128 grid (16,384 pixels): joining runs is cheap."""
     h, w = mask.shape
     padded = np.zeros((h, w + 1), np.int8)  # a False column ends every row's last run
     padded[:, :w] = mask
@@ -70,9 +71,11 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return first // (w + 1), first % (w + 1), after % (w + 1)
 
 
-def _touching(rows, starts, ends, stride: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Pairs (a, b) of runs that touch (8-connected), run a in the row above run b. The runs of a
-    row are sorted and disjoint, so the ones touching a run below form a contiguous range."""
+def _touching(rows: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+              stride: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pairs of runs that touch (8-connected), as indices (above, below) with ``above`` in the row
+    over ``below``, and the number of runs. The runs of a row are sorted and disjoint, so those
+    touching a run in the next row form a contiguous range of indices."""
     first, after = rows * stride + starts, rows * stride + ends  # strictly increasing, interleaved
     lo = np.searchsorted(after, first - stride, "left")  # above, ending at or after our start - 1
     hi = np.searchsorted(first, first - stride + (ends - starts), "right")  # starting by our end
