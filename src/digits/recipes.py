@@ -38,9 +38,9 @@ def _best() -> RunConfig:
 def _fast() -> RunConfig:
     """The `fast` network at widths 8-24-96 (models/fast.py: batch norm, ReLU classifier), Adam lr
     0.01 betas 0.7/0.9, torch's one-cycle shape (a quarter of the steps rising), batch 256, 2 epochs.
-    Chosen on the validation split (benchmarks/tune_fast.py, BENCHMARKS.md): a first convolution of
-    8 channels, one AVX2 register's worth, trains ~1.5x faster on the CPU than 12 for about the same
-    accuracy."""
+    Chosen on the validation split (benchmarks/tune_fast.py, BENCHMARKS.md): the first layer sets
+    the cost of a step on the CPU, and 8 channels there trained ~1.5x faster than 12 for about the
+    same accuracy."""
     return RunConfig(model=ModelConfig(name="fast", kwargs={"c1": 8, "c2": 24, "hidden": 96}),
                      optim=OptimConfig(optimizer="adam", lr=0.01, beta1=0.7, beta2=0.9, weight_decay=0.0,
                                        scheduler="onecycle_cos", warmup_epochs=0.5, epochs=2, batch_size=256))
