@@ -153,3 +153,33 @@ def test_a_streamed_body_over_the_limit_is_cut_off_with_413(client):
     chunks = (b"x" * 50_000 for _ in range(10))  # no Content-Length: sent chunked
     r = client.post("/predict", content=chunks, headers={"content-type": "application/json"})
     assert r.status_code == 413 and "over the limit" in r.json()["detail"]
+
+
+def test_no_more_images_are_predicted_at_once_than_the_limit():
+    import threading
+    import time
+
+    app = create_app(load_predictor(MODEL), max_concurrent=2)
+    model_logits = app.state.predictor._logits
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def counted(images):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return model_logits(images)
+
+    app.state.predictor._logits = counted
+    with TestClient(app) as c:
+        def post():
+            assert c.post("/predict", json={"pixels": [[0] * 28] * 28}).status_code == 200
+
+        workers = [threading.Thread(target=post) for _ in range(6)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    assert peak[0] == 2  # six requests at once, two predicted at a time

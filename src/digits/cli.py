@@ -238,10 +238,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
-    if args.max_upload_mb <= 0 or args.max_pixels <= 0:
-        raise DigitsError("--max-upload-mb and --max-pixels must be positive")
+    if args.max_upload_mb <= 0 or args.max_pixels <= 0 or (args.max_concurrent or 1) <= 0:
+        raise DigitsError("--max-upload-mb, --max-pixels and --max-concurrent must be positive")
+    limits = {} if args.max_concurrent is None else {"max_concurrent": args.max_concurrent}
     serve(args.checkpoint, args.host, args.port, max_upload_bytes=int(args.max_upload_mb * 2**20),
-          max_pixels=args.max_pixels)
+          max_pixels=args.max_pixels, **limits)
     return 0
 
 
@@ -274,6 +275,8 @@ def _add_use_commands(sub) -> None:
                    "ones get 413 (default 10)")
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image in decoded pixels; "
                    "larger ones get 422 (default 40,000,000)")
+    p.add_argument("--max-concurrent", type=int, metavar="N", help="images decoded and predicted at "
+                   "once; further requests wait (default: one per CPU core)")
     p.set_defaults(handler=cmd_serve)
 
 def cmd_fewshot(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ in a worker thread so that the event loop keeps answering. No error ever sends a
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from importlib.resources import files
 
 import numpy as np
@@ -26,6 +28,9 @@ from ..preprocess import MAX_PIXELS
 from .inputs import ApiError, parse_input, read_body
 
 MAX_UPLOAD_BYTES = 10 * 2**20  # a phone photo is 2-8 MB
+# Images decoded and predicted at once; further requests wait their turn. Each decode may take
+# up to max_pixels of memory (40 million by default), and the worker pool has 40 threads.
+MAX_CONCURRENT = os.cpu_count() or 1
 STATIC = files("digits.serve") / "static"
 log = logging.getLogger("digits.serve")
 
@@ -64,8 +69,15 @@ def _infer(predictor: Predictor, source, max_pixels: int) -> dict:
 
 
 def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               max_pixels: int = MAX_PIXELS) -> FastAPI:
-    """The app serving ``predictor``; limits in bytes (413 above) and decoded pixels (422 above)."""
+               max_pixels: int = MAX_PIXELS, max_concurrent: int = MAX_CONCURRENT) -> FastAPI:
+    """The app serving ``predictor``; limits in bytes (413 above) and decoded pixels (422 above),
+    and at most ``max_concurrent`` images decoded and predicted at once."""
+    turns = threading.BoundedSemaphore(max_concurrent)
+
+    def infer(source) -> dict:  # in a worker thread
+        with turns:
+            return _infer(predictor, source, max_pixels)
+
     app = FastAPI(title="digits", version=__version__, description="Recognise a handwritten digit: "
                   "upload an image, or draw one at /.")
     app.state.predictor = predictor
@@ -89,7 +101,7 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
         """An image file (multipart field `file`, or JSON `image` in base64) or 28x28 `pixels`."""
         body = await read_body(request, max_upload_bytes)
         source = await parse_input(request.headers, body)
-        return await run_in_threadpool(_infer, predictor, source, max_pixels)
+        return await run_in_threadpool(infer, source)
 
     return app
 
@@ -111,11 +123,12 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, *,
-          max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS) -> None:
+          max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS,
+          max_concurrent: int = MAX_CONCURRENT) -> None:
     """Load the model once and run the app with uvicorn until interrupted."""
     import uvicorn
 
     # one thread per request: requests run in parallel in the worker pool instead
-    app = create_app(load_predictor(model_path, threads=1), max_upload_bytes, max_pixels)
+    app = create_app(load_predictor(model_path, threads=1), max_upload_bytes, max_pixels, max_concurrent)
     print(f"digits: serving {model_path} on http://{host}:{port}/ (API docs at /docs)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
