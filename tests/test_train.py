@@ -36,6 +36,21 @@ def test_resume_continues_exactly(tiny_mnist, tmp_path):
     assert resumed.iter_num == straight.iter_num
 
 
+def test_resume_with_another_lr_continues_the_schedule_at_that_rate(tiny_mnist, tmp_path):
+    from digits.checkpoint import read_checkpoint
+
+    data = load_mnist(tiny_mnist, val_size=50)
+    fit(_config(epochs=1, scheduler="step"), data, tmp_path / "a")
+    ckpt = tmp_path / "a" / "checkpoint.pt"
+    same = fit(_config(scheduler="step"), data, tmp_path / "same", resume=ckpt)
+    lower = fit(_config(scheduler="step", lr=0.005), data, tmp_path / "lower", resume=ckpt)
+    groups = [read_checkpoint(tmp_path / d / "checkpoint.pt")["optimizer"]["param_groups"][0]
+              for d in ("same", "lower")]
+    assert groups[0]["initial_lr"] == 0.02 and groups[1]["initial_lr"] == 0.005
+    assert groups[0]["lr"] > 0.01 and groups[1]["lr"] == pytest.approx(groups[0]["lr"] / 4)
+    assert not torch.allclose(_weights(same.model), _weights(lower.model))
+
+
 def test_resume_from_mid_epoch_checkpoint(tiny_mnist, tmp_path, monkeypatch):
     import shutil
 

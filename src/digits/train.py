@@ -94,16 +94,28 @@ def _restore(path, model, optimizer, scheduler, config: RunConfig, ema=None) -> 
         if ema is not None:
             ema.module.load_state_dict(ckpt["model"])
             ema.updates = ckpt.get("ema_updates", ckpt["iter_num"])
+        lr = optimizer.defaults["lr"]  # what this run's --lr asks for
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise DigitsError(f"--resume {path}: cannot continue from it ({str(e).splitlines()[0]})") from None
+    _rebase_lr(optimizer, scheduler, lr)
     progress = ckpt["progress"]
     saved, now = progress.get("world_size", 1), distributed.world_size()
     if progress["step"] and saved != now:  # the epoch's shards, and so its steps, depend on the count
         raise DigitsError(f"--resume {path}: stopped mid-epoch with {saved} process(es), resumed with {now}; "
                           f"resume with {saved}, or from a checkpoint written at the end of an epoch")
     return _State(progress["epoch"], progress["step"], ckpt["iter_num"], History(**progress["history"]))
+
+
+def _rebase_lr(optimizer, scheduler, lr) -> None:
+    """Resuming with another --lr (say, lower after a divergence) continues the schedule from
+    where it stopped, scaled to the new rate; the optimizer's state alone would restore the old."""
+    if not isinstance(lr, float) or all(base == lr for base in scheduler.base_lrs):
+        return
+    scheduler.base_lrs = [lr] * len(scheduler.base_lrs)
+    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
+        group["initial_lr"], group["lr"] = lr, lr * factor(scheduler.last_epoch)
 
 
 def _check_saveable(model, state: _State) -> None:
