@@ -143,12 +143,16 @@ def test_torchscript_export_gives_the_same_logits(tmp_path, test_digits):
     assert json.loads(extra["digits.json"])["model_name"] == "seed"
 
 
+SERVE_LIMITS = "--max-upload-mb, --max-pixels and --max-concurrent must be positive"
+
+
 @pytest.mark.parametrize("args,message", [
     (["serve", "missing.pt"], "missing.pt: no such checkpoint file"),
     (["export", "missing.pt", "--out", "x.onnx"], "missing.pt: no such checkpoint file"),
     (["predict", "missing.pt", "a.png"], "missing.pt: no such checkpoint file"),
     (["predict", "missing.pt", "a.png", "--top-k", "0"], "--top-k must be from 1 to 10"),
-    (["serve", "missing.pt", "--max-upload-mb", "0"], "--max-upload-mb and --max-pixels must be positive"),
+    (["serve", "missing.pt", "--max-upload-mb", "0"], SERVE_LIMITS),
+    (["serve", "missing.pt", "--max-concurrent", "0"], SERVE_LIMITS),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
