@@ -134,3 +134,20 @@ def test_two_processes_train_as_one_process_with_the_global_batch(tiny_mnist, tm
     assert main(["evaluate", str(out / "checkpoint.pt"), "--data-dir", str(tiny_mnist), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(
         evaluate(single.model, data.test.images, data.test.labels).accuracy)
+
+
+def test_when_rank_0_cannot_write_a_checkpoint_every_process_stops(tiny_mnist, tmp_path):
+    """Both processes stop with a one-line error. Before, rank 1 went on to the next collective:
+    torchrun's agent then killed it when rank 0 exited, but under a launcher without one (srun,
+    mpirun, hand-set environment variables) it waited there for the process group's timeout."""
+    out = tmp_path / "ddp"
+    (out / "checkpoint.pt").mkdir(parents=True)  # rank 0's atomic rename onto it fails
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run([*torchrun, "-m", "digits", "train", "--data-dir", str(tiny_mnist), "--out", str(out),
+                           "--val-size", "50", "--batch-size", "16", "--epochs", "2", "--threads", "1",
+                           "--no-progress", "--no-tensorboard"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode != 0
+    assert "digits: error: cannot write" in done.stderr and "checkpoint.pt: Is a directory" in done.stderr
+    assert "digits: error: training stopped: process 0 could not write the checkpoint" in done.stderr

@@ -92,6 +92,13 @@ def all_sum(values: torch.Tensor) -> torch.Tensor:
     return out.to(values.device)
 
 
+def any_rank(flag: bool) -> bool:
+    """True on every process if ``flag`` is true on any (a collective: all must call it)."""
+    if not active():
+        return flag
+    return bool(all_sum(torch.tensor([float(flag)])).item() > 0)
+
+
 def mean(values: torch.Tensor) -> torch.Tensor:
     """Element-wise mean over processes (per-step losses: every process's batch has the same size)."""
     return all_sum(values) / world_size() if active() else values

@@ -254,10 +254,17 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
         h = at.history
         snapshot = _State(at.epoch, at.step, at.iter_num, History(
             h.loss + epoch_losses, h.train_acc_10, h.val_acc, h.epoch_seconds))
-        if not out_dir:  # every rank checks, so that all stop where rank 0 refuses to save
-            _check_saveable(model, snapshot)
-            return None
-        return _save(out_dir, model, optimizer, scheduler, config, snapshot, ema)
+        _check_saveable(model, snapshot)  # on every rank: all stop where rank 0 refuses to save
+        path, failure = None, None
+        if out_dir:
+            try:
+                path = _save(out_dir, model, optimizer, scheduler, config, snapshot, ema)
+            except DigitsError as e:  # e.g. a full disk: the other processes stop too, rather
+                failure = e           # than wait for rank 0 at the next collective (without torchrun's
+                                      # agent to kill them, until the process group times out)
+        if distributed.any_rank(failure is not None):
+            raise failure or DigitsError("training stopped: process 0 could not write the checkpoint")
+        return path
 
     seconds, images_seen = 0.0, 0
     evaluated = model if ema is None else ema.module  # with EMA on, the average is what is validated
