@@ -121,3 +121,19 @@ def test_every_command_prints_its_help(capsys):
             main([name, "--help"])
         assert exit_.value.code == 0, name
         assert "usage: digits " + name in capsys.readouterr().out
+
+
+def test_the_command_hides_its_objects_from_the_garbage_collector(monkeypatch):
+    import gc
+
+    from digits import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "main", lambda: seen.append(gc.get_freeze_count()) or 3)
+    gc.unfreeze()
+    try:
+        assert cli.entry() == 3
+        assert seen[0] > 1000  # torch's objects, frozen before the command ran
+        assert gc.get_freeze_count() >= seen[0]
+    finally:
+        gc.unfreeze()
