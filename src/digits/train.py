@@ -129,7 +129,7 @@ def _check_saveable(model, state: _State) -> None:
 
 
 def _save(out_dir, model, optimizer, scheduler, config: RunConfig, state: _State, ema=None) -> Path:
-    _check_saveable(model, state)
+    _check_saveable(model, state)  # also here: nothing writes a diverged model
     meta = describe(config.model.name, config.model.kwargs, config.to_dict())
     progress = {"epoch": state.epoch, "step": state.step, "history": asdict(state.history),
                 "world_size": distributed.world_size()}
