@@ -98,3 +98,12 @@ def test_epoch_permutation_depends_on_seed_and_epoch_only():
     assert torch.equal(epoch_permutation(100, 1, 2), epoch_permutation(100, 1, 2))
     assert not torch.equal(epoch_permutation(100, 1, 2), epoch_permutation(100, 1, 3))
     assert not torch.equal(epoch_permutation(100, 1, 2), epoch_permutation(100, 2, 2))
+
+
+def test_an_embedding_model_is_refused_with_a_clear_message(tiny_mnist):
+    data = load_mnist(tiny_mnist, val_size=50)
+    config = _config()
+    config.model.name = "protonet"
+    with pytest.raises(DigitsError, match="'protonet' is an embedding for `digits fewshot`, not a classifier"):
+        fit(config, data)
+

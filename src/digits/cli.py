@@ -200,7 +200,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .models import count_parameters, create_model, list_models
 
     for name in list_models():
-        print(f"{name:<12} {count_parameters(create_model(name)):>10,} parameters")
+        model = create_model(name)
+        kind = "  (an embedding, for digits fewshot)" if getattr(model, "embedding_dim", None) else ""
+        print(f"{name:<12} {count_parameters(model):>10,} parameters{kind}")
     return 0
 
 

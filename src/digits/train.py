@@ -229,6 +229,9 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = create_model(config.model.name, **config.model.kwargs).to(device)
+    if getattr(model, "embedding_dim", None):  # e.g. protonet: vectors, not the 10 logits fit trains
+        raise DigitsError(f"model {config.model.name!r} is an embedding for `digits fewshot`, not a "
+                          "classifier; choose another --model (`digits models` lists them)")
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     check_optim(config.optim)
