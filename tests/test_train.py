@@ -107,3 +107,14 @@ def test_an_embedding_model_is_refused_with_a_clear_message(tiny_mnist):
     with pytest.raises(DigitsError, match="'protonet' is an embedding for `digits fewshot`, not a classifier"):
         fit(config, data)
 
+
+def test_an_embedding_checkpoint_is_refused_by_evaluate_and_predict(tmp_path, capsys):
+    from digits.checkpoint import describe, save_checkpoint
+    from digits.cli import main
+    from digits.models import create_model
+
+    path = save_checkpoint(tmp_path / "embedding.pt", create_model("protonet"), describe("protonet", {}))
+    for command in (["evaluate", str(path)], ["predict", str(path), str(tmp_path)]):
+        assert main(command) == 2
+        assert "'protonet' is an embedding" in capsys.readouterr().err
+

@@ -138,10 +138,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
     from .data import load_mnist
     from .evaluate import evaluate_ensemble
+    from .models import check_classifier
     from .train import resolve_device
 
     device = resolve_device(args.device)
     loaded = [load_checkpoint(path, device) for path in args.checkpoint]
+    for model, ckpt in loaded:
+        check_classifier(model, ckpt["meta"]["model_name"])
     d = _data_config(args)
     data = load_mnist(d.data_dir, val_size=0, download=d.download)
     result = evaluate_ensemble([m for m, _ in loaded], data.test.images, data.test.labels, args.batch_size,

@@ -55,12 +55,13 @@ def _torch_predictor(path: Path, device: str, threads: int | None) -> Predictor:
 
     from .checkpoint import load_checkpoint
     from .evaluate import predict_logits
-    from .models import count_parameters
+    from .models import check_classifier, count_parameters
     from .train import resolve_device
 
     if threads:
         torch.set_num_threads(threads)
     model, ckpt = load_checkpoint(path, resolve_device(device))
+    check_classifier(model, ckpt["meta"]["model_name"])
     description = describe_checkpoint(path, ckpt, count_parameters(model))
 
     def logits(images: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from .config import OptimConfig, RunConfig
 from .data import MNIST, normalize
 from .errors import DigitsError
 from .evaluate import evaluate
-from .models import create_model
+from .models import check_classifier, create_model
 from .optim import check_optim, clip_gradients, make_ema, make_optimizer, make_scheduler
 
 
@@ -228,10 +228,7 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    model = create_model(config.model.name, **config.model.kwargs).to(device)
-    if getattr(model, "embedding_dim", None):  # e.g. protonet: vectors, not the 10 logits fit trains
-        raise DigitsError(f"model {config.model.name!r} is an embedding for `digits fewshot`, not a "
-                          "classifier; choose another --model (`digits models` lists them)")
+    model = check_classifier(create_model(config.model.name, **config.model.kwargs), config.model.name).to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     check_optim(config.optim)

@@ -40,3 +40,13 @@ def create_model(name: str, **kwargs) -> torch.nn.Module:
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def check_classifier(model: torch.nn.Module, name: str) -> torch.nn.Module:
+    """The model itself if it returns 10 logits; an embedding (few-shot's protonet) is refused:
+    trained, evaluated or asked for digits as a classifier, its vectors would mean nothing."""
+    if getattr(model, "embedding_dim", None):
+        raise DigitsError(f"model {name!r} is an embedding for `digits fewshot`, not a classifier; "
+                          "choose another model (`digits models` lists them)")
+    return model
+
