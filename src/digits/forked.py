@@ -22,9 +22,9 @@ Jobs = list[Callable[[], object]]
 def _run_child(jobs: Jobs, write_fd: int) -> None:
     status = 0
     try:
-        import torch
-
-        torch.set_num_threads(1)  # as torch's DataLoader workers do after a fork
+        torch = sys.modules.get("torch")  # not imported just for this
+        if torch is not None:
+            torch.set_num_threads(1)  # as torch's DataLoader workers do after a fork
         for job in jobs:
             job()
     except DigitsError as e:
