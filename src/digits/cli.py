@@ -243,9 +243,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
-    if min(args.max_upload_mb, args.max_pixels, 1 if args.max_concurrent is None else args.max_concurrent) <= 0:
-        raise DigitsError("--max-upload-mb, --max-pixels and --max-concurrent must be positive")
     limits = {} if args.max_concurrent is None else {"max_concurrent": args.max_concurrent}
+    if args.max_upload_mb <= 0 or args.max_pixels <= 0 or limits.get("max_concurrent", 1) <= 0:
+        raise DigitsError("--max-upload-mb, --max-pixels and --max-concurrent must be positive")
     serve(args.checkpoint, args.host, args.port, max_upload_bytes=int(args.max_upload_mb * 2**20),
           max_pixels=args.max_pixels, **limits)
     return 0
