@@ -48,6 +48,29 @@ def test_on_device_training_learns_and_repeats(tiny_mnist):
     assert a.test_accuracy >= 0.9 and a.test_accuracy == b.test_accuracy and a.final_loss == b.final_loss
 
 
+def test_on_device_training_follows_label_smoothing_and_refuses_ema(tiny_mnist):
+    data = load_mnist(tiny_mnist, val_size=0)
+    config = recipe("fast")
+    config.optim.batch_size, config.test_batch_size = 50, 64
+    plain = train_on_device(config, data, "eager")
+    config.optim.label_smoothing = 0.1
+    smoothed = train_on_device(config, data, "eager")
+    assert smoothed.final_loss != plain.final_loss
+    config.optim.ema_decay = 0.99
+    with pytest.raises(ValueError, match="EMA"):
+        train_on_device(config, data, "eager")
+
+
+def test_gpu_benchmark_scores_the_best_recipe_as_an_ensemble():
+    gpu = _gpu_script()
+    data = gpu.tiny_data(torch.device("cpu"))
+    row = gpu.measure("best", "best", {}, "eager", True, 2, data, tiny=True)
+    assert len(row["test_accuracy"]) == 2 and row["steps"] == 4 and 0 <= row["ensemble_tta_test_accuracy"] <= 1
+    # an ensemble of one trained model scores what that model scored (fp32 both ways)
+    row = gpu.measure("best", "best", {}, "eager", False, 1, data, tiny=True)
+    assert row["ensemble_test_accuracy"] == row["test_accuracy"][0]
+
+
 @pytest.mark.slow
 def test_gpu_benchmark_script_runs_on_the_cpu(tmp_path, monkeypatch):
     gpu = _gpu_script()

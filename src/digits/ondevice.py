@@ -7,12 +7,14 @@ It exists for the GPU timings (benchmarks/gpu.py); on a CPU the same code runs, 
     result.test_accuracy, result.seconds
 
 Unlike `digits.train.fit` it keeps no history, writes no checkpoint and drops each epoch's last
-partial batch (a graph replays one batch shape).
+partial batch (a graph replays one batch shape). It follows the recipe's model, optimiser,
+schedule, label smoothing and augmentation; weight EMA and gradient clipping it does not do, and
+refuses (ValueError).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +36,7 @@ class DeviceResult:
     steps: int
     final_loss: float
     graphed: bool  # whether the step was replayed from a CUDA graph
+    model: torch.nn.Module | None = field(default=None, repr=False)  # the trained model, for ensembles
 
 
 def schedule(config: RunConfig, total: int, per_epoch: int, device) -> torch.Tensor:
@@ -54,11 +57,11 @@ def _test_accuracy(model, data: MNIST, batch_size: int, bf16: bool) -> float:
     return correct.item() / len(data.test)  # the one host synchronisation
 
 
-def _step_fn(forward, optimizer, xb, yb, bf16: bool):
+def _step_fn(forward, optimizer, xb, yb, bf16: bool, label_smoothing: float = 0.0):
     def step() -> torch.Tensor:
         # no autocast weight cache: a graph replay must recast the weights it updated
         with torch.autocast(xb.device.type, torch.bfloat16, enabled=bf16, cache_enabled=False):
-            loss = F.cross_entropy(forward(xb), yb)
+            loss = F.cross_entropy(forward(xb), yb, label_smoothing=label_smoothing)
         loss.backward()
         optimizer.step()
         return loss.detach()
@@ -86,6 +89,8 @@ def train_on_device(config: RunConfig, data: MNIST, mode: str = "eager", bf16: b
     ``backend``: torch.compile's, for the compile modes."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if config.optim.ema_decay or config.optim.clip_grad_norm:
+        raise ValueError("train_on_device does no weight EMA or gradient clipping; use digits.train.fit")
     device = data.train.images.device
     _sync(device)
     start = time.perf_counter()
@@ -101,7 +106,7 @@ def train_on_device(config: RunConfig, data: MNIST, mode: str = "eager", bf16: b
     lrs = schedule(config, per_epoch * config.optim.epochs, per_epoch, device)
     xb, yb = torch.empty_like(x[:bs]), torch.empty_like(y[:bs])
     forward = torch.compile(model, backend=backend) if "compile" in mode else model
-    step = _step_fn(forward, optimizer, xb, yb, bf16)
+    step = _step_fn(forward, optimizer, xb, yb, bf16, config.optim.label_smoothing)
     gen = torch.Generator(device).manual_seed(config.seed)
     graphs, augment = "graph" in mode and device.type == "cuda", is_enabled(config.augment)
     # the first steps run eagerly, on a side stream when a graph is to be captured (CUDA's rule)
@@ -134,4 +139,4 @@ def train_on_device(config: RunConfig, data: MNIST, mode: str = "eager", bf16: b
         losses[k] = loss
     accuracy = _test_accuracy(model, data, config.test_batch_size, bf16)
     _sync(device)
-    return DeviceResult(accuracy, time.perf_counter() - start, len(lrs), float(losses[-1]), graph is not None)
+    return DeviceResult(accuracy, time.perf_counter() - start, len(lrs), float(losses[-1]), graph is not None, model)
