@@ -12,7 +12,8 @@ and the full test pass, synchronised), with a one-time warm-up run per setting r
     3 seeds, then the ensemble of the 3 models (mean probability), with and without shifted views;
     its warm-up run is 1 epoch
   - inductor's logits against eager's; test-set inference time; single-image latency p50
-Groups run in that order and the JSON is rewritten after each, so a run cut short keeps what it got.
+Groups run in that order and the JSON is rewritten after each, so a run cut short keeps what it got;
+a setting that fails is recorded with its error and the run goes on.
 """
 from __future__ import annotations
 
@@ -86,6 +87,16 @@ def measure(name, recipe_name, overrides, mode, bf16, seeds, data, tiny) -> dict
     return row
 
 
+def measure_or_error(name, recipe_name, overrides, mode, bf16, seeds, data, tiny) -> dict:
+    """``measure``, or a row naming the error: the GPU session is one run, and one failing setting
+    (a graph capture, a compiler) must not cost the groups after it."""
+    try:
+        return measure(name, recipe_name, overrides, mode, bf16, seeds, data, tiny)
+    except Exception as error:  # recorded in the JSON, and the run goes on
+        return {"group": name, "recipe": recipe_name, "mode": mode, "bf16": bf16,
+                "error": f"{type(error).__name__}: {error}"}
+
+
 def backend(tiny: bool) -> str:
     # a tiny check on a CPU skips the C++ compiler (inductor's compile took 17-44 s there)
     return "aot_eager" if tiny else "inductor"
@@ -154,7 +165,8 @@ def main() -> None:
                 if time.perf_counter() - start > args.budget_s:
                     result["skipped"].append(f"{name} {mode} bf16={bf16}")
                     continue
-                row = measure(name, recipe_name, overrides, mode, bf16, 1 if args.tiny else seeds, data, args.tiny)
+                row = measure_or_error(name, recipe_name, overrides, mode, bf16, 1 if args.tiny else seeds, data,
+                                       args.tiny)
                 result["runs"].append(row)
                 print(json.dumps(row), flush=True)
                 save()

@@ -71,6 +71,14 @@ def test_gpu_benchmark_scores_the_best_recipe_as_an_ensemble():
     assert row["ensemble_test_accuracy"] == row["test_accuracy"][0]
 
 
+def test_gpu_benchmark_records_a_failing_setting_and_goes_on():
+    gpu = _gpu_script()
+    data = gpu.tiny_data(torch.device("cpu"))
+    row = gpu.measure_or_error("seed", "seed", {}, "no-such-mode", False, 1, data, tiny=True)
+    assert row["group"] == "seed" and row["error"].startswith("ValueError: mode must be one of")
+    assert "test_accuracy" in gpu.measure_or_error("seed", "seed", {}, "eager", False, 1, data, tiny=True)
+
+
 @pytest.mark.slow
 def test_gpu_benchmark_script_runs_on_the_cpu(tmp_path, monkeypatch):
     gpu = _gpu_script()
