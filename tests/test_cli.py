@@ -97,6 +97,40 @@ def test_bad_numbers_are_rejected(tiny_mnist, capsys):
     assert "--epochs must be positive" in _error(["run", "--data-dir", str(tiny_mnist), "--epochs", "0"], capsys)
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--model", "seed-bn", "--model-arg", "dropout=2"], "bad arguments for model 'seed-bn'"),
+    (["--model", "fast", "--model-arg", "c1=0"], "bad arguments for model 'fast'"),
+    (["--threads", "-1"], "--threads and --checkpoint-every must not be negative"),
+    (["--checkpoint-every", "-1"], "--threads and --checkpoint-every must not be negative"),
+    (["--optimizer", "adam", "--beta1", "1.5"], "--beta1 must be in [0, 1), got 1.5"),
+    (["--momentum", "-1"], "--momentum and --weight-decay must not be negative"),
+    (["--ema-decay", "1"], "--ema-decay must be in [0, 1)"),
+])
+def test_out_of_range_settings_are_one_line_errors(tiny_mnist, tmp_path, capsys, flags, message):
+    err = _error(["train", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "o"), *FAST, *flags], capsys)
+    assert message in err
+
+
+def test_evaluate_and_show_check_their_numbers(tiny_mnist, tmp_path, capsys):
+    seed_pt = os.path.join(os.path.dirname(__file__), "data", "seed.pt")
+    assert "--batch-size must be positive" in _error(
+        ["evaluate", seed_pt, "--data-dir", str(tiny_mnist), "--batch-size", "0"], capsys)
+    for start in ("100", "-5"):  # the tiny test split has 100 images
+        err = _error(["show", "--data-dir", str(tiny_mnist), "--split", "test", "--start", start,
+                      "--out", str(tmp_path / "s.png")], capsys)
+        assert "--start must be in [0, 100)" in err
+
+
+def test_model_arg_overrides_one_of_the_recipes_model_arguments():
+    from digits.cli import build_parser, config_from_args
+
+    parse = build_parser().parse_args
+    assert config_from_args(parse(["run", "--recipe", "fast", "--model-arg", "hidden=128"])).model.kwargs == {
+        "c1": 8, "c2": 24, "hidden": 128}
+    assert config_from_args(parse(["run", "--recipe", "fast", "--model", "seed-bn", "--model-arg",
+                                   "dropout=0.1"])).model.kwargs == {"dropout": 0.1}
+
+
 def test_python_dash_m_and_console_script(tmp_path):
     done = subprocess.run([sys.executable, "-m", "digits", "models"], capture_output=True, text=True)
     assert done.returncode == 0 and "seed" in done.stdout and "42,940" in done.stdout

@@ -126,3 +126,9 @@ def test_real_mnist_known_facts(real_mnist):
     assert pixels.std().item() == pytest.approx(0.3081, abs=1e-4)
     split = load_mnist(real_mnist)
     assert (len(split.train), len(split.val), len(split.test)) == (55000, 5000, 10000)
+
+
+def test_normalize_leaves_a_float_input_unchanged():
+    pixels = torch.tensor([[0.0, 255.0]])
+    out = normalize(pixels)
+    assert pixels.tolist() == [[0.0, 255.0]] and out.tolist() == normalize(pixels.to(torch.uint8)).tolist()

@@ -136,10 +136,21 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tiny_mnist, tmp_pat
     # NaN weights of step 5 were saved at step 6 over the good checkpoint of step 3
     err = _error(["train", "--data-dir", str(tiny_mnist), "--out", str(out), "--checkpoint-every", "3",
                   *FAST], capsys)
-    assert "training diverged: loss is nan by step 6" in err and "last good checkpoint is kept" in err
+    assert "training diverged: loss is nan by step 6" in err and "never written to the checkpoint" in err
     model, ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt["iter_num"] == 3 and all(torch.isfinite(p).all() for p in model.parameters())
     assert all(torch.isfinite(torch.tensor(ckpt["progress"]["history"]["loss"])))
+
+
+def test_divergence_error_starts_its_own_line_after_the_progress_bar(tiny_mnist, tmp_path, capsys):
+    # 16 steps: the loss is read back, and found diverged, at step 10, while the bar is drawn
+    args = ["train", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "run"), "--lr", "1e6",
+            "--epochs", "1", "--batch-size", "16", "--val-size", "50"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err  # the bar was drawn ...
+    last = err.split("\r")[-1]  # ... and cleared before the error: nothing precedes it on its line
+    assert last.startswith("digits: error: training diverged") and last.count("\n") == 1, repr(err[-300:])
 
 
 def test_weights_that_are_not_finite_are_never_saved(tmp_path):

@@ -96,6 +96,8 @@ def config_from_args(args: argparse.Namespace):
             continue
         if dest == "model.name" and value != config.model.name:
             config.model.kwargs = {}  # a recipe's model arguments fit only its own model
+        if dest == "model.kwargs":  # --model-arg overrides one argument, keeping the recipe's others
+            value = config.model.kwargs | dict(value)
         setattr(target, name, dict(value) if isinstance(value, list) else value)
     return config
 
@@ -141,6 +143,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .models import check_classifier
     from .train import resolve_device
 
+    if args.batch_size <= 0:
+        raise DigitsError(f"--batch-size must be positive, got {args.batch_size}")
     device = resolve_device(args.device)
     loaded = [load_checkpoint(path, device) for path in args.checkpoint]
     for model, ckpt in loaded:
@@ -177,6 +181,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     data = load_mnist(d.data_dir, val_size=0, download=d.download)
     split = data.test if args.split == "test" else data.train
     start = args.start
+    if not 0 <= start < len(split):
+        raise DigitsError(f"--start must be in [0, {len(split)}) for the {args.split} split, got {start}")
     path = plot_samples(split.images[start:start + 60], args.out, split.labels[start:start + 60])
     print(f"wrote {path}")
     return 0

@@ -169,4 +169,7 @@ def load_mnist(data_dir: str | Path | None = None, val_size: int = 5000, split_s
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 pixels (0-255) -> float32 standardised with the training set's mean and std."""
-    return images.float().mul_(1 / (255 * STD)).sub_(MEAN / STD)
+    pixels = images.float()
+    if pixels is images:  # already float: .float() returned the caller's tensor, which must not change
+        pixels = pixels.clone()
+    return pixels.mul_(1 / (255 * STD)).sub_(MEAN / STD)

@@ -117,5 +117,8 @@ def check_optim(cfg: OptimConfig) -> None:
     """Reject settings a user can get wrong, with the flag's name."""
     if not 0 <= cfg.label_smoothing < 1:
         raise DigitsError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}")
-    if cfg.clip_grad_norm < 0 or cfg.warmup_epochs < 0:
-        raise DigitsError("--clip-grad-norm and --warmup-epochs must not be negative")
+    if min(cfg.clip_grad_norm, cfg.warmup_epochs, cfg.momentum, cfg.weight_decay) < 0:
+        raise DigitsError("--clip-grad-norm, --warmup-epochs, --momentum and --weight-decay must not be negative")
+    for flag, value in (("--beta1", cfg.beta1), ("--beta2", cfg.beta2), ("--ema-decay", cfg.ema_decay)):
+        if not 0 <= value < 1:
+            raise DigitsError(f"{flag} must be in [0, 1), got {value}")

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import CheckpointError
+from .errors import CheckpointError, DigitsError
 
 META_KEY = "digits"  # ONNX metadata entry holding the checkpoint's description (JSON)
 
@@ -58,6 +58,8 @@ def _torch_predictor(path: Path, device: str, threads: int | None) -> Predictor:
     from .models import check_classifier, count_parameters
     from .train import resolve_device
 
+    if threads < 0:
+        raise DigitsError(f"--threads must not be negative, got {threads}")
     if threads:
         torch.set_num_threads(threads)
     model, ckpt = load_checkpoint(path, resolve_device(device))

@@ -125,7 +125,7 @@ def _check_saveable(model, state: _State) -> None:
         _check_finite(v, state)
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise DigitsError(f"training diverged: the weights are not finite at step {state.iter_num}; "
-                          "lower --lr (the last good checkpoint is kept)")
+                          "lower --lr (a diverged model is never written to the checkpoint)")
 
 
 def _save(out_dir, model, optimizer, scheduler, config: RunConfig, state: _State, ema=None) -> Path:
@@ -157,7 +157,7 @@ def _log_epoch(writer, history: History, first_iter: int, losses: list[float], e
 def _check_finite(loss: float, state: _State) -> None:
     if not math.isfinite(loss):
         raise DigitsError(f"training diverged: loss is {loss} by step {state.iter_num}; lower --lr "
-                          "(the last good checkpoint is kept)")
+                          "(a diverged model is never written to the checkpoint)")
 
 
 def _step_generator(config: RunConfig, state: _State, device) -> torch.Generator:
@@ -178,34 +178,34 @@ def _run_epoch(model, optimizer, scheduler, ema, x, y, config: RunConfig, state:
                disable=not (config.progress and distributed.is_main()), file=sys.stderr, leave=False,
                mininterval=0.5)
     model.train()
-    for idx in batches[state.step:]:
-        images, labels = x[idx], y[idx]
-        if is_enabled(config.augment):
-            images = augment_batch(images, config.augment, _step_generator(config, state, x.device))
-        logits = model(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=config.optim.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_gradients(model, config.optim.clip_grad_norm)
-        optimizer.step()
-        scheduler.step()  # every schedule is per training step (optim.make_scheduler)
-        if ema is not None:
-            ema.update(model)
-        losses.append(loss.detach())
-        hits.append((logits.argmax(1) == labels).sum())
-        sizes.append(len(labels))
-        state.step += 1
-        state.iter_num += 1
-        if state.step % 10 == 0:  # read values back every 10 steps, not every step (host sync)
-            recent = distributed.mean(torch.stack(losses[-10:])).tolist()
-            _check_finite(max(recent, key=lambda v: v if math.isfinite(v) else math.inf), state)
-            acc = distributed.ratio(torch.stack(hits[-10:]).sum(), sum(sizes[-10:]))
-            state.history.train_acc_10.append([state.iter_num, acc])
-            bar.set_postfix(loss=f"{recent[-1]:.3f}", acc=f"{acc:.3f}", refresh=False)
-        bar.update()
-        if config.checkpoint_every and state.iter_num % config.checkpoint_every == 0:
-            save(state, distributed.mean(torch.stack(losses)).tolist())
-    bar.close()
+    with bar:  # closed also when a step raises (divergence): the error then starts on its own line
+        for idx in batches[state.step:]:
+            images, labels = x[idx], y[idx]
+            if is_enabled(config.augment):
+                images = augment_batch(images, config.augment, _step_generator(config, state, x.device))
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels, label_smoothing=config.optim.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_gradients(model, config.optim.clip_grad_norm)
+            optimizer.step()
+            scheduler.step()  # every schedule is per training step (optim.make_scheduler)
+            if ema is not None:
+                ema.update(model)
+            losses.append(loss.detach())
+            hits.append((logits.argmax(1) == labels).sum())
+            sizes.append(len(labels))
+            state.step += 1
+            state.iter_num += 1
+            if state.step % 10 == 0:  # read values back every 10 steps, not every step (host sync)
+                recent = distributed.mean(torch.stack(losses[-10:])).tolist()
+                _check_finite(max(recent, key=lambda v: v if math.isfinite(v) else math.inf), state)
+                acc = distributed.ratio(torch.stack(hits[-10:]).sum(), sum(sizes[-10:]))
+                state.history.train_acc_10.append([state.iter_num, acc])
+                bar.set_postfix(loss=f"{recent[-1]:.3f}", acc=f"{acc:.3f}", refresh=False)
+            bar.update()
+            if config.checkpoint_every and state.iter_num % config.checkpoint_every == 0:
+                save(state, distributed.mean(torch.stack(losses)).tolist())
     values = distributed.mean(torch.stack(losses)).tolist() if losses else []
     for v in values:  # all of them: after a mid-epoch resume the every-10 checks are offset
         _check_finite(v, state)
@@ -224,6 +224,8 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
     """Train the configured model; checkpoint to ``out_dir/checkpoint.pt`` after every epoch.
 
     ``writer``: an optional TensorBoard SummaryWriter that receives the tutorial's curves."""
+    if config.threads < 0 or config.checkpoint_every < 0:
+        raise DigitsError("--threads and --checkpoint-every must not be negative")
     device = distributed.init(resolve_device(config.device))
     if config.threads:
         torch.set_num_threads(config.threads)

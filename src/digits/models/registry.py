@@ -33,9 +33,19 @@ def create_model(name: str, **kwargs) -> torch.nn.Module:
     if name not in _REGISTRY:
         raise DigitsError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
     try:
-        return _REGISTRY[name](**kwargs)
-    except TypeError as e:
-        raise DigitsError(f"bad arguments for model {name!r}: {e}") from None
+        model = _REGISTRY[name](**kwargs)
+        if kwargs:  # arguments can build a network that fails only when used (e.g. zero channels)
+            _trial_forward(model)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise DigitsError(f"bad arguments for model {name!r}: {e}".splitlines()[0]) from None
+    return model
+
+
+def _trial_forward(model: torch.nn.Module) -> None:
+    was_training = model.training
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 1, 28, 28))  # eval: batch norm takes a batch of one
+    model.train(was_training)
 
 
 def count_parameters(model: torch.nn.Module) -> int:
