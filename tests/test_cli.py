@@ -100,8 +100,8 @@ def test_bad_numbers_are_rejected(tiny_mnist, capsys):
 @pytest.mark.parametrize("flags, message", [
     (["--model", "seed-bn", "--model-arg", "dropout=2"], "bad arguments for model 'seed-bn'"),
     (["--model", "fast", "--model-arg", "c1=0"], "bad arguments for model 'fast'"),
-    (["--threads", "-1"], "--threads and --checkpoint-every must not be negative"),
-    (["--checkpoint-every", "-1"], "--threads and --checkpoint-every must not be negative"),
+    (["--threads", "-1"], "--threads must not be negative, got -1"),
+    (["--checkpoint-every", "-1"], "--checkpoint-every must not be negative, got -1"),
     (["--optimizer", "adam", "--beta1", "1.5"], "--beta1 must be in [0, 1), got 1.5"),
     (["--momentum", "-1"], "--momentum and --weight-decay must not be negative"),
     (["--ema-decay", "1"], "--ema-decay must be in [0, 1)"),

@@ -131,7 +131,7 @@ def cmd_run(args: argparse.Namespace, test: bool = True) -> int:
     if test:
         line += f", test {100 * m['test_accuracy']:.2f}% ({m['test_errors']} errors)"
     print(f"{line}; trained {m['train_seconds']:.1f} s ({m['train_images_per_second']:,.0f} images/s), "
-          f"whole run {m['total_seconds']:.1f} s")
+          f"data to report {m['total_seconds']:.1f} s")
     print(f"run folder: {result.out}" + (f" (report: {result.out / 'report.md'})" if test else ""))
     return 0
 

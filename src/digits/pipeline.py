@@ -20,7 +20,7 @@ from .evaluate import EvalResult, evaluate
 from .forked import run_both
 from .models import count_parameters
 from .report import render_report, write_json, write_text
-from .train import TrainResult, epoch_permutation, fit, resolve_device
+from .train import TrainResult, epoch_permutation, fit, resolve_device, set_threads
 
 
 @dataclass
@@ -92,6 +92,7 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
         figures: bool = True, test: bool = True) -> RunResult:
     """Train, evaluate on the test set, draw the figures and write the report into ``out``."""
     start = time.perf_counter()
+    set_threads(config.threads)  # before the data is read: a thread count holds for the whole run
     distributed.init(resolve_device(config.device))  # joins torchrun's processes, if it started this one
     if not distributed.is_main():
         return _worker(config, resume)

@@ -44,6 +44,8 @@ def load_predictor(path: str | Path, device: str = "cpu", threads: int | None = 
     ``threads``: CPU threads per inference call; None keeps the backend's default. For one image
     at a time use 1: the seed network took 0.63 ms per image with 1 thread and 109 ms with 2 on a
     loaded 2-core machine (benchmarks/inference_facts.py). With torch this is process-wide."""
+    if threads is not None and threads < 0:
+        raise DigitsError(f"--threads must not be negative, got {threads}")
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         return _onnx_predictor(path, threads)
@@ -58,8 +60,6 @@ def _torch_predictor(path: Path, device: str, threads: int | None) -> Predictor:
     from .models import check_classifier, count_parameters
     from .train import resolve_device
 
-    if threads < 0:
-        raise DigitsError(f"--threads must not be negative, got {threads}")
     if threads:
         torch.set_num_threads(threads)
     model, ckpt = load_checkpoint(path, resolve_device(device))

@@ -51,7 +51,8 @@ def render_report(config: dict, metrics: dict) -> str:
         + (f" in each of {metrics['world_size']} processes (DDP, global batch {metrics['global_batch_size']})"
            if metrics.get("world_size", 1) > 1 else ""),
         f"- Test pass: {metrics['test_seconds']:.2f} s ({metrics['test_images_per_second']:,.0f} images/s)",
-        f"- Whole run: {metrics['total_seconds']:.1f} s; torch {metrics['torch_version']}", "",
+        f"- Data to report (the run, without Python's start-up and torch's import): "
+        f"{metrics['total_seconds']:.1f} s; torch {metrics['torch_version']}", "",
         "Test accuracy per batch of " f"{config['test_batch_size']}: "
         + ", ".join(f"{100 * a:.1f}%" for a in metrics["test_batch_accuracies"]), "",
         "## Per class (test set)", "", *_per_class_table(metrics["per_class"]), "",

@@ -219,16 +219,23 @@ def _val_accuracy(model, images, labels, config: RunConfig) -> float:
     return distributed.ratio((result.predictions == labels[idx].cpu()).sum(), len(idx))
 
 
+def set_threads(threads: int) -> None:
+    """torch's CPU threads; 0 keeps its default (one per core)."""
+    if threads < 0:
+        raise DigitsError(f"--threads must not be negative, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
         resume: str | Path | None = None, writer=None) -> TrainResult:
     """Train the configured model; checkpoint to ``out_dir/checkpoint.pt`` after every epoch.
 
     ``writer``: an optional TensorBoard SummaryWriter that receives the tutorial's curves."""
-    if config.threads < 0 or config.checkpoint_every < 0:
-        raise DigitsError("--threads and --checkpoint-every must not be negative")
+    if config.checkpoint_every < 0:
+        raise DigitsError(f"--checkpoint-every must not be negative, got {config.checkpoint_every}")
+    set_threads(config.threads)
     device = distributed.init(resolve_device(config.device))
-    if config.threads:
-        torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = check_classifier(create_model(config.model.name, **config.model.kwargs), config.model.name).to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
