@@ -42,7 +42,7 @@ class TrainResult:
     history: History
     iter_num: int  # training steps taken in all
     train_seconds: float  # time in training steps and per-epoch validation, this process only
-    images_per_second: float
+    images_per_second: float  # over the training steps alone (validation not counted)
     checkpoint: Path | None
 
 
@@ -275,11 +275,12 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
             raise failure or DigitsError("training stopped: process 0 could not write the checkpoint")
         return path
 
-    seconds, images_seen = 0.0, 0
+    seconds, step_seconds, images_seen = 0.0, 0.0, 0
     evaluated = model if ema is None else ema.module  # with EMA on, the average is what is validated
     while state.epoch < config.optim.epochs:
         start, first_iter, first_step = time.perf_counter(), state.iter_num, state.step
         losses = _run_epoch(ddp, optimizer, scheduler, ema, x, y, config, state, save)
+        step_seconds += time.perf_counter() - start
         state.history.loss += losses
         if len(data.val):
             state.history.val_acc.append(_val_accuracy(evaluated, data.val.images, data.val.labels, config))
@@ -292,4 +293,4 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
         state.epoch, state.step = state.epoch + 1, 0
         checkpoint = save(state, []) or checkpoint
     return TrainResult(evaluated.eval(), state.history, state.iter_num, seconds,
-                       images_seen / seconds if seconds else 0.0, checkpoint)
+                       images_seen / step_seconds if step_seconds else 0.0, checkpoint)
