@@ -6,8 +6,10 @@ fast recipe), whole processes, wall time, same interpreter and torch, same threa
 Set-up (rerunnable): ../shared/peers/setup.sh makes (or finds) the peer's environment, with the
 torch and torchvision the seed program needs; digits is installed into it (`pip install --no-deps
 -e .`, plus tqdm and matplotlib) and run from this checkout's src/, so both run under one
-interpreter. The commands alternate A B C A B C ... (one round per seed), because the machine is
-shared and its load drifts: compare the ratio of medians, never times from different runs.
+interpreter. The commands alternate, one round per seed, A B C then C B A and so on (no program is
+always first), because the machine is shared and its load drifts: compare the ratio of medians,
+never times from different runs. The JSON is rewritten after every run, so a failure keeps the
+runs measured before it.
 Needs only the standard library itself. Prints a Markdown table; writes the raw figures as JSON.
 """
 from __future__ import annotations
@@ -61,7 +63,7 @@ def timed_run(cmd: list[str], out: Path) -> dict:
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+        raise RuntimeError(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
     if "seed_mnist.py" in cmd[1]:
         accuracy = json.loads(proc.stdout.strip().splitlines()[-1])["test_acc"]
     else:
@@ -86,9 +88,15 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
             "median_cpu_s": statistics.median(r["cpu_s"] for r in rows),
             "mean_test_accuracy": sum(r["test_accuracy"] for r in rows) / len(rows)}
     base = summary[PROGRAMS[0]]["median_wall_s"]
-    for program in PROGRAMS[1:]:
-        summary[program]["speedup_vs_seed_program"] = round(base / summary[program]["median_wall_s"], 2)
+    for program in summary:
+        if program != PROGRAMS[0]:
+            summary[program]["speedup_vs_seed_program"] = round(base / summary[program]["median_wall_s"], 2)
     return summary
+
+
+def round_order(programs: list[str], round_index: int) -> list[str]:
+    """A B C, then C B A, then A B C ...: no program always runs first (after a quiet spell, say)."""
+    return programs if round_index % 2 == 0 else programs[::-1]
 
 
 def table(result: dict) -> str:
@@ -122,16 +130,22 @@ def main() -> None:
     result = {"date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"), "machine": machine(python),
               "threads": args.threads, "seeds": seeds, "load_average_start": os.getloadavg(),
               "runs": {p: [] for p in programs}}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in seeds:  # one round per seed: A B C, A B C, ...
-            for program in programs:
+        for i, seed in enumerate(seeds):  # one round per seed
+            for program in round_order(programs, i):
                 out = Path(tmp) / f"{len(result['runs'][program])}-{program.split()[-1]}"
-                row = timed_run(command(program, python, seed, args.threads, args.data, out), out)
+                try:
+                    row = timed_run(command(program, python, seed, args.threads, args.data, out), out)
+                except RuntimeError as error:
+                    result["failed"] = str(error)
+                    args.json.write_text(json.dumps(result, indent=2) + "\n")
+                    raise SystemExit(f"{error}\n(the runs before it are in {args.json})") from None
                 result["runs"][program].append({"seed": seed, **row})
+                args.json.write_text(json.dumps(result, indent=2) + "\n")
                 print(f"{program:28s} seed {seed}: {row}", file=sys.stderr, flush=True)
     result["load_average_end"] = os.getloadavg()
     result["summary"] = summarise(result["runs"]) if PROGRAMS[0] in programs else {}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     m = result["machine"]
     print(f"{result['date_utc']} UTC; {m['cores']}-core {m['cpu']}, torch {m['torch']}, {args.threads} thread(s); "
