@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT
 from digits.checkpoint import describe, digest, load_checkpoint, read_checkpoint, save_checkpoint
 from digits.errors import CheckpointError
 from digits.models import create_model
@@ -144,3 +145,17 @@ def test_version_1_checkpoints_without_a_checksum_still_load(tmp_path):
     torch.save(payload, tmp_path / "v1.pt")
     loaded, _ = load_checkpoint(tmp_path / "v1.pt")
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_a_torchscript_export_or_an_image_is_refused_in_one_line(tmp_path):
+    from PIL import Image
+
+    from digits.export import export_model
+
+    scripted = export_model(ROOT / "tests" / "data" / "seed.pt", "torchscript", tmp_path / "seed.ts")
+    with pytest.raises(CheckpointError, match="a TorchScript export, not a digits checkpoint"):
+        read_checkpoint(scripted)
+    Image.new("RGB", (20, 20), "white").save(tmp_path / "photo.jpg")
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(tmp_path / "photo.jpg")
+    assert "not a readable digits checkpoint" in str(error.value) and "\n" not in str(error.value)

@@ -114,7 +114,21 @@ def test_an_embedding_checkpoint_is_refused_by_evaluate_and_predict(tmp_path, ca
     from digits.models import create_model
 
     path = save_checkpoint(tmp_path / "embedding.pt", create_model("protonet"), describe("protonet", {}))
-    for command in (["evaluate", str(path)], ["predict", str(path), str(tmp_path)]):
+    for command in (["evaluate", str(path)], ["predict", str(path), str(tmp_path)],
+                    ["export", str(path), "--out", str(tmp_path / "embedding.onnx")]):
         assert main(command) == 2
         assert "'protonet' is an embedding" in capsys.readouterr().err
+    assert not (tmp_path / "embedding.onnx").exists()
+
+
+def test_an_onnx_model_without_ten_class_scores_is_refused(tmp_path, capsys):
+    from digits.cli import main
+    from digits.export import Normalized, _export_onnx
+    from digits.models import create_model
+
+    onnx = _export_onnx(Normalized(create_model("protonet")).eval(), torch.zeros(2, 1, 28, 28, dtype=torch.uint8),
+                        {"model_name": "protonet"})
+    (tmp_path / "embedding.onnx").write_bytes(onnx)
+    assert main(["predict", str(tmp_path / "embedding.onnx"), str(tmp_path)]) == 2
+    assert "expected 10 class scores per image" in capsys.readouterr().err
 

@@ -11,6 +11,7 @@ than loaded with silently wrong weights) and are read with ``weights_only=True``
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if _is_torchscript(path):  # torch.load would warn and hand it to torch.jit.load
+        raise CheckpointError(f"{path}: a TorchScript export, not a digits checkpoint; use the run's "
+                              "checkpoint.pt, or export to ONNX (`digits export`), which digits reads")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001  damaged bytes raise many types here: OSError (EINVAL on a
@@ -65,6 +69,15 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                               "use another copy or train again")
     _check_layout(path, ckpt)
     return ckpt
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive is a zip like a checkpoint, with its code and constants inside."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/constants.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def _check_layout(path: Path, ckpt: dict) -> None:
@@ -106,7 +119,7 @@ def _feed(h, value) -> None:
 def _reason(error: Exception) -> str:
     text = str(error)
     if "WeightsUnpickler error:" in text:  # the file asks to run code: refused, and say so
-        detail = text.split("WeightsUnpickler error:", 1)[1].strip().split(". ")[0]
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0].split(". ")[0]
         return f"refused: it holds objects other than tensors and plain data; {detail[:160]}"
     lines = text.strip().splitlines()
     return lines[0][:200] if lines else type(error).__name__

@@ -19,7 +19,7 @@ from .atomic import atomic_write
 from .checkpoint import load_checkpoint
 from .data import normalize
 from .errors import DigitsError
-from .models import count_parameters
+from .models import check_classifier, count_parameters
 from .predictor import META_KEY, describe_checkpoint
 
 FORMATS = ("onnx", "torchscript")
@@ -43,6 +43,7 @@ def export_model(checkpoint: str | Path, fmt: str, out: str | Path) -> Path:
         raise DigitsError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     checkpoint, out = Path(checkpoint), Path(out)
     model, ckpt = load_checkpoint(checkpoint, "cpu")
+    check_classifier(model, ckpt["meta"]["model_name"])  # an embedding's export would be read as digits
     wrapped = Normalized(model.float().to(memory_format=torch.contiguous_format)).eval()
     description = describe_checkpoint(checkpoint, ckpt, count_parameters(model))
     example = torch.zeros(2, 1, 28, 28, dtype=torch.uint8)

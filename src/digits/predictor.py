@@ -112,6 +112,10 @@ def _onnx_predictor(path: Path, threads: int | None) -> Predictor:
     if len(inputs) != 1 or inputs[0].type != "tensor(uint8)":
         raise CheckpointError(f"{path}: expected one uint8 input (N, 1, 28, 28) as `digits export` "
                               "writes; this model was not exported by digits")
+    outputs = session.get_outputs()
+    if len(outputs) != 1 or outputs[0].shape[-1:] != [10]:
+        raise CheckpointError(f"{path}: expected 10 class scores per image as `digits export` writes, "
+                              f"got output shape {outputs[0].shape if outputs else None}")
     name = inputs[0].name
     stored = session.get_modelmeta().custom_metadata_map.get(META_KEY)
     description = json.loads(stored) if stored else {}
