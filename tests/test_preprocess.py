@@ -190,3 +190,21 @@ def test_a_large_jpeg_is_decoded_small_and_grey():
     assert grey.shape == (WORK_SIDE, WORK_SIDE * 3 // 4)
     whole = Image.open(io.BytesIO(data)).convert("L").reduce(8)
     assert np.abs(grey - np.asarray(whole, np.float32) / 255).max() < 3 / 255
+
+
+def test_a_bold_dark_digit_cropped_to_its_edges_keeps_its_polarity():
+    # a thick "0" touching all four edges: two thirds of the pixels are ink, the corners are paper
+    yy, xx = np.mgrid[:60, :60]
+    r = np.hypot(yy - 29.5, xx - 29.5)
+    grey = np.where((r < 30) & (r > 12), 0, 255).astype(np.uint8)
+    assert (grey == 0).mean() > 0.6
+    out = preprocess(Image.fromarray(grey))
+    assert out[14, 14] < 50 and out.max() > 200  # the hole is background, the ring is ink
+
+
+def test_a_float_image_with_a_nan_pixel_is_still_read(recwarn):
+    grey = np.ones((40, 40), np.float32)
+    grey[8:32, 18:22] = 0.0  # a dark "1" on white
+    grey[0, 0] = np.nan
+    out = preprocess(Image.fromarray(grey, mode="F"))
+    assert out.max() > 200 and not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

@@ -94,7 +94,8 @@ def _shrink(img: Image.Image) -> Image.Image:
 
 def _to_grey(img: Image.Image) -> np.ndarray:
     if img.mode in _SIXTEEN_BIT:
-        values = np.asarray(img, dtype=np.float32)
+        # a float image can hold NaN or inf pixels: as black, rather than poisoning every statistic
+        values = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         top = 1.0 if img.mode == "F" and values.max() <= 1 else 65535.0 if values.max() > 255 else 255.0
         return np.clip(values / top, 0, 1)
     if "A" in img.mode or "a" in img.mode or "transparency" in img.info:
@@ -123,15 +124,23 @@ def _reduce(grey: np.ndarray) -> np.ndarray:
 
 def ink_map(grey: np.ndarray) -> np.ndarray:
     """Background 0, typical ink 1: polarity decided (ink is the minority, so the mean leans from
-    the median towards it), background level subtracted, contrast stretched."""
+    the median towards it; but a light border around a dark majority is paper around bold ink),
+    background level subtracted, contrast stretched."""
     sample = grey[::2, ::2] if grey.size > 4096 else grey  # medians of a quarter: same answer, 4x faster
     median, mean = float(np.median(sample)), float(grey.mean())
+    border = float(np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])))
+    paper = median
     if abs(mean - median) > 1e-4:
         dark_ink = mean < median
+        if not dark_ink and border > median + MIN_CONTRAST:
+            # a bold dark digit cropped to its edges: mostly ink, so the lean says "light ink", but
+            # its border is still the paper. Not trusted the other way round: a photo of paper on
+            # a dark desk has a dark border and dark ink.
+            dark_ink, paper = True, border
     else:  # no lean either way: the border is background
-        dark_ink = float(np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]]))) > 0.5
+        dark_ink = border > 0.5
     ink = 1 - grey if dark_ink else grey
-    background = 1 - median if dark_ink else median
+    background = 1 - paper if dark_ink else paper
     top = float(ink.max())
     if top - background < MIN_CONTRAST:
         raise ImageError("no digit found: the image is blank or has almost no contrast")
