@@ -53,19 +53,25 @@ def test_fewshot_writes_results_tables_plots_and_embedding(fewshot_run):
 
 
 def test_fewshot_predict_names_classes_by_folder(fewshot_run, tmp_path, capsys):
+    # preprocessing centres each image, so the classes differ by shape: a bar and a square blob;
+    # every bar preprocesses to the same image, so a bar query sits on the bars' prototype
     support = tmp_path / "support"
-    for name, row in (("top", 2), ("bottom", 20)):
+    bar = np.zeros((28, 28), np.uint8)
+    bar[4:24, 13:15] = 255
+    for name in ("bar", "blob"):
         (support / name).mkdir(parents=True)
         for i, col in enumerate((3, 11, 19)):
-            _square(row, col, light_paper=(i == 0)).save(support / name / f"{i}.png")
+            if name == "bar":
+                Image.fromarray(np.roll(bar, col - 13, axis=1)).save(support / name / f"{i}.png")
+            else:
+                _square(10, col, light_paper=(i == 0)).save(support / name / f"{i}.png")
     query = tmp_path / "q.png"
-    _square(2, 8, light_paper=True).save(query)
+    Image.fromarray(255 - np.roll(bar, 5, axis=1)).save(query)  # dark on light, elsewhere
     assert main(["fewshot-predict", str(fewshot_run / "embedding.pt"), "--support", str(support),
                  "--query", str(query), str(query), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["classes"] == ["bottom", "top"] and len(out["predictions"]) == 2
-    assert out["predictions"][0]["class"] == "top"  # a square in the top row, as the "top" examples
-    assert 0 <= out["predictions"][0]["probability"] <= 1
+    assert out["classes"] == ["bar", "blob"] and len(out["predictions"]) == 2
+    assert out["predictions"][0]["class"] == "bar" and 0.5 < out["predictions"][0]["probability"] <= 1
 
 
 def test_prototype_prediction_with_a_toy_embedding():

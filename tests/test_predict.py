@@ -176,3 +176,12 @@ def test_the_api_serves_an_onnx_model_like_the_checkpoint(onnx_model, photos):
     assert answers[0]["prediction"] == answers[1]["prediction"] == photos[1][0]
     assert answers[0]["pixels"] == answers[1]["pixels"]
     assert np.allclose(answers[0]["probabilities"], answers[1]["probabilities"], atol=1e-5)
+
+
+def test_a_folder_is_searched_for_every_suffix_that_fewshot_predict_reads(tmp_path):
+    from digits.predict import expand_paths
+
+    for suffix in (".png", ".pgm", ".PBM", ".ppm", ".txt"):
+        (tmp_path / f"a{suffix}").write_bytes(b"")
+    files, errors = expand_paths([tmp_path])
+    assert sorted(p.name for p in files) == ["a.PBM", "a.pgm", "a.png", "a.ppm"] and not errors

@@ -18,9 +18,8 @@ import numpy as np
 
 from .errors import DigitsError
 from .predictor import Predictor
-from .preprocess import MAX_PIXELS, preprocess, preprocess_number
+from .preprocess import IMAGE_SUFFIXES, MAX_PIXELS, preprocess, preprocess_number
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 @dataclass

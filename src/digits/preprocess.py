@@ -24,6 +24,8 @@ WORK_SIDE = 256  # longest side the image is analysed at; larger ones are reduce
 LABEL_SIDE = 128  # longest side of the ink mask that components are found on
 INK = 0.3  # normalised intensity (background 0, typical ink 1) that counts as ink for segmentation
 FAINT = 0.1  # below this, a pixel is noise: it neither extends the bounding box nor is kept
+# what a folder argument is searched for (predict, fewshot-predict): formats Pillow reads
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".pbm", ".ppm"}
 MIN_CONTRAST = 0.1  # ink must differ from the background by this much (of full scale) to be a digit
 BOX, SIZE = 20, 28  # MNIST: the digit fits a 20x20 box inside the 28x28 image
 _SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}

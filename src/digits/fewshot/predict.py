@@ -14,11 +14,10 @@ import torch
 
 from ..checkpoint import load_checkpoint
 from ..errors import CheckpointError, DigitsError, ImageError
-from ..preprocess import preprocess
+from ..preprocess import IMAGE_SUFFIXES, preprocess
 from .baselines import class_means, squared_distances
 from .protonet import embed
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".pbm"}
 
 
 def load_image(path: str | Path) -> torch.Tensor:
