@@ -40,6 +40,7 @@ def test_train_then_resume_and_show(tiny_mnist, tmp_path, capsys):
     out = tmp_path / "t"
     assert main(["train", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST]) == 0
     assert (out / "checkpoint.pt").exists() and not (out / "report.md").exists()
+    assert not (out / "figures").exists()  # train draws none
     args = ["train", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST[2:], "--epochs", "2",
             "--resume", str(out / "checkpoint.pt")]
     assert main(args) == 0

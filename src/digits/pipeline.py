@@ -36,11 +36,12 @@ def default_out(config: RunConfig) -> Path:
     return Path("runs") / f"{config.model.name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def prepare_out(out: str | Path, config: RunConfig) -> Path:
-    """Create the run folder and write config.json, failing early if it is not writable."""
+def prepare_out(out: str | Path, config: RunConfig, figures: bool = True) -> Path:
+    """Create the run folder (with figures/ when they will be drawn) and write config.json, failing
+    early if it is not writable."""
     out = Path(out)
     try:
-        (out / "figures").mkdir(parents=True, exist_ok=True)
+        (out / "figures" if figures else out).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DigitsError(f"cannot create output folder {out}: {e.strerror or e}") from None
     write_json(out / "config.json", config.to_dict())
@@ -96,7 +97,7 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
     distributed.init(resolve_device(config.device))  # joins torchrun's processes, if it started this one
     if not distributed.is_main():
         return _worker(config, resume)
-    out = prepare_out(out or default_out(config), config)
+    out = prepare_out(out or default_out(config), config, figures and test)
     data = _load(config)
     writer = _open_writer(out, config)
     try:
