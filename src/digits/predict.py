@@ -21,7 +21,6 @@ from .predictor import Predictor
 from .preprocess import IMAGE_SUFFIXES, MAX_PIXELS, preprocess, preprocess_number
 
 
-
 @dataclass
 class Prediction:
     file: str

@@ -19,7 +19,6 @@ from .baselines import class_means, squared_distances
 from .protonet import embed
 
 
-
 def load_image(path: str | Path) -> torch.Tensor:
     """One image file -> uint8 (1, 28, 28), made MNIST-like by digits.preprocess (as predict does)."""
     try:
