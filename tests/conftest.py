@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 import struct
 from pathlib import Path
@@ -11,6 +12,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("DIGITS_TEST_DATA", ROOT.parent / "shared" / "data" / "mnist"))
+
+
+def benchmark_script(name: str):
+    """A script of benchmarks/ imported as a module (its main() not run), for testing its parts."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

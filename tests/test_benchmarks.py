@@ -1,14 +1,9 @@
 """The side-by-side benchmark's bookkeeping (benchmarks/cpu_vs_seed.py), without running programs."""
-import importlib.util
-
-from conftest import ROOT
+from conftest import benchmark_script
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("cpu_vs_seed", ROOT / "benchmarks" / "cpu_vs_seed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("cpu_vs_seed")
 
 
 def test_summary_of_a_subset_of_programs_gives_ratios_of_medians():

@@ -1,22 +1,18 @@
 """The on-device trainer and benchmarks/gpu.py, run on the CPU: the code a GPU session will run."""
-import importlib.util
 import json
 import sys
 
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import benchmark_script
 from digits.data import load_mnist
 from digits.ondevice import train_on_device
 from digits.recipes import recipe
 
 
 def _gpu_script():
-    spec = importlib.util.spec_from_file_location("gpu_bench", ROOT / "benchmarks" / "gpu.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("gpu")
 
 
 def test_onecycle_cos_is_torchs_one_cycle():
