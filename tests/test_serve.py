@@ -183,3 +183,48 @@ def test_no_more_images_are_predicted_at_once_than_the_limit():
         for w in workers:
             w.join()
     assert peak[0] == 2  # six requests at once, two predicted at a time
+
+
+def test_health_model_and_page_answer_while_many_predictions_wait():
+    """Predictions waiting for their turn must not hold the worker threads the others need."""
+    import threading
+    import time
+
+    app = create_app(load_predictor(MODEL), max_concurrent=1)
+    model_logits = app.state.predictor._logits
+    started, release, arrived = threading.Event(), threading.Event(), threading.Semaphore(0)
+
+    def held(images):  # the first prediction holds its turn until the checks below are done
+        started.set()
+        release.wait(10)
+        return model_logits(images)
+
+    async def counting(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/predict":
+            arrived.release()
+        await app(scope, receive, send)
+
+    app.state.predictor._logits = held
+    answered = {}
+    with TestClient(counting) as c:
+        def check():
+            for path in ("/health", "/model", "/"):
+                t0 = time.perf_counter()
+                answered[path] = (c.get(path).status_code, time.perf_counter() - t0)
+
+        def post():
+            assert c.post("/predict", json={"pixels": [[0] * 28] * 28}).status_code == 200
+
+        posts = [threading.Thread(target=post) for _ in range(45)]  # more than the pool's 40 threads
+        for t in posts:
+            t.start()
+        assert started.wait(10) and all(arrived.acquire(timeout=10) for _ in posts)
+        time.sleep(0.3)  # let them reach the point where they wait their turn
+        checker = threading.Thread(target=check)
+        checker.start()
+        checker.join(5)
+        release.set()
+        for t in [checker, *posts]:
+            t.join()
+    assert {path: code for path, (code, _) in answered.items()} == {"/health": 200, "/model": 200, "/": 200}
+    assert all(seconds < 5 for _, seconds in answered.values()), answered

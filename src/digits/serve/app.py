@@ -8,9 +8,9 @@ in a worker thread so that the event loop keeps answering. No error ever sends a
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-import threading
 from importlib.resources import files
 
 import numpy as np
@@ -29,7 +29,8 @@ from .inputs import ApiError, parse_input, read_body
 
 MAX_UPLOAD_BYTES = 10 * 2**20  # a phone photo is 2-8 MB
 # Images decoded and predicted at once; further requests wait their turn. Each decode may take
-# up to max_pixels of memory (40 million by default), and the worker pool has 40 threads.
+# up to max_pixels of memory (40 million by default). They wait in the event loop, not in the
+# worker pool (40 threads): waiting there took every thread, and /health could not answer.
 MAX_CONCURRENT = os.cpu_count() or 1
 STATIC = files("digits.serve") / "static"
 log = logging.getLogger("digits.serve")
@@ -72,28 +73,24 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int = MAX_PIXELS, max_concurrent: int = MAX_CONCURRENT) -> FastAPI:
     """The app serving ``predictor``; limits in bytes (413 above) and decoded pixels (422 above),
     and at most ``max_concurrent`` images decoded and predicted at once."""
-    turns = threading.BoundedSemaphore(max_concurrent)
-
-    def infer(source) -> dict:  # in a worker thread
-        with turns:
-            return _infer(predictor, source, max_pixels)
-
+    turns = asyncio.Semaphore(max_concurrent)
     app = FastAPI(title="digits", version=__version__, description="Recognise a handwritten digit: "
                   "upload an image, or draw one at /.")
     app.state.predictor = predictor
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     _add_error_handlers(app)
 
+    # async: these answer in the event loop, needing no worker thread while predictions run
     @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
+    async def page() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"), media_type="text/html")
 
     @app.get("/health")
-    def health() -> dict:
+    async def health() -> dict:
         return {"status": "ok", "backend": predictor.backend}
 
     @app.get("/model")
-    def model() -> dict:
+    async def model() -> dict:
         return {"backend": predictor.backend, **predictor.description}
 
     @app.post("/predict", response_model=PredictionOut, responses=_ERRORS, openapi_extra=_REQUEST_DOC)
@@ -101,7 +98,8 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
         """An image file (multipart field `file`, or JSON `image` in base64) or 28x28 `pixels`."""
         body = await read_body(request, max_upload_bytes)
         source = await parse_input(request.headers, body)
-        return await run_in_threadpool(infer, source)
+        async with turns:  # waiting here holds no worker thread
+            return await run_in_threadpool(_infer, predictor, source, max_pixels)
 
     return app
 
