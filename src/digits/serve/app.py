@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import errno
 import os
+import socket
 from importlib.resources import files
 
 import numpy as np
@@ -128,5 +130,32 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, *,
 
     # one thread per request: requests run in parallel in the worker pool instead
     app = create_app(load_predictor(model_path, threads=1), max_upload_bytes, max_pixels, max_concurrent)
-    print(f"digits: serving {model_path} on http://{host}:{port}/ (API docs at /docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    sock = _listen(host, port)
+    where = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+    print(f"digits: serving {model_path} on http://{where}:{sock.getsockname()[1]}/ (API docs at /docs)",
+          flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    try:
+        server.run(sockets=[sock])  # the socket we bound: no second bind that could fail or race
+    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped, not an error
+        return
+    finally:
+        sock.close()
+    if not server.started:
+        raise DigitsError("the server could not start; see the messages above")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port``, so that a busy port or an unknown host is one line of
+    error before anything says it is serving (uvicorn logged it and exited with code 3)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)  # as uvicorn does
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen()  # connections wait in the backlog from the moment it says it is serving
+    except OSError as e:
+        sock.close()
+        why = "the port is in use; pick another with --port" if e.errno == errno.EADDRINUSE else (
+            f"{e.strerror or e}; check --host and --port")
+        raise DigitsError(f"cannot listen on {host}:{port}: {why}") from None
+    return sock
