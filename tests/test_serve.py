@@ -85,6 +85,8 @@ def test_health_model_page_and_docs(client):
     assert {"multipart/form-data", "application/json"} <= set(body)
 
 
+_ROW = "[" + ",".join(["1" + "0" * 400] + ["0"] * 27) + "]"
+HUGE_PIXEL = ('{"pixels": [' + ",".join([_ROW] * 28) + "]}").encode()  # valid JSON, too big for a float
 BAD = [
     ("not an image", dict(files={"file": ("x.png", b"hello", "image/png")}), 422, "cannot read it as an image"),
     ("too many pixels", dict(files={"file": ("b.png", png_header_only(3000, 3000), "image/png")}), 422,
@@ -100,6 +102,13 @@ BAD = [
     ("bad base64", dict(json={"image": "***"}), 400, "base64"),
     ("wrong shape", dict(json={"pixels": [[0] * 28] * 27}), 400, "28 rows"),
     ("out of range", dict(json={"pixels": [[300] * 28] * 28}), 400, "0 to 255"),
+    ("pixels as strings", dict(json={"pixels": [["255"] * 28] * 28}), 400, "numbers"),
+    ("pixels as booleans", dict(json={"pixels": [[True] + [0] * 27] * 28}), 400, "numbers"),
+    ("pixel too big for a float", dict(content=HUGE_PIXEL, headers={"content-type": "application/json"}),
+     400, "0 to 255"),
+    ("empty data URL", dict(json={"image": "data:,"}), 400, "data: URL"),
+    ("data URL not base64", dict(json={"image": "data:image/png,abc"}), 400, "data: URL"),
+    ("empty base64 image", dict(json={"image": "data:image/png;base64,"}), 400, "empty"),
     ("plain text", dict(content=b"7", headers={"content-type": "text/plain"}), 415, "multipart"),
 ]
 

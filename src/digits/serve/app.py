@@ -52,7 +52,7 @@ _REQUEST_DOC = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary", "description": "an image file"}}}},
     "application/json": {"schema": {"type": "object", "properties": {
-        "image": {"type": "string", "description": "base64 of an image file (or a data: URL)"},
+        "image": {"type": "string", "description": "base64 of an image file (or a base64 data: URL)"},
         "pixels": {"type": "array", "items": {"type": "array", "items": {"type": "number"}},
                    "description": "28x28 numbers 0-255, light ink on black, used as they are"}}}}}}}
 _ERRORS = {code: {"model": ErrorOut, "description": text} for code, text in (
