@@ -85,6 +85,8 @@ def test_health_model_page_and_docs(client):
     assert {"multipart/form-data", "application/json"} <= set(body)
 
 
+_ROW = "[" + ",".join(["1" + "0" * 400] + ["0"] * 27) + "]"
+HUGE_PIXEL = ('{"pixels": [' + ",".join([_ROW] * 28) + "]}").encode()  # valid JSON, too big for a float
 BAD = [
     ("not an image", dict(files={"file": ("x.png", b"hello", "image/png")}), 422, "cannot read it as an image"),
     ("too many pixels", dict(files={"file": ("b.png", png_header_only(3000, 3000), "image/png")}), 422,
@@ -100,6 +102,13 @@ BAD = [
     ("bad base64", dict(json={"image": "***"}), 400, "base64"),
     ("wrong shape", dict(json={"pixels": [[0] * 28] * 27}), 400, "28 rows"),
     ("out of range", dict(json={"pixels": [[300] * 28] * 28}), 400, "0 to 255"),
+    ("pixels as strings", dict(json={"pixels": [["255"] * 28] * 28}), 400, "numbers"),
+    ("pixels as booleans", dict(json={"pixels": [[True] + [0] * 27] * 28}), 400, "numbers"),
+    ("pixel too big for a float", dict(content=HUGE_PIXEL, headers={"content-type": "application/json"}),
+     400, "0 to 255"),
+    ("empty data URL", dict(json={"image": "data:,"}), 400, "data: URL"),
+    ("data URL not base64", dict(json={"image": "data:image/png,abc"}), 400, "data: URL"),
+    ("empty base64 image", dict(json={"image": "data:image/png;base64,"}), 400, "empty"),
     ("plain text", dict(content=b"7", headers={"content-type": "text/plain"}), 415, "multipart"),
 ]
 
@@ -183,3 +192,48 @@ def test_no_more_images_are_predicted_at_once_than_the_limit():
         for w in workers:
             w.join()
     assert peak[0] == 2  # six requests at once, two predicted at a time
+
+
+def test_health_model_and_page_answer_while_many_predictions_wait():
+    """Predictions waiting for their turn must not hold the worker threads the others need."""
+    import threading
+    import time
+
+    app = create_app(load_predictor(MODEL), max_concurrent=1)
+    model_logits = app.state.predictor._logits
+    started, release, arrived = threading.Event(), threading.Event(), threading.Semaphore(0)
+
+    def held(images):  # the first prediction holds its turn until the checks below are done
+        started.set()
+        release.wait(10)
+        return model_logits(images)
+
+    async def counting(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/predict":
+            arrived.release()
+        await app(scope, receive, send)
+
+    app.state.predictor._logits = held
+    answered = {}
+    with TestClient(counting) as c:
+        def check():
+            for path in ("/health", "/model", "/"):
+                t0 = time.perf_counter()
+                answered[path] = (c.get(path).status_code, time.perf_counter() - t0)
+
+        def post():
+            assert c.post("/predict", json={"pixels": [[0] * 28] * 28}).status_code == 200
+
+        posts = [threading.Thread(target=post) for _ in range(45)]  # more than the pool's 40 threads
+        for t in posts:
+            t.start()
+        assert started.wait(10) and all(arrived.acquire(timeout=10) for _ in posts)
+        time.sleep(0.3)  # let them reach the point where they wait their turn
+        checker = threading.Thread(target=check)
+        checker.start()
+        checker.join(5)
+        release.set()
+        for t in [checker, *posts]:
+            t.join()
+    assert {path: code for path, (code, _) in answered.items()} == {"/health": 200, "/model": 200, "/": 200}
+    assert all(seconds < 5 for _, seconds in answered.values()), answered

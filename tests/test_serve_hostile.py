@@ -94,3 +94,53 @@ def test_serve_refuses_a_malicious_checkpoint_before_listening(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "evil.pt" in err and "refused" in err and "\n" not in err.strip()
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("flags", [["--max-upload-mb", "inf"], ["--max-upload-mb", "nan"], ["--max-upload-mb", "0"],
+                                   ["--max-pixels", "-1"], ["--max-concurrent", "0"], ["--port", "70000"],
+                                   ["--port", "-1"]], ids=" ".join)
+def test_serve_refuses_impossible_limits_in_one_line(flags, capsys):
+    assert main(["serve", str(MODEL), *flags]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("digits: error: ") and "\n" not in err.strip() and flags[0] in err
+    assert "serving" not in out
+
+
+def test_serve_on_a_port_in_use_or_an_unknown_host_is_one_line_and_exit_2(capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for flags, why in ((["--port", str(port)], "in use"), (["--host", "999.1.1.1", "--port", "0"], "999.1.1.1")):
+            assert main(["serve", str(MODEL), *flags]) == 2, flags
+            out, err = capsys.readouterr()
+            assert err.startswith("digits: error: ") and "\n" not in err.strip() and why in err, err
+            assert "serving" not in out  # said only once it listens
+
+
+def test_serve_says_where_it_listens_answers_and_stops_cleanly_on_ctrl_c():
+    """The real command: the line it prints names the port it bound (--port 0: a free one)."""
+    import os
+    import select
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "digits", "serve", str(MODEL), "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert select.select([proc.stdout], [], [], 60)[0], "digits serve printed nothing in 60 s"
+        line = proc.stdout.readline()
+        assert line.startswith("digits: serving ") and "http://127.0.0.1:" in line, line
+        url = line.split()[-5].rstrip("/")  # ... on http://127.0.0.1:PORT/ (API docs at /docs)
+        assert json.loads(urllib.request.urlopen(url + "/health", timeout=10).read())["status"] == "ok"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0 and proc.stderr.read() == ""
+    finally:
+        proc.kill()
+        proc.wait()

@@ -250,8 +250,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
     limits = {} if args.max_concurrent is None else {"max_concurrent": args.max_concurrent}
-    if args.max_upload_mb <= 0 or args.max_pixels <= 0 or limits.get("max_concurrent", 1) <= 0:
-        raise DigitsError("--max-upload-mb, --max-pixels and --max-concurrent must be positive")
+    if not 0 < args.max_upload_mb < float("inf") or args.max_pixels <= 0 or limits.get("max_concurrent", 1) <= 0:
+        raise DigitsError("--max-upload-mb, --max-pixels and --max-concurrent must be positive "
+                          "(and finite) numbers")
+    if not 0 <= args.port <= 65535:
+        raise DigitsError(f"--port must be from 0 to 65535 (0: any free port), not {args.port}")
     serve(args.checkpoint, args.host, args.port, max_upload_bytes=int(args.max_upload_mb * 2**20),
           max_pixels=args.max_pixels, **limits)
     return 0

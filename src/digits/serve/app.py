@@ -8,9 +8,11 @@ in a worker thread so that the event loop keeps answering. No error ever sends a
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import errno
 import os
-import threading
+import socket
 from importlib.resources import files
 
 import numpy as np
@@ -29,7 +31,8 @@ from .inputs import ApiError, parse_input, read_body
 
 MAX_UPLOAD_BYTES = 10 * 2**20  # a phone photo is 2-8 MB
 # Images decoded and predicted at once; further requests wait their turn. Each decode may take
-# up to max_pixels of memory (40 million by default), and the worker pool has 40 threads.
+# up to max_pixels of memory (40 million by default). They wait in the event loop, not in the
+# worker pool (40 threads): waiting there took every thread, and /health could not answer.
 MAX_CONCURRENT = os.cpu_count() or 1
 STATIC = files("digits.serve") / "static"
 log = logging.getLogger("digits.serve")
@@ -49,7 +52,7 @@ _REQUEST_DOC = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary", "description": "an image file"}}}},
     "application/json": {"schema": {"type": "object", "properties": {
-        "image": {"type": "string", "description": "base64 of an image file (or a data: URL)"},
+        "image": {"type": "string", "description": "base64 of an image file (or a base64 data: URL)"},
         "pixels": {"type": "array", "items": {"type": "array", "items": {"type": "number"}},
                    "description": "28x28 numbers 0-255, light ink on black, used as they are"}}}}}}}
 _ERRORS = {code: {"model": ErrorOut, "description": text} for code, text in (
@@ -72,28 +75,24 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int = MAX_PIXELS, max_concurrent: int = MAX_CONCURRENT) -> FastAPI:
     """The app serving ``predictor``; limits in bytes (413 above) and decoded pixels (422 above),
     and at most ``max_concurrent`` images decoded and predicted at once."""
-    turns = threading.BoundedSemaphore(max_concurrent)
-
-    def infer(source) -> dict:  # in a worker thread
-        with turns:
-            return _infer(predictor, source, max_pixels)
-
+    turns = asyncio.Semaphore(max_concurrent)
     app = FastAPI(title="digits", version=__version__, description="Recognise a handwritten digit: "
                   "upload an image, or draw one at /.")
     app.state.predictor = predictor
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     _add_error_handlers(app)
 
+    # async: these answer in the event loop, needing no worker thread while predictions run
     @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
+    async def page() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"), media_type="text/html")
 
     @app.get("/health")
-    def health() -> dict:
+    async def health() -> dict:
         return {"status": "ok", "backend": predictor.backend}
 
     @app.get("/model")
-    def model() -> dict:
+    async def model() -> dict:
         return {"backend": predictor.backend, **predictor.description}
 
     @app.post("/predict", response_model=PredictionOut, responses=_ERRORS, openapi_extra=_REQUEST_DOC)
@@ -101,7 +100,8 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
         """An image file (multipart field `file`, or JSON `image` in base64) or 28x28 `pixels`."""
         body = await read_body(request, max_upload_bytes)
         source = await parse_input(request.headers, body)
-        return await run_in_threadpool(infer, source)
+        async with turns:  # waiting here holds no worker thread
+            return await run_in_threadpool(_infer, predictor, source, max_pixels)
 
     return app
 
@@ -130,5 +130,32 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, *,
 
     # one thread per request: requests run in parallel in the worker pool instead
     app = create_app(load_predictor(model_path, threads=1), max_upload_bytes, max_pixels, max_concurrent)
-    print(f"digits: serving {model_path} on http://{host}:{port}/ (API docs at /docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    sock = _listen(host, port)
+    where = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+    print(f"digits: serving {model_path} on http://{where}:{sock.getsockname()[1]}/ (API docs at /docs)",
+          flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    try:
+        server.run(sockets=[sock])  # the socket we bound: no second bind that could fail or race
+    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped, not an error
+        return
+    finally:
+        sock.close()
+    if not server.started:
+        raise DigitsError("the server could not start; see the messages above")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port``, so that a busy port or an unknown host is one line of
+    error before anything says it is serving (uvicorn logged it and exited with code 3)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)  # as uvicorn does
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen()  # connections wait in the backlog from the moment it says it is serving
+    except OSError as e:
+        sock.close()
+        why = "the port is in use; pick another with --port" if e.errno == errno.EADDRINUSE else (
+            f"{e.strerror or e}; check --host and --port")
+        raise DigitsError(f"cannot listen on {host}:{port}: {why}") from None
+    return sock

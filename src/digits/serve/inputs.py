@@ -87,11 +87,16 @@ def _from_json(body: bytes) -> bytes | np.ndarray:
     if not isinstance(text, str) or not text:
         raise ApiError(400, "'image' must be a non-empty base64 string")
     if text.startswith("data:"):
-        text = text.partition(",")[2]
+        header, _, text = text.partition(",")
+        if not header.lower().endswith(";base64"):
+            raise ApiError(400, "'image' as a data: URL must be base64: data:image/png;base64,...")
     try:
-        return base64.b64decode(text, validate=True)
+        data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(400, "'image' is not valid base64") from None
+    if not data:
+        raise ApiError(400, "'image' is empty")
+    return data
 
 
 def _pixels(value) -> np.ndarray:
@@ -99,8 +104,13 @@ def _pixels(value) -> np.ndarray:
         pixels = np.asarray(value, dtype=np.float64)
     except (ValueError, TypeError):
         raise ApiError(400, "'pixels' must be 28 rows of 28 numbers") from None
+    except OverflowError:  # an integer too large for a float
+        raise ApiError(400, "'pixels' values must be numbers from 0 to 255 (light ink on black)") from None
     if pixels.shape != (28, 28):
         raise ApiError(400, f"'pixels' must be 28 rows of 28 numbers, got shape {pixels.shape}")
+    # numpy reads "255" and true as numbers; JSON that sends them is malformed, so refuse it
+    if any(type(v) not in (int, float) for row in value for v in row):
+        raise ApiError(400, "'pixels' must be 28 rows of 28 numbers, not strings or true/false")
     if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 255:
         raise ApiError(400, "'pixels' values must be numbers from 0 to 255 (light ink on black)")
     return np.round(pixels).astype(np.uint8)
