@@ -9,8 +9,8 @@ in a worker thread so that the event loop keeps answering. No error ever sends a
 from __future__ import annotations
 
 import asyncio
-import logging
 import errno
+import logging
 import os
 import socket
 from importlib.resources import files
