@@ -164,7 +164,7 @@ def test_the_command_hides_its_objects_from_the_garbage_collector_before_exit(mo
     from digits import cli
 
     seen = []
-    monkeypatch.setattr(cli, "main", lambda: seen.append(gc.get_freeze_count()) or 3)
+    monkeypatch.setattr(cli, "main", lambda pin: seen.append(gc.get_freeze_count()) or 3)
     gc.unfreeze()
     try:
         assert cli.entry() == 3

@@ -389,8 +389,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+TRAINING_COMMANDS = ("run", "train", "compare")
+
+
+def main(argv: list[str] | None = None, pin: bool = False) -> int:
+    """The command line; ``pin``: this process is the command itself (entry), so the training
+    commands may pin torch's threads to cores before torch is imported (affinity.py)."""
     args = build_parser().parse_args(argv)
+    if pin and args.command in TRAINING_COMMANDS:
+        from .affinity import pin_threads
+
+        pin_threads(getattr(args, "threads", None) or 0)
     try:
         return args.handler(args)
     except DigitsError as e:
@@ -416,7 +425,7 @@ def entry() -> int:
     of a whole `digits run` here (A/B, torch 2.13 and 2.14). atexit handlers still run."""
     import gc
 
-    code = main()
+    code = main(pin=True)
     gc.freeze()  # the process ends now: nothing is left for the collector to free
     return code
 

@@ -14,6 +14,7 @@ import sys
 import traceback
 from typing import Callable
 
+from .affinity import unpin
 from .errors import DigitsError
 
 Jobs = list[Callable[[], object]]
@@ -22,6 +23,7 @@ Jobs = list[Callable[[], object]]
 def _run_child(jobs: Jobs, write_fd: int) -> None:
     status = 0
     try:
+        unpin()  # the parent's thread that forked may be pinned to one core (affinity.py)
         torch = sys.modules.get("torch")  # not imported just for this
         if torch is not None:
             torch.set_num_threads(1)  # as torch's DataLoader workers do after a fork
