@@ -15,25 +15,56 @@ def test_run_writes_the_whole_run_folder(tiny_mnist, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST]) == 0
     stdout = capsys.readouterr().out
-    assert "test" in stdout and str(out) in stdout
     for name in ("config.json", "checkpoint.pt", "metrics.json", "report.md", "figures/samples.png",
                  "figures/training_curves.png", "figures/confusion_matrix.png", "figures/predictions.png",
                  "figures/misclassified.png"):
         assert (out / name).stat().st_size > 0, name
-    assert any((out / "tb").iterdir())
     metrics = json.loads((out / "metrics.json").read_text())
+    assert f"test {100 * metrics['test_accuracy']:.2f}% ({metrics['test_errors']} errors)" in stdout
+    assert str(out) in stdout
     assert 0 <= metrics["test_accuracy"] <= 1 and 0 <= metrics["val_accuracy"] <= 1
     assert sum(map(sum, metrics["confusion_matrix"])) == 100
     assert set(metrics["per_class"]) == {"precision", "recall", "f1", "support"}
     assert metrics["train_seconds"] > 0
     config = json.loads((out / "config.json").read_text())
     assert config["optim"]["batch_size"] == 32 and config["data"]["val_size"] == 50
-    assert "figures/confusion_matrix.png" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "figures/confusion_matrix.png" in report
+    assert f"Test accuracy: **{100 * metrics['test_accuracy']:.2f}%**" in report
+    pc = metrics["per_class"]
+    assert f"| 9 | {pc['precision'][9]:.4f} | {pc['recall'][9]:.4f} | {pc['f1'][9]:.4f} | {pc['support'][9]} |" in report
+    _check_tensorboard(out / "tb", metrics["iterations"])
 
     assert main(["evaluate", str(out / "checkpoint.pt"), "--data-dir", str(tiny_mnist), "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["accuracy"] == pytest.approx(metrics["test_accuracy"])
     assert evaluated["confusion_matrix"] == metrics["confusion_matrix"]
+
+
+def _check_tensorboard(folder, iterations: int) -> None:
+    """The tutorial's curves were logged: every step's loss, and the accuracies."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    expected = {"Loss/train", "val accuracy per epoch", "test accuracy per batch"}
+    if iterations >= 10:  # the training accuracy is read back every 10 steps
+        expected.add("train accuracy per 10 batches")
+    assert expected <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("Loss/train")) == iterations
+
+
+def test_run_without_a_validation_split_and_bad_devices(tiny_mnist, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST[:-3], "--val-size", "0",
+                 "--no-progress", "--no-tensorboard"]) == 0
+    assert "validation n/a" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["val_accuracy"] is None
+    assert "Validation accuracy: n/a (no validation split)" in (out / "report.md").read_text()
+    bad = ["bogus"] + ([] if __import__("torch").cuda.is_available() else ["cuda"])
+    for device in bad:
+        err = _error(["train", "--data-dir", str(tiny_mnist), "--device", device, *FAST], capsys)
+        assert f"--device {device}" in err or f"--device {device!r}" in err
 
 
 def test_train_then_resume_and_show(tiny_mnist, tmp_path, capsys):

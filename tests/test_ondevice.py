@@ -44,6 +44,16 @@ def test_on_device_training_learns_and_repeats(tiny_mnist):
     assert a.test_accuracy >= 0.9 and a.test_accuracy == b.test_accuracy and a.final_loss == b.final_loss
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_graph_replay_on_a_gpu_trains_as_eager_steps_do(tiny_mnist):
+    data = load_mnist(tiny_mnist, val_size=0).to("cuda")
+    config = recipe("fast")
+    config.optim.batch_size, config.test_batch_size = 50, 64
+    eager, graphed = train_on_device(config, data, "eager"), train_on_device(config, data, "graph")
+    assert graphed.graphed and not eager.graphed
+    assert abs(eager.final_loss - graphed.final_loss) < 1e-3 and abs(eager.test_accuracy - graphed.test_accuracy) <= 0.02
+
+
 def test_on_device_training_follows_label_smoothing_and_refuses_ema(tiny_mnist):
     data = load_mnist(tiny_mnist, val_size=0)
     config = recipe("fast")

@@ -132,3 +132,22 @@ def test_an_onnx_model_without_ten_class_scores_is_refused(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "embedding.onnx"), str(tmp_path)]) == 2
     assert "expected 10 class scores per image" in capsys.readouterr().err
 
+
+
+def test_the_seed_and_fast_recipes_hold_their_documented_settings():
+    from digits.cli import build_parser, config_from_args
+    from digits.recipes import recipe
+
+    def seed_settings(config):
+        o = config.optim
+        return (config.model.name, o.optimizer, o.lr, o.momentum, o.nesterov, o.weight_decay, o.scheduler,
+                o.step_size, o.gamma, o.batch_size, o.epochs, o.label_smoothing, config.test_batch_size)
+
+    tutorial = ("seed", "sgd", 0.01, 0.9, False, 5e-4, "step", 6, 0.99, 256, 2, 0.0, 1024)
+    assert seed_settings(RunConfig()) == seed_settings(recipe("seed")) == tutorial
+    assert seed_settings(config_from_args(build_parser().parse_args(["run"]))) == tutorial
+    fast = recipe("fast")
+    o = fast.optim
+    assert (fast.model.name, fast.model.kwargs) == ("fast", {"c1": 8, "c2": 24, "hidden": 96})
+    assert (o.optimizer, o.lr, o.beta1, o.beta2, o.weight_decay, o.scheduler, o.warmup_epochs, o.epochs,
+            o.batch_size) == ("adam", 0.01, 0.7, 0.9, 0.0, "onecycle_cos", 0.5, 2, 256)
