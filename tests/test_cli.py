@@ -202,3 +202,45 @@ def test_the_command_hides_its_objects_from_the_garbage_collector_before_exit(mo
         assert seen == [0] and gc.get_freeze_count() > 1000  # frozen after the command ran
     finally:
         gc.unfreeze()
+
+
+def test_the_figures_show_the_images_the_readme_names(tiny_mnist, tmp_path, monkeypatch):
+    """60 training images in the first epoch's order; the first 16 of the last test batch."""
+    import torch
+
+    from digits import pipeline, plots
+    from digits.data import load_mnist
+    from digits.evaluate import evaluate
+    from digits.recipes import recipe
+    from digits.train import epoch_permutation, fit
+
+    config = recipe("seed")
+    config.optim.epochs, config.optim.batch_size, config.test_batch_size, config.progress = 1, 32, 32, False
+    data = load_mnist(tiny_mnist, val_size=50)
+    trained = fit(config, data)
+    test = evaluate(trained.model, data.test.images, data.test.labels, config.test_batch_size)
+    seen = {}
+    monkeypatch.setattr(plots, "plot_samples", lambda images, path: seen.update(samples=images))
+    monkeypatch.setattr(plots, "plot_training_curves", lambda history, path: None)
+    monkeypatch.setattr(plots, "plot_predictions", lambda images, predictions, labels, path: seen.update(
+        predictions=images))
+    monkeypatch.setattr(plots, "plot_confusion_matrix", lambda *args: None)  # these two run in the
+    monkeypatch.setattr(plots, "plot_misclassified", lambda *args: None)     # child: not seen here
+    (tmp_path / "figures").mkdir()
+    pipeline.draw_figures(tmp_path, config, data, trained, test)
+    order = epoch_permutation(len(data.train), config.seed, 0)
+    assert torch.equal(seen["samples"], data.train.images[order[:60]])
+    assert torch.equal(seen["predictions"], data.test.images[96:100])  # of 100 test images, batches of 32
+
+
+def test_the_misclassified_figure_shows_only_the_mistakes(tmp_path, monkeypatch):
+    import torch
+
+    from digits import plots
+
+    shown = []
+    monkeypatch.setattr(plots, "plot_predictions", lambda images, predictions, labels, path, title: shown.append(
+        (predictions.tolist(), labels.tolist(), title)))
+    plots.plot_misclassified(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.tensor([1, 2, 3, 4]),
+                             torch.tensor([1, 0, 3, 0]), tmp_path / "m.png")
+    assert shown == [([2, 4], [0, 0], "Misclassified: 2 of 4, predicted (true)")]
