@@ -208,3 +208,12 @@ def test_a_float_image_with_a_nan_pixel_is_still_read(recwarn):
     grey[0, 0] = np.nan
     out = preprocess(Image.fromarray(grey, mode="F"))
     assert out.max() > 200 and not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_a_light_digit_on_dark_inside_a_light_frame_keeps_its_polarity():
+    # the frame makes the border light, but no dark pixel reaches it: not a cropped dark digit
+    grey = np.zeros((60, 60), np.float32)
+    grey[10:50, 27:33] = 1.0  # a light "1"
+    grey[:2, :] = grey[-2:, :] = grey[:, :2] = grey[:, -2:] = 1.0
+    ink = ink_map(grey)
+    assert ink[30, 30] > 0.9 and ink[30, 10] < 0.1

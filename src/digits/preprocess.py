@@ -26,6 +26,7 @@ INK = 0.3  # normalised intensity (background 0, typical ink 1) that counts as i
 FAINT = 0.1  # below this, a pixel is noise: it neither extends the bounding box nor is kept
 # what a folder argument is searched for (predict, fewshot-predict): formats Pillow reads
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".pbm", ".ppm"}
+INK_AT_EDGE = 0.05  # share of the border a digit cropped to its edges covers (at least)
 MIN_CONTRAST = 0.1  # ink must differ from the background by this much (of full scale) to be a digit
 BOX, SIZE = 20, 28  # MNIST: the digit fits a 20x20 box inside the 28x28 image
 _SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
@@ -130,14 +131,17 @@ def ink_map(grey: np.ndarray) -> np.ndarray:
     background level subtracted, contrast stretched."""
     sample = grey[::2, ::2] if grey.size > 4096 else grey  # medians of a quarter: same answer, 4x faster
     median, mean = float(np.median(sample)), float(grey.mean())
-    border = float(np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])))
+    edge = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    border = float(np.median(edge))
     paper = median
     if abs(mean - median) > 1e-4:
         dark_ink = mean < median
-        if not dark_ink and border > median + MIN_CONTRAST:
-            # a bold dark digit cropped to its edges: mostly ink, so the lean says "light ink", but
-            # its border is still the paper. Not trusted the other way round: a photo of paper on
-            # a dark desk has a dark border and dark ink.
+        # A bold dark digit cropped to its edges: mostly ink, so the lean says "light ink", but its
+        # border is the paper, and the ink reaches the border (where a light frame or light edges
+        # around a light-on-dark digit do not let the dark through). Not trusted the other way
+        # round: a photo of paper on a dark desk has a dark border and dark ink.
+        if not dark_ink and border > median + MIN_CONTRAST and \
+                float(np.mean(edge < (median + border) / 2)) >= INK_AT_EDGE:
             dark_ink, paper = True, border
     else:  # no lean either way: the border is background
         dark_ink = border > 0.5
