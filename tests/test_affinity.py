@@ -21,6 +21,7 @@ def no_torch_yet(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setattr(affinity, "_original", None)
+    monkeypatch.setattr(affinity, "_on_cpu", lambda device: device in ("auto", "cpu"))  # as with no GPU
     yield
     os.environ.clear()
     os.environ.update(saved)
@@ -29,6 +30,10 @@ def no_torch_yet(monkeypatch):
 @linux_only
 def test_threads_are_pinned_one_per_core_unless_that_would_hurt(no_torch_yet, monkeypatch):
     assert not affinity.pin_threads(1) and "OMP_PROC_BIND" not in os.environ  # one thread: free to move
+    assert not affinity.pin_threads(0, "cuda")  # training on a GPU
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert not affinity.pin_threads(2)  # 2 of 16 CPUs: it would take the first two, busy or not
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     for launcher in ("LOCAL_RANK", "SLURM_LOCALID"):  # several processes would share the first cores
         monkeypatch.setenv(launcher, "0")
         assert not affinity.pin_threads(0)
@@ -36,7 +41,7 @@ def test_threads_are_pinned_one_per_core_unless_that_would_hurt(no_torch_yet, mo
     monkeypatch.setenv("OMP_PLACES", "threads")  # the user's own placement wins
     assert not affinity.pin_threads(0) and "OMP_PROC_BIND" not in os.environ
     monkeypatch.delenv("OMP_PLACES")
-    assert affinity.pin_threads(0)
+    assert affinity.pin_threads(2, "cpu")  # as many threads as CPUs
     assert (os.environ["OMP_PROC_BIND"], os.environ["OMP_PLACES"]) == ("close", "cores")
 
 
@@ -59,22 +64,24 @@ def test_unpin_gives_back_every_cpu(monkeypatch):
 
 
 @linux_only
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 if hasattr(os, "sched_getaffinity") else True,
-                    reason="needs two CPUs")
-def test_train_command_pins_and_predict_does_not(tmp_path):
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2
+                    or not affinity._on_cpu("auto"), reason="needs two CPUs and no GPU")
+def test_train_command_pins_and_models_does_not(tmp_path):
     data = write_mnist(tmp_path / "mnist")
     # entry() is the `digits` command; main() called from Python never pins the calling process
     probe = ("import os, sys; from digits.cli import entry; code = entry(); "
-             "print(os.environ.get('OMP_PROC_BIND')); sys.exit(code)")
+             "print(os.environ.get('OMP_PROC_BIND'), len(os.sched_getaffinity(0))); sys.exit(code)")
     env = {k: v for k, v in os.environ.items() if k not in (*affinity._VARIABLES, *affinity._LAUNCHERS)}
     env["PYTHONPATH"] = str(ROOT / "src")
     train = subprocess.run([sys.executable, "-c", probe, "train", "--data-dir", str(data), "--epochs", "1",
                             "--val-size", "50", "--no-progress", "--no-tensorboard", "--out", str(tmp_path / "r")],
                            capture_output=True, text=True, env=env, timeout=120)
-    assert train.returncode == 0 and train.stdout.strip().endswith("close"), train.stderr
+    # pinned: the main thread, OpenMP's first, now runs on one CPU only
+    assert train.returncode == 0 and train.stdout.strip().endswith("close 1"), train.stderr
     models = subprocess.run([sys.executable, "-c", probe, "models"], capture_output=True, text=True, env=env,
                             timeout=120)
-    assert models.returncode == 0 and models.stdout.strip().endswith("None")
+    every = len(os.sched_getaffinity(0))
+    assert models.returncode == 0 and models.stdout.strip().endswith(f"None {every}")
 
 
 @linux_only

@@ -2,8 +2,8 @@
 pinned to its core (OpenMP's OMP_PROC_BIND=close, OMP_PLACES=cores).
 
 On a 2-core machine beside one other busy process, a seed-recipe `digits run` with unpinned
-threads took 1.45x as long as with pinned ones; on a quiet machine pinned ones were 3% slower
-(BENCHMARKS.md, benchmarks/thread_binding.py). It must happen before torch is imported: OpenMP
+threads took 1.45x as long as with pinned ones; on a quiet machine pinned ones were 2% slower
+(BENCHMARKS.md, benchmarks/thread_binding.py). Only a CPU run that uses every core is pinned. It must happen before torch is imported: OpenMP
 reads these variables when it starts.
 
     pin_threads(threads)   # in the CLI, before anything imports torch
@@ -11,6 +11,7 @@ reads these variables when it starts.
 """
 from __future__ import annotations
 
+import glob
 import os
 import sys
 
@@ -21,21 +22,32 @@ _LAUNCHERS = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "SLURM_LOCALID", "OMPI_COMM_WO
 _original: set[int] | None = None  # the CPUs this process could use before any pinning
 
 
-def pin_threads(threads: int) -> bool:
-    """Pin torch's threads, one per core, unless that would hurt or the user chose otherwise:
-    one thread (pinned, it could not move off a busy core), a launcher of several processes
-    (they would share the first cores), OpenMP placement already set (OMP_PROC_BIND=false turns
-    this off), or torch already started. True if pinned."""
+def pin_threads(threads: int, device: str = "auto") -> bool:
+    """Pin torch's threads, one per core, when a CPU run uses every core (``threads`` 0, torch's
+    default, or as many as there are CPUs) and nothing else asks otherwise. Not pinned: fewer
+    threads (pinned, they would take the first cores even where another job runs, and could not
+    move off a busy one), training on a GPU (nothing to gain, and every job's main thread would
+    share CPU 0), a launcher of several processes (they would share the first cores), OpenMP
+    placement already set (OMP_PROC_BIND=false turns this off), or torch already started."""
     global _original
-    if not sys.platform.startswith("linux") or "torch" in sys.modules or threads == 1:
+    if not sys.platform.startswith("linux") or "torch" in sys.modules or not _on_cpu(device):
         return False
     if any(name in os.environ for name in (*_VARIABLES, *_LAUNCHERS)):
         return False
-    _original = os.sched_getaffinity(0)
-    if len(_original) < 2:
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2 or threads not in (0, len(cpus)):
         return False
+    _original = cpus
     os.environ["OMP_PROC_BIND"], os.environ["OMP_PLACES"] = "close", "cores"
     return True
+
+
+def _on_cpu(device: str) -> bool:
+    """Whether a run on ``device`` trains on the CPU; for "auto", whether no GPU's device files
+    exist (NVIDIA's, or AMD's for ROCm), checked without importing torch."""
+    if device == "auto":
+        return not (glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd"))
+    return device == "cpu"
 
 
 def unpin() -> None:

@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None, pin: bool = False) -> int:
     if pin and args.command in TRAINING_COMMANDS:
         from .affinity import pin_threads
 
-        pin_threads(getattr(args, "threads", None) or 0)
+        pin_threads(getattr(args, "threads", None) or 0, getattr(args, "device", None) or "auto")
     try:
         return args.handler(args)
     except DigitsError as e:
