@@ -237,3 +237,20 @@ def test_health_model_and_page_answer_while_many_predictions_wait():
             t.join()
     assert {path: code for path, (code, _) in answered.items()} == {"/health": 200, "/model": 200, "/": 200}
     assert all(seconds < 5 for _, seconds in answered.values()), answered
+
+
+def test_one_app_serves_waiting_requests_from_one_event_loop_after_another():
+    import asyncio
+
+    import httpx
+
+    app = create_app(load_predictor(MODEL), max_concurrent=1)
+    body = {"pixels": np.zeros((28, 28)).tolist()}
+
+    async def three_at_once() -> list[int]:  # with one turn, two of them wait on the limit
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            replies = await asyncio.gather(*(c.post("/predict", json=body) for _ in range(3)))
+        return [r.status_code for r in replies]
+
+    assert asyncio.run(three_at_once()) == [200] * 3
+    assert asyncio.run(three_at_once()) == [200] * 3  # a new loop (a second TestClient, say)

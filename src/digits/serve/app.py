@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import socket
+import weakref
 from importlib.resources import files
 
 import numpy as np
@@ -75,7 +76,14 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int = MAX_PIXELS, max_concurrent: int = MAX_CONCURRENT) -> FastAPI:
     """The app serving ``predictor``; limits in bytes (413 above) and decoded pixels (422 above),
     and at most ``max_concurrent`` images decoded and predicted at once."""
-    turns = asyncio.Semaphore(max_concurrent)
+    turns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> its semaphore
+
+    def my_turns() -> asyncio.Semaphore:  # one per event loop: a semaphore is bound to the first
+        loop = asyncio.get_running_loop()  # loop that waits on it (an app can outlive a loop)
+        if loop not in turns:
+            turns[loop] = asyncio.Semaphore(max_concurrent)
+        return turns[loop]
+
     app = FastAPI(title="digits", version=__version__, description="Recognise a handwritten digit: "
                   "upload an image, or draw one at /.")
     app.state.predictor = predictor
@@ -100,7 +108,7 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
         """An image file (multipart field `file`, or JSON `image` in base64) or 28x28 `pixels`."""
         body = await read_body(request, max_upload_bytes)
         source = await parse_input(request.headers, body)
-        async with turns:  # waiting here holds no worker thread
+        async with my_turns():  # waiting here holds no worker thread
             return await run_in_threadpool(_infer, predictor, source, max_pixels)
 
     return app
