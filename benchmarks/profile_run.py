@@ -5,6 +5,7 @@ checkpoints, TensorBoard, figures, report; wall and CPU seconds per phase, one p
 
 --ops N also profiles N training steps with torch.profiler and prints the top operators. CPU
 seconds include waited-for child processes (the figures are drawn in two processes at once).
+Threads are pinned to cores where the `digits` command would pin them (digits/affinity.py).
 Prints a table and, last, one JSON line.
 """
 from __future__ import annotations
@@ -102,6 +103,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ops", type=int, default=0, help="also profile this many training steps by operator")
     args = ap.parse_args()
+    from digits.affinity import pin_threads
+
+    pin_threads(args.threads)  # as the `digits` command does, before torch is imported
     for name in ("torch", "digits.pipeline", "tqdm"):
         _import(name)
     import torch
