@@ -85,6 +85,7 @@ def test_train_command_pins_and_models_does_not(tmp_path):
 
 
 @linux_only
+@pytest.mark.slow  # two training processes
 def test_pinned_and_unpinned_runs_train_the_same_weights(tmp_path):
     import torch
 
