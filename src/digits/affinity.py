@@ -3,11 +3,11 @@ pinned to its core (OpenMP's OMP_PROC_BIND=close, OMP_PLACES=cores).
 
 On a 2-core machine beside one other busy process, a seed-recipe `digits run` with unpinned
 threads took 1.45x as long as with pinned ones; on a quiet machine pinned ones were 4% slower
-(BENCHMARKS.md, benchmarks/thread_binding.py). Only a CPU run that uses every core is pinned. It must happen before torch is imported: OpenMP
-reads these variables when it starts.
+(BENCHMARKS.md, benchmarks/thread_binding.py). Only a CPU run that uses every core is pinned.
+It must happen before torch is imported: OpenMP reads these variables when it starts.
 
-    pin_threads(threads)   # in the CLI, before anything imports torch
-    unpin()                # in a forked child: run on every CPU again
+    pin_threads(threads, device)   # in the CLI, before anything imports torch
+    unpin()                        # in a forked child: run on every CPU again
 """
 from __future__ import annotations
 

@@ -127,7 +127,8 @@ def _reduce(grey: np.ndarray) -> np.ndarray:
 
 def ink_map(grey: np.ndarray) -> np.ndarray:
     """Background 0, typical ink 1: polarity decided (ink is the minority, so the mean leans from
-    the median towards it; but a light border around a dark majority is paper around bold ink),
+    the median towards it; but a light border around a dark majority that reaches it is paper
+    around bold ink),
     background level subtracted, contrast stretched."""
     sample = grey[::2, ::2] if grey.size > 4096 else grey  # medians of a quarter: same answer, 4x faster
     median, mean = float(np.median(sample)), float(grey.mean())
