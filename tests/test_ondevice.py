@@ -85,6 +85,29 @@ def test_gpu_benchmark_records_a_failing_setting_and_goes_on():
     assert "test_accuracy" in gpu.measure_or_error("seed", "seed", {}, "eager", False, 1, data, tiny=True)
 
 
+def test_gpu_benchmark_search_chooses_on_validation_the_quickest_that_reaches_the_bar(monkeypatch):
+    gpu = _gpu_script()
+    data = gpu.tiny_data(torch.device("cpu"))
+    seen = []
+
+    def fake_measure(name, recipe_name, overrides, mode, bf16, seeds, data_, tiny):
+        seen.append((overrides.get("lr"), len(data_.test)))
+        accuracy, seconds = {0.1: (0.99, 2.0), 0.2: (0.99, 1.0), 0.3: (0.5, 0.1)}[overrides["lr"]]
+        return {"group": name, "recipe": recipe_name, "overrides": overrides, "bf16": bf16, "mode": mode,
+                "median_s": seconds, "mean_test_accuracy": accuracy}
+
+    monkeypatch.setattr(gpu, "measure", fake_measure)
+    monkeypatch.setitem(gpu.SEARCHES, "t", (0.9, 2, 5, [("fast", {"lr": lr}, False) for lr in (0.1, 0.2, 0.3)]))
+    rows = list(gpu.search("t", data, True, lambda: 1.0))
+    # three candidates scored on the validation split (64 images), then the quicker passing one on test (128)
+    assert seen == [(0.1, 64), (0.2, 64), (0.3, 64), (0.2, 128)]
+    assert [r.get("scored_on") for r in rows] == ["validation"] * 3 + ["test"] and rows[-1]["chosen"]
+    seen.clear()
+    rows = list(gpu.search("t", data, True, lambda: 1.0, bar=0.999))
+    assert len(seen) == 3 and rows[-1]["chosen"] is None
+    assert list(gpu.search("t", data, True, lambda: 0.0))[0]["skipped"] == ["fast", {"lr": 0.1}, False]
+
+
 @pytest.mark.slow
 def test_gpu_benchmark_script_runs_on_the_cpu(tmp_path, monkeypatch):
     gpu = _gpu_script()
@@ -96,7 +119,8 @@ def test_gpu_benchmark_script_runs_on_the_cpu(tmp_path, monkeypatch):
     finally:
         torch.set_num_threads(threads)
     result = json.loads(out.read_text())
-    assert result["device"] == "cpu" and result["inference"]["inductor_vs_eager_max_logit_diff"] < 1e-4
+    assert result["device"] == "cpu" and result["compiled_logits"]["inductor_vs_eager_max_logit_diff"] < 1e-4
+    assert result["inference"]["single_image_calls"] == 50
     assert [r["mode"] for r in result["runs"]] == ["eager", "graph"] and result["runs"][0]["steps"] == 4
     row = gpu.measure("fast-compiled", "fast", {}, "compile+graph", False, 1, gpu.tiny_data(torch.device("cpu")), tiny=True)
     assert row["mode"] == "compile+graph" and 0 <= row["mean_test_accuracy"] <= 1 and row["warmup_s"] > 0
