@@ -7,8 +7,10 @@ Measured, the data already on the device, each run timed end to end (model creat
 and the full test pass, synchronised), with a one-time warm-up run per setting reported apart:
   - fast recipe (2 epochs) and a 1-epoch variant: eager and CUDA graph, fp32 and bf16; then compiled
   - the seed recipe: eager and graph (the issue quotes 0.91 s eager on an H200)
+  - where a training step's device time goes (torch.profiler, the fast network)
   - the models issue's `best` recipe (>= 0.9970 per model, >= 0.9975 for an ensemble): bf16, eager,
-    3 seeds, then the ensemble of the 3 models (mean probability), with and without shifted views;
+    5 seeds, then ensembles of the first 3 and of all 5 models (mean probability), with and without
+    shifted views;
     its warm-up run is 1 epoch
   - first, the seed network's test-set inference time and single-image latency p50; last,
     inductor's logits against eager's
@@ -41,38 +43,43 @@ SHORT_WARMUP = {"best"}  # groups whose warm-up run is 1 epoch (a full one costs
 GROUPS = {name: (recipe_name, overrides, modes, bf16s, seeds) for name, recipe_name, overrides, modes, bf16s, seeds in [
     ("fast", "fast", {}, ("eager", "graph"), (False, True), 5),
     ("seed", "seed", {}, ("eager", "graph"), (False,), 3),
-    ("best", "best", {}, ("eager",), (True,), 3),
+    ("best", "best", {}, ("eager",), (True,), 5),
     ("fast-compiled", "fast", {}, ("compile", "compile+graph"), (True, False), 3),
 ]}
-ORDER = ["fast", "fast-0.05s", "seed", "0.995-1s", "best", "fast-compiled"]  # groups and searches
+ORDER = ["fast", "profile", "fast-0.05s", "seed", "0.995-1s", "best", "fast-compiled"]  # groups, searches, profile
 
 _NO_AUGMENT = {"rotate": 0.0, "zoom": 0.0, "shift": 0.0}
 # name: (bar on the mean validation accuracy, seeds scored on validation, seeds on test,
 #        candidates as (recipe, overrides, bf16)); every candidate runs as a CUDA graph, its
 #        learning rate rising for about a quarter of the steps (warmup_epochs)
 SEARCHES = {
+    # first GPU session (commit 471ac0c) chose the fourth, 16-32-128 at batch 512 in bf16, and it
+    # was measured on test; this list repeats it beside narrower and larger-batch settings
     "fast-0.05s": (0.9905, 3, 5, [
-        ("fast", {}, False),
-        ("fast", {}, True),
-        ("fast", {"batch_size": 512, "lr": 0.02, "model": {"c1": 16, "c2": 32, "hidden": 128}}, False),
+        ("fast", {"batch_size": 512, "lr": 0.02}, True),
+        ("fast", {"batch_size": 512, "lr": 0.02, "model": {"c1": 8, "c2": 16, "hidden": 64}}, True),
         ("fast", {"batch_size": 512, "lr": 0.02, "model": {"c1": 16, "c2": 32, "hidden": 128}}, True),
-        ("fast", {"batch_size": 512, "lr": 0.02, "model": {"c1": 32, "c2": 64, "hidden": 256}}, False),
-        ("fast", {"batch_size": 512, "lr": 0.02, "model": {"c1": 32, "c2": 64, "hidden": 256}}, True),
-        ("fast", {"epochs": 1, "warmup_epochs": 0.25, "model": {"c1": 32, "c2": 64, "hidden": 256}}, False),
-        ("fast", {"epochs": 1, "warmup_epochs": 0.25, "model": {"c1": 32, "c2": 64, "hidden": 256}}, True),
-        ("fast", {"batch_size": 1024, "lr": 0.03, "model": {"c1": 32, "c2": 64, "hidden": 256}}, False),
-        ("fast", {"epochs": 3, "warmup_epochs": 0.75, "batch_size": 1024, "lr": 0.03, "model": {"c1": 32, "c2": 64, "hidden": 256}}, False),
+        ("fast", {"batch_size": 768, "lr": 0.025, "model": {"c1": 16, "c2": 32, "hidden": 128}}, True),
     ]),
-    "0.995-1s": (0.9955, 2, 5, [
-        ("wide", {"epochs": 2, "warmup_epochs": 0.5, "batch_size": 512, "lr": 0.004, "model": {"width": 32}}, True),
-        ("wide", {"epochs": 3, "warmup_epochs": 0.75, "batch_size": 512, "lr": 0.004, "model": {"width": 32}}, True),
-        ("wide", {"epochs": 3, "warmup_epochs": 0.75, "batch_size": 512, "lr": 0.004, "model": {"width": 32}, "augment": _NO_AUGMENT}, True),
-        ("wide", {"epochs": 4, "warmup_epochs": 1.0, "batch_size": 512, "lr": 0.004, "model": {"width": 32}}, True),
-        ("wide", {"epochs": 3, "warmup_epochs": 0.75, "batch_size": 512, "lr": 0.004, "model": {"width": 48}}, True),
-        ("wide", {"epochs": 2, "warmup_epochs": 0.5, "batch_size": 512, "lr": 0.004}, True),
-        ("wide", {"epochs": 3, "warmup_epochs": 0.75, "batch_size": 512, "lr": 0.004}, True),
-        ("wide", {"epochs": 4, "warmup_epochs": 1.0, "batch_size": 512, "lr": 0.004}, True),
-        ("wide", {}, True),  # the recipe as it stands: 6 epochs, batch 256
+    # the first session's candidates (commit 471ac0c) all scored 0.9934-0.9948 on validation, none
+    # reaching its bar of 0.9955; on this split validation accuracy runs about 0.2 points below test
+    # accuracy (BENCHMARKS.md), so the bar is now 0.9945, with 3 seeds, and the candidates are the
+    # cheaper ones around the best of those (width 32, 3 epochs, no augmentation: 0.9945, 0.77 s)
+    "0.995-1s": (0.9945, 3, 5, [
+        ("wide", {"epochs": 3, "warmup_epochs": 0.75, "batch_size": 512, "lr": 0.004, "model": {"width": 32},
+                  "augment": _NO_AUGMENT}, True),
+        ("wide", {"epochs": 3, "warmup_epochs": 0.75, "batch_size": 512, "lr": 0.004, "model": {"width": 32},
+                  "augment": _NO_AUGMENT, "label_smoothing": 0.1}, True),
+        ("wide", {"epochs": 3, "warmup_epochs": 0.75, "batch_size": 512, "lr": 0.006, "model": {"width": 32}}, True),
+        ("wide", {"epochs": 3, "warmup_epochs": 0.75, "batch_size": 512, "lr": 0.004, "model": {"width": 24},
+                  "augment": _NO_AUGMENT}, True),
+        ("wide", {"epochs": 4, "warmup_epochs": 1.0, "batch_size": 512, "lr": 0.004, "model": {"width": 24},
+                  "augment": _NO_AUGMENT}, True),
+        ("wide", {"epochs": 4, "warmup_epochs": 1.0, "batch_size": 512, "lr": 0.004, "model": {"width": 24}}, True),
+        ("wide", {"epochs": 2, "warmup_epochs": 0.5, "batch_size": 256, "lr": 0.003, "model": {"width": 32},
+                  "augment": _NO_AUGMENT}, True),
+        ("wide", {"epochs": 4, "warmup_epochs": 1.0, "batch_size": 512, "lr": 0.004, "model": {"width": 32},
+                  "augment": _NO_AUGMENT}, True),
     ]),
 }
 
@@ -124,9 +131,11 @@ def measure(name, recipe_name, overrides, mode, bf16, seeds, data, tiny) -> dict
            "mean_test_accuracy": sum(r.test_accuracy for r in runs) / len(runs)}
     if name in ENSEMBLES:  # the mean of the models' probabilities; then also over shifted views
         models = [r.model for r in runs]
-        for tta in (False, True):
-            row[f"ensemble{'_tta' if tta else ''}_test_accuracy"] = evaluate_ensemble(
-                models, data.test.images, data.test.labels, tta=tta).accuracy
+        for size in sorted({min(3, len(models)), len(models)}):
+            label = "" if size == len(models) else f"_first{size}"
+            for tta in (False, True):
+                row[f"ensemble{label}{'_tta' if tta else ''}_test_accuracy"] = evaluate_ensemble(
+                    models[:size], data.test.images, data.test.labels, tta=tta).accuracy
     return row
 
 
@@ -163,6 +172,39 @@ def search(name: str, data: MNIST, tiny: bool, budget_left, bar: float | None = 
     row = measure_or_error(name, best["recipe"], best["overrides"], "graph", best["bf16"], 1 if tiny else test_seeds,
                            data, tiny)
     yield {**row, "scored_on": "test", "chosen": True}
+
+
+PROFILED = ("fast", {"batch_size": 512, "lr": 0.02, "model": {"c1": 16, "c2": 32, "hidden": 128}}, True)
+
+
+def profile(data: MNIST, tiny: bool) -> dict:
+    """Where a training step's device time goes: PROFILED's network (the first session's choice for
+    0.05 s), 1 epoch under torch.profiler, eager (each kernel seen as launched) and as graph replays
+    (where the profiler sees the kernels inside a graph). Per training step: kernels, summed
+    kernel time, and the wall time of the whole run divided by its steps; the top kernels by time."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    recipe_name, overrides, bf16 = PROFILED
+    config = configure(recipe_name, {**overrides, "epochs": 1})
+    if tiny:
+        config.optim.batch_size, config.model.kwargs = 64, {}
+    device = data.train.images.device
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    out = {"config": [recipe_name, overrides, bf16], "epochs": 1}
+    for mode in ("eager", "graph"):
+        train_on_device(config, data, mode, bf16, backend(tiny))  # warm-up, unprofiled
+        with torch_profile(activities=activities) as prof:
+            result = train_on_device(config, data, mode, bf16, backend(tiny))
+        kernels = [e for e in prof.key_averages() if e.device_type.name in ("CUDA", "PrivateUse1")] \
+            if device.type == "cuda" else []
+        us = [getattr(e, "device_time_total", getattr(e, "cuda_time_total", 0)) for e in kernels]
+        top = sorted(zip(us, kernels), key=lambda t: -t[0])[:12]
+        out[mode] = {"steps": result.steps, "wall_ms_per_step": round(result.seconds / result.steps * 1e3, 4),
+                     "kernels_per_step": round(sum(e.count for e in kernels) / result.steps, 1),
+                     "kernel_us_per_step": round(sum(us) / result.steps, 1),
+                     "top": [{"kernel": e.key[:90], "per_step": round(e.count / result.steps, 2),
+                              "us_per_step": round(t / result.steps, 2)} for t, e in top]}
+    return out
 
 
 def guarded(measurement) -> dict:
@@ -230,7 +272,8 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     result = {"date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__,
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "tiny": args.tiny, "inference": None, "runs": [], "skipped": [], "compiled_logits": None}
+              "tiny": args.tiny, "inference": None, "runs": [], "skipped": [], "profile": None,
+              "compiled_logits": None}
     start = time.perf_counter()
 
     def save():
@@ -254,6 +297,10 @@ def main() -> None:
         if name in SEARCHES:
             for row in search(name, data, args.tiny, budget_left):
                 record(row)
+            continue
+        if name == "profile":
+            result["profile"] = guarded(lambda: profile(data, args.tiny))
+            save()
             continue
         recipe_name, overrides, modes, bf16s, seeds = GROUPS[name]
         for mode in modes:

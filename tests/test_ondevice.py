@@ -112,7 +112,7 @@ def test_gpu_benchmark_search_chooses_on_validation_the_quickest_that_reaches_th
 def test_gpu_benchmark_script_runs_on_the_cpu(tmp_path, monkeypatch):
     gpu = _gpu_script()
     out = tmp_path / "gpu.json"
-    monkeypatch.setattr(sys, "argv", ["gpu.py", "--device", "cpu", "--tiny", "--groups", "seed", "--json", str(out)])
+    monkeypatch.setattr(sys, "argv", ["gpu.py", "--device", "cpu", "--tiny", "--groups", "seed,profile", "--json", str(out)])
     threads = torch.get_num_threads()
     try:
         gpu.main()  # --tiny sets one thread for the process
@@ -121,6 +121,7 @@ def test_gpu_benchmark_script_runs_on_the_cpu(tmp_path, monkeypatch):
     result = json.loads(out.read_text())
     assert result["device"] == "cpu" and result["compiled_logits"]["inductor_vs_eager_max_logit_diff"] < 1e-4
     assert result["inference"]["single_image_calls"] == 50
+    assert result["profile"]["eager"]["steps"] == result["profile"]["graph"]["steps"] == 4
     assert [r["mode"] for r in result["runs"]] == ["eager", "graph"] and result["runs"][0]["steps"] == 4
     row = gpu.measure("fast-compiled", "fast", {}, "compile+graph", False, 1, gpu.tiny_data(torch.device("cpu")), tiny=True)
     assert row["mode"] == "compile+graph" and 0 <= row["mean_test_accuracy"] <= 1 and row["warmup_s"] > 0
