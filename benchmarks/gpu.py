@@ -39,14 +39,22 @@ from digits.recipes import recipe
 # --budget-s may cut the rest
 ENSEMBLES = {"best"}  # groups whose runs are also scored as one ensemble
 SHORT_WARMUP = {"best"}  # groups whose warm-up run is 1 epoch (a full one costs as much as a timed run)
-# overrides: OptimConfig fields, plus "model" (the network's arguments) and "augment" (AugmentConfig fields)
+# overrides: OptimConfig or RunConfig fields, plus "model" (the network's arguments) and "augment"
+# (AugmentConfig fields)
+_FAST_16 = {"batch_size": 512, "lr": 0.02, "model": {"c1": 16, "c2": 32, "hidden": 128}}
 GROUPS = {name: (recipe_name, overrides, modes, bf16s, seeds) for name, recipe_name, overrides, modes, bf16s, seeds in [
     ("fast", "fast", {}, ("eager", "graph"), (False, True), 5),
     ("seed", "seed", {}, ("eager", "graph"), (False,), 3),
     ("best", "best", {}, ("eager",), (True,), 5),
     ("fast-compiled", "fast", {}, ("compile", "compile+graph"), (True, False), 3),
+    # memory format on the GPU: the tiny networks' channels_last max-pool is their costliest kernel
+    ("fast-graph", "fast", {}, ("graph",), (True, False), 5),
+    ("fast-graph-nchw", "fast", {"channels_last": False}, ("graph",), (True, False), 5),
+    ("fast16-graph", "fast", _FAST_16, ("graph",), (True,), 5),
+    ("fast16-graph-nchw", "fast", {**_FAST_16, "channels_last": False}, ("graph",), (True,), 5),
 ]}
-ORDER = ["fast", "profile", "fast-0.05s", "seed", "0.995-1s", "best", "fast-compiled"]  # groups, searches, profile
+ORDER = ["fast", "profile", "fast-0.05s", "seed", "0.995-1s", "best", "fast-compiled",  # groups, searches, profiles
+         "fast-graph", "fast-graph-nchw", "fast16-graph", "fast16-graph-nchw", "profile-nchw"]
 
 _NO_AUGMENT = {"rotate": 0.0, "zoom": 0.0, "shift": 0.0}
 # name: (bar on the mean validation accuracy, seeds scored on validation, seeds on test,
@@ -103,8 +111,12 @@ def configure(recipe_name: str, overrides: dict):
         elif k == "augment":
             for field, value in v.items():
                 setattr(c.augment, field, value)
-        else:
+        elif hasattr(c.optim, k):
             setattr(c.optim, k, v)
+        elif hasattr(c, k):
+            setattr(c, k, v)
+        else:
+            raise ValueError(f"no setting {k!r}")
     return c
 
 
@@ -174,10 +186,10 @@ def search(name: str, data: MNIST, tiny: bool, budget_left, bar: float | None = 
     yield {**row, "scored_on": "test", "chosen": True}
 
 
-PROFILED = ("fast", {"batch_size": 512, "lr": 0.02, "model": {"c1": 16, "c2": 32, "hidden": 128}}, True)
+PROFILED = ("fast", _FAST_16, True)
 
 
-def profile(data: MNIST, tiny: bool) -> dict:
+def profile(data: MNIST, tiny: bool, channels_last: bool = True) -> dict:
     """Where a training step's device time goes: PROFILED's network (the first session's choice for
     0.05 s), 1 epoch under torch.profiler, eager (each kernel seen as launched) and as graph replays
     (where the profiler sees the kernels inside a graph). Per training step: kernels, summed
@@ -185,12 +197,12 @@ def profile(data: MNIST, tiny: bool) -> dict:
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     recipe_name, overrides, bf16 = PROFILED
-    config = configure(recipe_name, {**overrides, "epochs": 1})
+    config = configure(recipe_name, {**overrides, "epochs": 1, "channels_last": channels_last})
     if tiny:
         config.optim.batch_size, config.model.kwargs = 64, {}
     device = data.train.images.device
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    out = {"config": [recipe_name, overrides, bf16], "epochs": 1}
+    out = {"config": [recipe_name, overrides, bf16], "epochs": 1, "channels_last": channels_last}
     for mode in ("eager", "graph"):
         train_on_device(config, data, mode, bf16, backend(tiny))  # warm-up, unprofiled
         with torch_profile(activities=activities) as prof:
@@ -272,7 +284,7 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     result = {"date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__,
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "tiny": args.tiny, "inference": None, "runs": [], "skipped": [], "profile": None,
+              "tiny": args.tiny, "inference": None, "runs": [], "skipped": [], "profile": None, "profile-nchw": None,
               "compiled_logits": None}
     start = time.perf_counter()
 
@@ -298,8 +310,8 @@ def main() -> None:
             for row in search(name, data, args.tiny, budget_left):
                 record(row)
             continue
-        if name == "profile":
-            result["profile"] = guarded(lambda: profile(data, args.tiny))
+        if name.startswith("profile"):
+            result[name] = guarded(lambda: profile(data, args.tiny, channels_last=name == "profile"))
             save()
             continue
         recipe_name, overrides, modes, bf16s, seeds = GROUPS[name]

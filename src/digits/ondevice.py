@@ -8,8 +8,8 @@ It exists for the GPU timings (benchmarks/gpu.py); on a CPU the same code runs, 
 
 Unlike `digits.train.fit` it keeps no history, writes no checkpoint and drops each epoch's last
 partial batch (a graph replays one batch shape). It follows the recipe's model, optimiser,
-schedule, label smoothing and augmentation; weight EMA and gradient clipping it does not do, and
-refuses (ValueError).
+schedule, label smoothing, augmentation and memory format (config.channels_last); weight EMA and
+gradient clipping it does not do, and refuses (ValueError).
 """
 from __future__ import annotations
 
@@ -46,11 +46,11 @@ def schedule(config: RunConfig, total: int, per_epoch: int, device) -> torch.Ten
 
 
 @torch.inference_mode()
-def _test_accuracy(model, data: MNIST, batch_size: int, bf16: bool) -> float:
+def _test_accuracy(model, data: MNIST, batch_size: int, bf16: bool, memory_format) -> float:
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=data.test.labels.device)
     for start in range(0, len(data.test), batch_size):
-        images = normalize(data.test.images[start:start + batch_size]).contiguous(memory_format=torch.channels_last)
+        images = normalize(data.test.images[start:start + batch_size]).contiguous(memory_format=memory_format)
         with torch.autocast(images.device.type, torch.bfloat16, enabled=bf16):
             logits = model(images)
         correct += (logits.argmax(1) == data.test.labels[start:start + batch_size]).sum()
@@ -95,11 +95,12 @@ def train_on_device(config: RunConfig, data: MNIST, mode: str = "eager", bf16: b
     _sync(device)
     start = time.perf_counter()
     torch.manual_seed(config.seed)
-    model = create_model(config.model.name, **config.model.kwargs).to(device, memory_format=torch.channels_last)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = create_model(config.model.name, **config.model.kwargs).to(device, memory_format=memory_format)
     optimizer = make_optimizer(model, config.optim)
     lr = torch.tensor(config.optim.lr, device=device)
     optimizer.param_groups[0]["lr"] = lr  # a device tensor: no host value read per step
-    x = normalize(data.train.images).contiguous(memory_format=torch.channels_last)
+    x = normalize(data.train.images).contiguous(memory_format=memory_format)
     y = data.train.labels
     bs = config.optim.batch_size
     per_epoch = len(y) // bs
@@ -137,6 +138,6 @@ def train_on_device(config: RunConfig, data: MNIST, mode: str = "eager", bf16: b
             optimizer.zero_grad(set_to_none=True)
             loss = step()
         losses[k] = loss
-    accuracy = _test_accuracy(model, data, config.test_batch_size, bf16)
+    accuracy = _test_accuracy(model, data, config.test_batch_size, bf16, memory_format)
     _sync(device)
     return DeviceResult(accuracy, time.perf_counter() - start, len(lrs), float(losses[-1]), graph is not None, model)
