@@ -1,21 +1,25 @@
-"""Every GPU measurement of the speed issue, in one run, written to one JSON file.
+"""Every GPU measurement of the speed and models issues, in one run, written to one JSON file.
 
     PYTHONPATH=src python benchmarks/gpu.py [--device cuda] [--data-dir DIR] [--json benchmarks/results/gpu.json]
     PYTHONPATH=src python benchmarks/gpu.py --device cpu --tiny    # the same code, in seconds (tests)
 
 Measured, the data already on the device, each run timed end to end (model creation, training
-and the full test pass, synchronised), with a one-time warm-up run per setting reported apart:
-  - fast recipe (2 epochs) and a 1-epoch variant: eager and CUDA graph, fp32 and bf16; then compiled
-  - the seed recipe: eager and graph (the issue quotes 0.91 s eager on an H200)
-  - where a training step's device time goes (torch.profiler, the fast network)
-  - the models issue's `best` recipe (>= 0.9970 per model, >= 0.9975 for an ensemble): bf16, eager,
-    5 seeds, then ensembles of the first 3 and of all 5 models (mean probability), with and without
-    shifted views;
-    its warm-up run is 1 epoch
-  - first, the seed network's test-set inference time and single-image latency p50; last,
-    inductor's logits against eager's
-Groups run in that order and the JSON is rewritten after each, so a run cut short keeps what it got;
-a setting that fails is recorded with its error and the run goes on.
+and the full test pass, synchronised), with a one-time warm-up run per setting reported apart.
+In ORDER (``--groups`` picks some):
+  - first, the seed network's test-set inference time and single-image latency p50
+  - fast: the fast recipe, eager and CUDA graph, fp32 and bf16, 5 seeds
+  - profile: where a training step's device time goes (torch.profiler; profile-nchw: in NCHW)
+  - fast-0.05s and 0.995-1s: searches that choose on the validation split (55,000 training images,
+    scored on the 5,000 held out; the test set is not read) the quickest candidate whose mean
+    validation accuracy reaches a bar, then measure that one on the test set (SEARCHES)
+  - seed: the seed recipe, eager and graph; wide: the wide recipe (the 0.995-1s search's choice)
+  - best: the models issue's `best` recipe (>= 0.9970 per model, >= 0.9975 for an ensemble), bf16,
+    eager, 5 seeds, then ensembles of the first 3 and of all 5 models (mean probability), with and
+    without shifted views; its warm-up run is 1 epoch
+  - fast-compiled: torch.compile, with and without a graph; then the memory-format comparison
+  - last, inductor's logits against eager's
+The JSON is rewritten after each row, so a run cut short keeps what it got; a setting that fails
+is recorded with its error and the run goes on. BENCHMARKS.md ("On one GPU") has the results.
 """
 from __future__ import annotations
 
