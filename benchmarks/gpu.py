@@ -43,8 +43,8 @@ from digits.recipes import recipe
 # --budget-s may cut the rest
 ENSEMBLES = {"best"}  # groups whose runs are also scored as one ensemble
 SHORT_WARMUP = {"best"}  # groups whose warm-up run is 1 epoch (a full one costs as much as a timed run)
-# overrides: OptimConfig or RunConfig fields, plus "model" (the network's arguments) and "augment"
-# (AugmentConfig fields)
+# overrides: OptimConfig or RunConfig fields, plus "model" (the network's arguments), "augment"
+# (AugmentConfig fields) and "fused" (torch's fused Adam, not a recipe's setting)
 _FAST_16 = {"batch_size": 512, "lr": 0.02, "model": {"c1": 16, "c2": 32, "hidden": 128}}
 GROUPS = {name: (recipe_name, overrides, modes, bf16s, seeds) for name, recipe_name, overrides, modes, bf16s, seeds in [
     ("fast", "fast", {}, ("eager", "graph"), (False, True), 5),
@@ -57,9 +57,15 @@ GROUPS = {name: (recipe_name, overrides, modes, bf16s, seeds) for name, recipe_n
     ("fast-graph-nchw", "fast", {"channels_last": False}, ("graph",), (True, False), 5),
     ("fast16-graph", "fast", _FAST_16, ("graph",), (True,), 5),
     ("fast16-graph-nchw", "fast", {**_FAST_16, "channels_last": False}, ("graph",), (True,), 5),
+    # one fused kernel for Adam's update instead of about ten (the profile: 15-17 us each)
+    ("fast-fused", "fast", {"fused": True}, ("graph",), (True,), 5),
+    ("fast16-fused", "fast", {**_FAST_16, "fused": True}, ("graph", "compile+graph"), (True,), 5),
+    ("fast16-compiled", "fast", _FAST_16, ("compile+graph",), (True,), 5),
+    ("wide-fused", "wide", {"fused": True}, ("graph",), (True,), 5),
 ]}
 ORDER = ["fast", "profile", "fast-0.05s", "seed", "wide", "0.995-1s", "best", "fast-compiled",  # groups, searches, profiles
-         "fast-graph", "fast-graph-nchw", "fast16-graph", "fast16-graph-nchw", "profile-nchw"]
+         "fast-graph", "fast-graph-nchw", "fast16-graph", "fast16-graph-nchw", "profile-nchw",
+         "fast-fused", "fast16-fused", "fast16-compiled", "wide-fused"]
 
 _NO_AUGMENT = {"rotate": 0.0, "zoom": 0.0, "shift": 0.0}
 # the `wide` recipe before the GPU sessions chose its settings (the searches' candidates override it)
@@ -130,8 +136,10 @@ def configure(recipe_name: str, overrides: dict):
 
 
 def measure(name, recipe_name, overrides, mode, bf16, seeds, data, tiny) -> dict:
+    fused = overrides.get("fused", False)  # torch's fused Adam (see train_on_device)
+
     def config(seed):
-        c = configure(recipe_name, overrides)
+        c = configure(recipe_name, {k: v for k, v in overrides.items() if k != "fused"})
         if tiny:
             c.optim.epochs, c.optim.batch_size = 1, 64
             c.model.kwargs = {"width": 4} if recipe_name in ("wide", "best") else {}
@@ -141,7 +149,7 @@ def measure(name, recipe_name, overrides, mode, bf16, seeds, data, tiny) -> dict
     def run(seed, epochs=None):
         c = config(seed)
         c.optim.epochs = epochs or c.optim.epochs
-        return train_on_device(c, data, mode, bf16, backend(tiny))
+        return train_on_device(c, data, mode, bf16, backend(tiny), fused)
 
     warm = run(100, 1 if name in SHORT_WARMUP else None)  # compile, autotune, allocator: reported apart
     runs = [run(s) for s in range(seeds)]

@@ -55,6 +55,19 @@ def test_on_device_training_follows_the_memory_format(tiny_mnist):
     assert abs(nchw.final_loss - nhwc.final_loss) < 1e-4 and nchw.test_accuracy == nhwc.test_accuracy
 
 
+def test_on_device_training_with_torchs_fused_adam_trains_as_the_foreach_one(tiny_mnist):
+    data = load_mnist(tiny_mnist, val_size=0)
+    config = recipe("fast")
+    config.optim.batch_size, config.test_batch_size = 50, 64
+    foreach, fused = train_on_device(config, data, "eager"), train_on_device(config, data, "eager", fused=True)
+    assert abs(foreach.final_loss - fused.final_loss) < 1e-4 and foreach.test_accuracy == fused.test_accuracy
+    for name, a in foreach.model.state_dict().items():
+        assert torch.allclose(a.float(), fused.model.state_dict()[name].float(), atol=1e-4), name
+    config = recipe("seed")  # SGD
+    with pytest.raises(ValueError, match="fused=True is for Adam"):
+        train_on_device(config, data, "eager", fused=True)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_graph_replay_on_a_gpu_trains_as_eager_steps_do(tiny_mnist):
     data = load_mnist(tiny_mnist, val_size=0).to("cuda")
@@ -63,6 +76,8 @@ def test_graph_replay_on_a_gpu_trains_as_eager_steps_do(tiny_mnist):
     eager, graphed = train_on_device(config, data, "eager"), train_on_device(config, data, "graph")
     assert graphed.graphed and not eager.graphed
     assert abs(eager.final_loss - graphed.final_loss) < 1e-3 and abs(eager.test_accuracy - graphed.test_accuracy) <= 0.02
+    fused = train_on_device(config, data, "graph", fused=True)  # torch's fused Adam, captured
+    assert fused.graphed and abs(eager.final_loss - fused.final_loss) < 1e-3
 
 
 def test_on_device_training_follows_label_smoothing_and_refuses_ema(tiny_mnist):
