@@ -293,6 +293,9 @@ def main() -> None:
     ap.add_argument("--groups", default=",".join(ORDER))
     ap.add_argument("--budget-s", type=float, default=480, help="skip the groups left after this many seconds")
     args = ap.parse_args()
+    unknown = set(args.groups.split(",")) - set(ORDER)
+    if unknown:
+        ap.error(f"unknown groups: {', '.join(sorted(unknown))}; choose from {', '.join(ORDER)}")
     device = torch.device(args.device)
     if args.tiny:  # one thread: on the shared 2-core machine a second one mostly waits
         torch.set_num_threads(1)

@@ -10,6 +10,7 @@
 set -u
 data=$1 out=$2 budget=${3:-360} device=${4:-cuda}
 mkdir -p "$out"
+exec > >(tee "$out/session.txt") 2>&1  # everything printed, kept beside the results
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
 $py -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"

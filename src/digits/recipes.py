@@ -52,7 +52,7 @@ def _wide() -> RunConfig:
     of the steps rising), batch 512, 3 epochs, label smoothing 0.1, no augmentation (it slowed
     learning in runs this short). Chosen on the validation split by benchmarks/gpu.py's `0.995-1s`
     search on an H100; measured there: 0.9959 mean test accuracy over 5 seeds, 0.82 s per run with
-    the data on the GPU (BENCHMARKS.md). On a 2-core CPU it takes most of an hour."""
+    the data on the GPU (BENCHMARKS.md). Meant for a GPU; not timed on a CPU."""
     return RunConfig(model=ModelConfig(name="wide", kwargs={"width": 32}),
                      optim=OptimConfig(optimizer="adam", lr=0.004, beta1=0.9, beta2=0.99, weight_decay=0.0,
                                        scheduler="onecycle_cos", warmup_epochs=0.75, epochs=3, batch_size=512,
