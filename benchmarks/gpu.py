@@ -16,7 +16,10 @@ In ORDER (``--groups`` picks some):
   - best: the models issue's `best` recipe (>= 0.9970 per model, >= 0.9975 for an ensemble), bf16,
     eager, 5 seeds, then ensembles of the first 3 and of all 5 models (mean probability), with and
     without shifted views; its warm-up run is 1 epoch
-  - fast-compiled: torch.compile, with and without a graph; then the memory-format comparison
+  - fast-compiled: torch.compile, with and without a graph
+  - groups added for one comparison each: channels_last against NCHW (fast-graph, fast-graph-nchw,
+    fast16-graph, fast16-graph-nchw, profile-nchw) and torch's fused Adam (fast-fused,
+    fast16-fused, fast16-compiled, wide-fused)
   - last, inductor's logits against eager's
 The JSON is rewritten after each row, so a run cut short keeps what it got; a setting that fails
 is recorded with its error and the run goes on. BENCHMARKS.md ("On one GPU") has the results.

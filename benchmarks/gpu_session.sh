@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything a lent GPU session checks and measures, in one command (BENCHMARKS.md, "GPU"):
+# Everything a lent GPU session checks and measures, in one command (BENCHMARKS.md, "On one GPU"):
 #   1. the CUDA-only test (a training step replayed from a CUDA graph trains as eager steps do)
 #   2. `digits run --device cuda --recipe fast`, a whole process, its output and report kept
 #   3. the same under torchrun (NCCL, one process): the several-GPU path's set-up and all-reduce
