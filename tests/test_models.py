@@ -97,3 +97,17 @@ def test_resnet_and_inception_structure():
     assert {(1, 1), (3, 3), (5, 5)} <= kernels
     with pytest.raises(DigitsError, match="bad arguments for model 'resnet'"):
         create_model("resnet", width=0)
+
+
+def test_fast_without_pooling_strides_its_convolutions_to_the_same_shapes():
+    pooled, strided = create_model("fast", c1=16, c2=32, hidden=128), create_model("fast", c1=16, c2=32, hidden=128,
+                                                                                  pool=False)
+    assert [p.shape for p in pooled.parameters()] == [p.shape for p in strided.parameters()]
+    assert strided.conv1.stride == strided.conv2.stride == (2, 2) and pooled.conv1.stride == (1, 1)
+    x = torch.randn(4, 1, 28, 28)
+    logits = [m(x) for m in (pooled, strided)]  # the same fc1 fits both: 32 x 5 x 5 features
+    assert logits[0].shape == logits[1].shape == (4, 10)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in strided.modules())
+    strided(x).sum().backward()
+    assert strided.conv1.weight.grad is not None
+    assert create_model("fast", k2=5, pool=False)(x).shape == (4, 10)
