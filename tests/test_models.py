@@ -111,3 +111,5 @@ def test_fast_without_pooling_strides_its_convolutions_to_the_same_shapes():
     strided(x).sum().backward()
     assert strided.conv1.weight.grad is not None
     assert create_model("fast", k2=5, pool=False)(x).shape == (4, 10)
+    with pytest.raises(DigitsError, match="pool must be true or false"):
+        create_model("fast", pool="False")  # what `--model-arg pool=False` would pass

@@ -22,6 +22,8 @@ class FastNet(nn.Module):
 
     def __init__(self, c1: int = 12, c2: int = 24, hidden: int = 96, k2: int = 3, pool: bool = True):
         super().__init__()
+        if not isinstance(pool, bool):  # `--model-arg pool=False` arrives as the string "False"
+            raise ValueError(f"pool must be true or false, got {pool!r}")
         side = ((28 - 4) // 2 - (k2 - 1)) // 2  # 5 for k2=3, 4 for k2=5
         stride = 1 if pool else 2
         self.conv1 = nn.Conv2d(1, c1, 5, stride=stride, bias=False)
