@@ -9,7 +9,7 @@
 # DEVICE defaults to cuda; `cpu` runs steps 2-4 on the CPU (a check of this script, slow).
 # Everything printed is also kept in OUT_DIR/session.txt; the exit status is 1 if any step failed.
 # Steps 1-3 take up to 6.5 minutes if they hang, gpu.py BUDGET_S + 200 s: size the device call's
-# limit to fit (the first GPU session's run of this script, budget 360 s, took 233 s).
+# limit to fit.
 set -u
 data=$1 out=$2 budget=${3:-360} device=${4:-cuda}
 mkdir -p "$out"
