@@ -131,6 +131,41 @@ def test_gpu_benchmark_scores_the_best_recipe_as_an_ensemble():
     assert row["ensemble_test_accuracy"] == row["test_accuracy"][0]
 
 
+def test_every_gpu_benchmark_setting_builds_its_network():
+    # a typo in a setting would cost a lent GPU session its run; here it costs a second
+    from digits.models import create_model
+    gpu = _gpu_script()
+    settings = [(r, o) for r, o, *_ in gpu.GROUPS.values()]
+    settings += [(r, o) for *_, candidates in gpu.SEARCHES.values() for r, o, _ in candidates]
+    settings += [(r, o) for members in gpu.ENSEMBLE_GROUPS.values() for r, o, _ in members]
+    assert len(settings) > 30 and set(gpu.ORDER) >= set(gpu.GROUPS) | set(gpu.SEARCHES) | set(gpu.ENSEMBLE_GROUPS)
+    for recipe_name, overrides in settings:
+        c = gpu.configure(recipe_name, {k: v for k, v in overrides.items() if k != "fused"})
+        create_model(c.model.name, **c.model.kwargs)
+        if overrides.get("fused"):
+            assert c.optim.optimizer == "adam" and not c.optim.weight_decay  # what fused=True accepts
+
+
+def test_gpu_benchmark_scores_an_ensemble_of_different_networks(monkeypatch):
+    gpu = _gpu_script()
+    members = gpu.ENSEMBLE_GROUPS["best-diverse"]
+    assert {gpu.configure(r, o).model.name for r, o, _ in members} == {"bn-cnn", "resnet", "inception"}
+    assert gpu.configure("best", members[3][1]).model.kwargs == {"width": 32, "depth": 2}
+    assert gpu.configure("best", members[3][1]).optim == recipe("best").optim  # only the network differs
+    data = gpu.tiny_data(torch.device("cpu"))
+    row = gpu.measure_ensemble("best-diverse", data, tiny=True)  # its first two members, tiny
+    assert [m["seed"] for m in row["members"]] == [0, 1] and row["members"][0]["model"] == "bn-cnn"
+    for key in ("ensemble_validation_accuracy", "ensemble_tta_validation_accuracy", "ensemble_test_accuracy",
+                "ensemble_tta_test_accuracy"):
+        assert 0 <= row[key] <= 1
+    # scored on the split it names: one member alone scores what the ensemble of it scores
+    monkeypatch.setitem(gpu.ENSEMBLE_GROUPS, "one", members[:1])
+    row = gpu.measure_ensemble("one", data, tiny=True)
+    assert row["ensemble_validation_accuracy"] == row["members"][0]["validation_accuracy"]
+    # the trainer's test accuracy is in bf16, the ensemble's in fp32: equal on most images
+    assert abs(row["ensemble_test_accuracy"] - row["members"][0]["test_accuracy"]) <= 0.05
+
+
 def test_gpu_benchmark_records_a_failing_setting_and_goes_on():
     gpu = _gpu_script()
     data = gpu.tiny_data(torch.device("cpu"))
