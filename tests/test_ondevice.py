@@ -7,7 +7,7 @@ import torch
 
 from conftest import benchmark_script
 from digits.data import load_mnist
-from digits.ondevice import train_on_device
+from digits.ondevice import DeviceTrainer, train_on_device
 from digits.recipes import recipe
 
 
@@ -71,6 +71,27 @@ def test_on_device_training_with_torchs_fused_adam_trains_as_the_foreach_one(tin
         train_on_device(config, data, "eager", fused=True)
 
 
+@pytest.mark.parametrize("recipe_name,fused", [("fast", False), ("fast", True), ("seed", False), ("best", False)])
+def test_a_reused_trainer_trains_each_seed_as_a_fresh_one_does(tiny_mnist, recipe_name, fused):
+    # Adam (digits' and torch's fused), digits' SGD with momentum, torch's Nesterov SGD with dropout,
+    # batch norm and augmentation: every run of one trainer must start from scratch
+    data = load_mnist(tiny_mnist, val_size=0)
+    config = recipe(recipe_name)
+    config.optim.batch_size, config.optim.epochs, config.test_batch_size = 50, 2, 64
+    if recipe_name == "best":
+        config.model.kwargs["width"] = 4
+    trainer = DeviceTrainer(config, data, "graph", fused=fused)
+    runs = [trainer.run(seed) for seed in (0, 1, 0)]
+    weights = [{k: v.clone() for k, v in trainer.run(seed).model.state_dict().items()} for seed in (1, 0)]
+    for seed, run, trained in ((1, runs[1], weights[0]), (0, runs[2], weights[1])):
+        config.seed = seed
+        fresh = train_on_device(config, data, "graph", fused=fused)
+        assert (run.final_loss, run.test_accuracy, run.steps) == (fresh.final_loss, fresh.test_accuracy, fresh.steps)
+        for name, value in fresh.model.state_dict().items():
+            assert torch.equal(trained[name], value), (seed, name)
+    assert runs[0].final_loss == runs[2].final_loss and runs[0].final_loss != runs[1].final_loss
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_graph_replay_on_a_gpu_trains_as_eager_steps_do(tiny_mnist):
     data = load_mnist(tiny_mnist, val_size=0).to("cuda")
@@ -84,6 +105,12 @@ def test_graph_replay_on_a_gpu_trains_as_eager_steps_do(tiny_mnist):
     for name, a in eager.model.state_dict().items():  # the same weights, replayed or not, fused or not
         for other in (graphed, fused):
             assert torch.allclose(a.float(), other.model.state_dict()[name].float(), atol=1e-3), name
+    trainer = DeviceTrainer(config, data, "graph", fused=True)  # captured in its first run, replayed
+    trainer.run(1)                                                # from the first step in the next
+    again = trainer.run(config.seed)
+    assert again.graphed and abs(again.final_loss - fused.final_loss) < 1e-3
+    for name, a in fused.model.state_dict().items():
+        assert torch.allclose(a.float(), again.model.state_dict()[name].float(), atol=1e-3), name
 
 
 def test_on_device_training_follows_label_smoothing_and_refuses_ema(tiny_mnist):
@@ -140,7 +167,7 @@ def test_every_gpu_benchmark_setting_builds_its_network():
     settings += [(r, o) for members in gpu.ENSEMBLE_GROUPS.values() for r, o, _ in members]
     assert len(settings) > 30 and set(gpu.ORDER) >= set(gpu.GROUPS) | set(gpu.SEARCHES) | set(gpu.ENSEMBLE_GROUPS)
     for recipe_name, overrides in settings:
-        c = gpu.configure(recipe_name, {k: v for k, v in overrides.items() if k != "fused"})
+        c = gpu.configure(recipe_name, overrides)
         create_model(c.model.name, **c.model.kwargs)
         if overrides.get("fused"):
             assert c.optim.optimizer == "adam" and not c.optim.weight_decay  # what fused=True accepts
@@ -164,6 +191,16 @@ def test_gpu_benchmark_scores_an_ensemble_of_different_networks(monkeypatch):
     assert row["ensemble_validation_accuracy"] == row["members"][0]["validation_accuracy"]
     # the trainer's test accuracy is in bf16, the ensemble's in fp32: equal on most images
     assert abs(row["ensemble_test_accuracy"] - row["members"][0]["test_accuracy"]) <= 0.05
+
+
+def test_gpu_benchmark_reuses_one_trainer_for_all_seeds_when_asked():
+    gpu = _gpu_script()
+    data = gpu.tiny_data(torch.device("cpu"))
+    fresh = gpu.measure("fast16-fused", "fast", {"fused": True}, "graph", False, 2, data, tiny=True)
+    reused = gpu.measure("fast16-fused-reuse", "fast", {"fused": True, "reuse": True}, "graph", False, 2, data, tiny=True)
+    assert reused["test_accuracy"] == fresh["test_accuracy"] and reused["overrides"]["reuse"] is True
+    with pytest.raises(ValueError, match="no ensemble"):
+        gpu.measure("best", "best", {"reuse": True}, "eager", False, 2, data, tiny=True)
 
 
 def test_gpu_benchmark_records_a_failing_setting_and_goes_on():

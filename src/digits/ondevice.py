@@ -6,6 +6,9 @@ It exists for the GPU timings (benchmarks/gpu.py); on a CPU the same code runs, 
     result = train_on_device(recipe("fast"), load_mnist().to("cuda"), mode="graph", bf16=True)
     result.test_accuracy, result.seconds
 
+    trainer = DeviceTrainer(recipe("fast"), data, mode="graph", bf16=True)   # one capture for all seeds
+    results = [trainer.run(seed) for seed in range(5)]
+
 Unlike `digits.train.fit` it keeps no history, writes no checkpoint and drops each epoch's last
 partial batch (a graph replays one batch shape). It follows the recipe's model, optimiser,
 schedule, label smoothing, augmentation and memory format (config.channels_last); weight EMA and
@@ -91,66 +94,117 @@ def _fused_adam(model: torch.nn.Module, config: RunConfig, lr: torch.Tensor) -> 
                             capturable=lr.device.type == "cuda")  # a graph may capture its step
 
 
+class DeviceTrainer:
+    """One setting's network, optimiser and training step, built once and trained again for each
+    seed. With mode="graph" on CUDA the first run captures the step in a CUDA graph and every later
+    run replays that graph from its first step: only the first run pays for the eager warm-up
+    steps and the capture, as a compiled step pays for its compilation once.
+
+    Each run starts from the seed's fresh network (its initial weights and batch-norm statistics
+    copied into the captured tensors) and a zeroed optimiser state, which is what a new optimiser
+    starts from: a run trains as ``train_on_device`` does with the same seed (tests/test_ondevice.py).
+    The ``model`` of every result is the trainer's own, so the next run changes it."""
+
+    def __init__(self, config: RunConfig, data: MNIST, mode: str = "eager", bf16: bool = False,
+                 backend: str = "inductor", fused: bool = False):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if config.optim.ema_decay or config.optim.clip_grad_norm:
+            raise ValueError("train_on_device does no weight EMA or gradient clipping; use digits.train.fit")
+        self.config, self.data, self.mode, self.bf16 = config, data, mode, bf16
+        self.device = device = data.train.images.device
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        torch.manual_seed(config.seed)
+        self.model = create_model(config.model.name, **config.model.kwargs).to(device, memory_format=self.memory_format)
+        self._fresh_seed = config.seed  # the model holds this seed's initial weights until trained
+        self.lr = torch.tensor(config.optim.lr, device=device)  # a device tensor: no host value read per step
+        if fused:
+            self.optimizer = _fused_adam(self.model, config, self.lr)
+        else:
+            self.optimizer = make_optimizer(self.model, config.optim)
+            self.optimizer.param_groups[0]["lr"] = self.lr
+        bs = config.optim.batch_size
+        self.xb = torch.empty((bs, *data.train.images.shape[1:]), device=device, memory_format=self.memory_format)
+        self.yb = torch.empty(bs, dtype=data.train.labels.dtype, device=device)
+        forward = torch.compile(self.model, backend=backend) if "compile" in mode else self.model
+        self.step = _step_fn(forward, self.optimizer, self.xb, self.yb, bf16, config.optim.label_smoothing)
+        self.graph, self.graph_loss = None, None
+
+    def _start_from(self, seed: int) -> None:
+        """The seed's fresh network in the model's tensors, and the optimiser's state zeroed."""
+        torch.manual_seed(seed)
+        fresh = create_model(self.config.model.name, **self.config.model.kwargs)
+        with torch.no_grad():
+            for mine, new in zip(self.model.state_dict().values(), fresh.state_dict().values()):
+                mine.copy_(new)
+        for state in self.optimizer.state.values():
+            for key, value in state.items():
+                if torch.is_tensor(value):
+                    value.zero_()  # Adam's moments and step; SGD's momentum (then 0 * m + g = g)
+                else:
+                    state[key] = type(value)(0)
+
+    def run(self, seed: int) -> DeviceResult:
+        """Train from ``seed``'s initial network, then test; timed from here to the test's end."""
+        config, data, device, bs = self.config, self.data, self.device, self.config.optim.batch_size
+        _sync(device)
+        start = time.perf_counter()
+        if seed != self._fresh_seed:  # (else: the network is as __init__ made it, the RNG as it left it)
+            self._start_from(seed)
+        self._fresh_seed = None
+        x = normalize(data.train.images).contiguous(memory_format=self.memory_format)
+        y = data.train.labels
+        per_epoch = len(y) // bs
+        lrs = schedule(config, per_epoch * config.optim.epochs, per_epoch, device)
+        gen = torch.Generator(device).manual_seed(seed)
+        graphs, augment = "graph" in self.mode and device.type == "cuda", is_enabled(config.augment)
+        # the first steps run eagerly, on a side stream when a graph is to be captured (CUDA's rule)
+        side = torch.cuda.Stream(device) if graphs and self.graph is None else None
+        losses = torch.zeros(len(lrs), device=device)
+        step, optimizer, xb, yb, lr = self.step, self.optimizer, self.xb, self.yb, self.lr
+        self.model.train()
+        for k in range(len(lrs)):
+            if k % per_epoch == 0:
+                perm = torch.randperm(len(y), device=device, generator=gen)
+            idx = perm[(k % per_epoch) * bs:(k % per_epoch + 1) * bs]
+            torch.index_select(x, 0, idx, out=xb)
+            torch.index_select(y, 0, idx, out=yb)
+            if augment:  # config.augment's distortions, drawn on the device
+                xb.copy_(augment_batch(xb, config.augment, gen))
+            lr.copy_(lrs[k])
+            if side is not None and k == WARMUP_STEPS:
+                torch.cuda.current_stream(device).wait_stream(side)
+                self.graph, self.graph_loss = _capture(step, optimizer)
+                side = None
+            if self.graph is not None:
+                self.graph.replay()
+                loss = self.graph_loss
+            elif side is not None:  # each warm-up step waits for its batch, and the next for it
+                side.wait_stream(torch.cuda.current_stream(device))
+                with torch.cuda.stream(side):
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = step()
+                torch.cuda.current_stream(device).wait_stream(side)
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                loss = step()
+            losses[k] = loss
+        accuracy = _test_accuracy(self.model, data, config.test_batch_size, self.bf16, self.memory_format)
+        _sync(device)
+        return DeviceResult(accuracy, time.perf_counter() - start, len(lrs), float(losses[-1]),
+                            self.graph is not None, self.model)
+
+
 def train_on_device(config: RunConfig, data: MNIST, mode: str = "eager", bf16: bool = False,
                     backend: str = "inductor", fused: bool = False) -> DeviceResult:
-    """Train ``config``'s model on ``data`` (already on its device), then test it; timed end to end.
+    """Train ``config``'s model on ``data`` (already on its device), then test it; timed end to end,
+    the network's creation and (mode="graph") the graph's capture included.
 
     ``backend``: torch.compile's, for the compile modes. ``fused``: torch's fused Adam (the
     recipe must use Adam without weight decay) instead of digits.optimizers' foreach one."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if config.optim.ema_decay or config.optim.clip_grad_norm:
-        raise ValueError("train_on_device does no weight EMA or gradient clipping; use digits.train.fit")
     device = data.train.images.device
     _sync(device)
     start = time.perf_counter()
-    torch.manual_seed(config.seed)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = create_model(config.model.name, **config.model.kwargs).to(device, memory_format=memory_format)
-    lr = torch.tensor(config.optim.lr, device=device)  # a device tensor: no host value read per step
-    if fused:
-        optimizer = _fused_adam(model, config, lr)
-    else:
-        optimizer = make_optimizer(model, config.optim)
-        optimizer.param_groups[0]["lr"] = lr
-    x = normalize(data.train.images).contiguous(memory_format=memory_format)
-    y = data.train.labels
-    bs = config.optim.batch_size
-    per_epoch = len(y) // bs
-    lrs = schedule(config, per_epoch * config.optim.epochs, per_epoch, device)
-    xb, yb = torch.empty_like(x[:bs]), torch.empty_like(y[:bs])
-    forward = torch.compile(model, backend=backend) if "compile" in mode else model
-    step = _step_fn(forward, optimizer, xb, yb, bf16, config.optim.label_smoothing)
-    gen = torch.Generator(device).manual_seed(config.seed)
-    graphs, augment = "graph" in mode and device.type == "cuda", is_enabled(config.augment)
-    # the first steps run eagerly, on a side stream when a graph is to be captured (CUDA's rule)
-    side = torch.cuda.Stream(device) if graphs else None
-    graph, losses = None, torch.zeros(len(lrs), device=device)
-    model.train()
-    for k in range(len(lrs)):
-        if k % per_epoch == 0:
-            perm = torch.randperm(len(y), device=device, generator=gen)
-        idx = perm[(k % per_epoch) * bs:(k % per_epoch + 1) * bs]
-        torch.index_select(x, 0, idx, out=xb)
-        torch.index_select(y, 0, idx, out=yb)
-        if augment:  # config.augment's distortions, drawn on the device
-            xb.copy_(augment_batch(xb, config.augment, gen))
-        lr.copy_(lrs[k])
-        if graphs and k == WARMUP_STEPS:
-            torch.cuda.current_stream(device).wait_stream(side)
-            graph, loss = _capture(step, optimizer)
-        if graph is not None:
-            graph.replay()
-        elif side is not None:  # each warm-up step waits for its batch, and the next for it
-            side.wait_stream(torch.cuda.current_stream(device))
-            with torch.cuda.stream(side):
-                optimizer.zero_grad(set_to_none=True)
-                loss = step()
-            torch.cuda.current_stream(device).wait_stream(side)
-        else:
-            optimizer.zero_grad(set_to_none=True)
-            loss = step()
-        losses[k] = loss
-    accuracy = _test_accuracy(model, data, config.test_batch_size, bf16, memory_format)
-    _sync(device)
-    return DeviceResult(accuracy, time.perf_counter() - start, len(lrs), float(losses[-1]), graph is not None, model)
+    result = DeviceTrainer(config, data, mode, bf16, backend, fused).run(config.seed)
+    result.seconds = time.perf_counter() - start
+    return result
