@@ -46,6 +46,10 @@ def test_compare_rejects_unknown_models_and_bad_seeds(tiny_mnist, tmp_path, caps
     assert "--seeds" in capsys.readouterr().err
     assert main(["compare", "--models", "seed", "--resume", "x.pt", "--out", str(tmp_path / "x")]) == 2
     assert "from scratch" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # its help names its own default folder, and no --resume
+        main(["compare", "--help"])
+    shown = capsys.readouterr().out
+    assert "runs/compare-<recipe>" in shown and "--resume" not in shown
 
 
 def test_summary_mean_and_std_by_hand():

@@ -68,14 +68,17 @@ def _add_config_args(p: argparse.ArgumentParser, sections=("data", "model", "opt
                                    help=f"{text}{shown}")
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
+def _add_train_args(p: argparse.ArgumentParser, compare: bool = False) -> None:
     from .recipes import list_recipes
 
     p.add_argument("--recipe", default="seed", help="starting configuration that the flags below "
                    f"override: {', '.join(list_recipes())} (default seed, the tutorial's)")
     _add_config_args(p)
-    p.add_argument("--out", help="run folder (default runs/<model>-<timestamp>)")
-    p.add_argument("--resume", metavar="CHECKPOINT", help="continue an interrupted run from its checkpoint.pt")
+    p.add_argument("--out", help="folder of the comparison (default runs/compare-<recipe>)" if compare
+                   else "run folder (default runs/<model>-<timestamp>)")
+    # compare accepts --resume only to refuse it with a reason (cmd_compare), so its help hides it
+    p.add_argument("--resume", metavar="CHECKPOINT", help=argparse.SUPPRESS if compare
+                   else "continue an interrupted run from its checkpoint.pt")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -380,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "results.csv, results.md and a bar chart")
     p.add_argument("--models", required=True, help="comma-separated model names, e.g. seed,seed-bn,lenet5")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
-    _add_train_args(p)
+    _add_train_args(p, compare=True)
     p.set_defaults(handler=cmd_compare)
 
     p = sub.add_parser("models", help="list the registered models and their parameter counts")
