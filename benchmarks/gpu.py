@@ -87,7 +87,9 @@ GROUPS = {name: (recipe_name, overrides, modes, bf16s, seeds) for name, recipe_n
 ENSEMBLE_GROUPS = {
     "best-diverse": [("best", {}, 0), ("best", {}, 1), ("best", {}, 2),
                      ("best", {"network": ["resnet", {"width": 32, "depth": 2}]}, 0),
-                     ("best", {"network": ["inception", {"width": 32}]}, 0)],
+                     ("best", {"network": ["resnet", {"width": 32, "depth": 2}]}, 1),
+                     ("best", {"network": ["inception", {"width": 32}]}, 0),
+                     ("best", {"network": ["inception", {"width": 32}]}, 1)],
 }
 ORDER = ["fast", "profile", "fast-0.05s", "fast-0.05s-1ep", "seed", "wide", "0.995-1s", "best", "fast-compiled",  # groups, searches, profiles
          "fast-graph", "fast-graph-nchw", "fast16-graph", "fast16-graph-nchw", "profile-nchw",
