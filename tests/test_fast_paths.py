@@ -125,10 +125,15 @@ def test_lean_optimizers_match_torch_and_share_its_state_layout():
                 scheduler.step()
         return torch.cat([p.detach().flatten() for p in model.parameters()]), optimizer
 
-    sgd = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
-    a, _ = train(lambda p: torch.optim.SGD(p, **sgd))
-    b, ours = train(lambda p: SGD(p, **sgd))
-    assert torch.equal(a, b)
+    for sgd in (dict(lr=0.01, momentum=0.9, weight_decay=5e-4), dict(lr=0.2, momentum=0.9, nesterov=True),
+                dict(lr=0.2, momentum=0.9, weight_decay=5e-4, nesterov=True)):
+        a, theirs = train(lambda p: torch.optim.SGD(p, **sgd))
+        b, ours = train(lambda p: SGD(p, **sgd))
+        assert torch.equal(a, b), sgd
+        for i, state in theirs.state_dict()["state"].items():  # the same momentum, the same layout
+            assert torch.equal(state["momentum_buffer"], ours.state_dict()["state"][i]["momentum_buffer"])
+    with pytest.raises(ValueError, match="Nesterov"):
+        SGD(torch.nn.Linear(2, 2).parameters(), nesterov=True)
     one_cycle = lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.01, total_steps=6)  # noqa: E731
     a, theirs = train(lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.7, 0.9)), one_cycle)
     b, ours = train(lambda p: Adam(p, lr=0.01, betas=(0.7, 0.9)), one_cycle)
@@ -145,6 +150,22 @@ def test_adam_with_a_tensor_learning_rate_matches_a_float_one():
         torch.manual_seed(0)
         model = create_model("fast")
         optimizer = Adam(model.parameters(), lr=lr, betas=(0.7, 0.9))
+        for i in range(4):
+            optimizer.zero_grad()
+            model(_images(8, i)).logsumexp(1).sum().backward()
+            optimizer.step()
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert torch.allclose(train(0.01), train(torch.tensor(0.01)), atol=1e-6)
+
+
+def test_sgd_with_a_tensor_learning_rate_matches_a_float_one():
+    from digits.optimizers import SGD
+
+    def train(lr):
+        torch.manual_seed(0)
+        model = create_model("fast")
+        optimizer = SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
         for i in range(4):
             optimizer.zero_grad()
             model(_images(8, i)).logsumexp(1).sum().backward()

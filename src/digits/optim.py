@@ -24,11 +24,9 @@ def make_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Opti
     params, betas = model.parameters(), (cfg.beta1, cfg.beta2)
     # digits.optimizers has torch.optim's SGD and Adam updates without its first-use import of
     # torch._dynamo (1.35-1.9 s of CPU here); the variants it lacks come from torch.optim
-    if cfg.optimizer == "sgd" and not (cfg.nesterov and cfg.momentum > 0):
-        return SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                               nesterov=True)
+    if cfg.optimizer == "sgd":  # Nesterov only with momentum (torch.optim refuses it without)
+        return SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                   nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.optimizer == "adam" and cfg.weight_decay == 0:
         return Adam(params, lr=cfg.lr, betas=betas)
     if cfg.optimizer == "adam":

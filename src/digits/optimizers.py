@@ -9,7 +9,7 @@ checkpoint's optimizer state loads into torch.optim.SGD / Adam and back.
 A learning rate held as a 0-dim tensor (``lr=torch.tensor(0.01, device=...)``) keeps every step
 free of host synchronisation, so the step can be captured in a CUDA graph.
 
-    optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=False)
     optimizer = Adam(model.parameters(), lr=0.01, betas=(0.7, 0.9))
 """
 from __future__ import annotations
@@ -80,11 +80,17 @@ def _add_scaled(params: list[torch.Tensor], updates: list[torch.Tensor], scale) 
 
 
 class SGD(_Lean):
-    """torch.optim.SGD's update: momentum (no dampening, no Nesterov) and L2 weight decay."""
+    """torch.optim.SGD's update: momentum (no dampening), Nesterov's or not, and L2 weight decay.
 
-    def __init__(self, params, lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0):
+    Unlike torch.optim.SGD (as of 2.13), a tensor learning rate costs no host synchronisation per
+    step (torch's foreach update reads it with .item()), so the step can be captured in a graph."""
+
+    def __init__(self, params, lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False):
+        if nesterov and momentum <= 0:
+            raise ValueError("Nesterov momentum needs a momentum above 0")
         super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": 0, "weight_decay": weight_decay,
-                                  "nesterov": False, "maximize": False})
+                                  "nesterov": nesterov, "maximize": False})
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -95,7 +101,9 @@ class SGD(_Lean):
             if group["weight_decay"]:
                 grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
             if group["momentum"]:
-                grads = self._momentum(params, grads, group["momentum"])
+                bufs = self._momentum(params, grads, group["momentum"])
+                # Nesterov: the gradient plus momentum times the updated buffer, as torch computes it
+                grads = torch._foreach_add(grads, bufs, alpha=group["momentum"]) if group["nesterov"] else bufs
             _add_scaled(params, grads, -group["lr"])
 
     def _momentum(self, params, grads, momentum: float) -> list[torch.Tensor]:
