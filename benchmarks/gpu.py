@@ -215,7 +215,7 @@ def measure(name, recipe_name, overrides, mode, bf16, seeds, data, tiny) -> dict
         warm = run(100, 1 if name in SHORT_WARMUP else None)  # compile, autotune, allocator: reported apart
         runs = [run(s) for s in range(seeds)]
     row = {"group": name, "recipe": recipe_name, "overrides": overrides, "mode": mode, "bf16": bf16,
-           "warmup_s": round(warm.seconds, 4), "graphed": runs[0].graphed, "steps": runs[0].steps,
+           "one_capture_for_all_seeds": reuse, "warmup_s": round(warm.seconds, 4), "graphed": runs[0].graphed, "steps": runs[0].steps,
            "seconds": [round(r.seconds, 4) for r in runs], "median_s": round(statistics.median(r.seconds for r in runs), 4),
            "test_accuracy": [r.test_accuracy for r in runs],
            "mean_test_accuracy": sum(r.test_accuracy for r in runs) / len(runs)}
@@ -239,26 +239,41 @@ def measure_or_error(name, recipe_name, overrides, mode, bf16, seeds, data, tiny
                 "error": f"{type(error).__name__}: {error}"}
 
 
-def measure_ensemble(name: str, data: MNIST, tiny: bool) -> dict:
-    """ENSEMBLE_GROUPS[name]: each member trained and scored alone, then their mean probability.
-    A member's seconds include cuDNN's autotuning of its network's shapes (no warm-up run)."""
-    members, models = [], []
+def measure_ensemble(name: str, data: MNIST, tiny: bool, row: dict, save=lambda: None,
+                     budget_left=lambda: 1.0) -> dict:
+    """ENSEMBLE_GROUPS[name] into ``row``: each member trained and scored alone (in fp32, as the
+    ensemble is; the trainer's own bf16 test accuracy kept beside it), then their mean probability.
+    ``save`` runs after each member, so a run cut short keeps the members it trained; a member
+    that fails is recorded with its error, and none starts once ``budget_left`` is spent. A
+    member's seconds include cuDNN's autotuning of its network's shapes (no warm-up run)."""
+    row.update({"mode": "eager", "bf16": True, "members": [], "skipped_members": 0})
+    models = []
     for recipe_name, overrides, seed in ENSEMBLE_GROUPS[name][:2 if tiny else None]:
-        c = configure(recipe_name, overrides)
-        if tiny:
-            c.optim.epochs, c.optim.batch_size, c.model.kwargs = 1, 64, {**c.model.kwargs, "width": 4}
-        c.seed = seed
-        r = train_on_device(c, data, "eager", True, backend(tiny))
-        models.append(r.model)
-        members.append({"recipe": recipe_name, "overrides": overrides, "model": c.model.name, "seed": seed,
-                        "seconds": round(r.seconds, 4), "test_accuracy": r.test_accuracy,
-                        "validation_accuracy": evaluate_ensemble([r.model], data.val.images, data.val.labels).accuracy})
-    row = {"group": name, "mode": "eager", "bf16": True, "members": members}
+        if budget_left() <= 0:
+            row["skipped_members"] += 1
+            continue
+        member = {"recipe": recipe_name, "overrides": overrides, "seed": seed}
+        try:
+            c = configure(recipe_name, overrides)
+            if tiny:
+                c.optim.epochs, c.optim.batch_size, c.model.kwargs = 1, 64, {**c.model.kwargs, "width": 4}
+            c.seed = seed
+            r = train_on_device(c, data, "eager", True, backend(tiny))
+            models.append(r.model)
+            member.update({"model": c.model.name, "seconds": round(r.seconds, 4), "test_accuracy_bf16": r.test_accuracy,
+                           "test_accuracy": evaluate_ensemble([r.model], data.test.images, data.test.labels).accuracy,
+                           "validation_accuracy": evaluate_ensemble([r.model], data.val.images, data.val.labels).accuracy})
+        except Exception as error:  # recorded, and the other members go on
+            member["error"] = f"{type(error).__name__}: {error}"
+        row["members"].append(member)
+        save()
+    row["ensemble_size"] = len(models)
     for split, images, labels in (("validation", data.val.images, data.val.labels),
                                   ("test", data.test.images, data.test.labels)):
         for tta in (False, True):
             row[f"ensemble{'_tta' if tta else ''}_{split}_accuracy"] = evaluate_ensemble(
-                models, images, labels, tta=tta).accuracy
+                models, images, labels, tta=tta).accuracy if models else None
+    save()
     return row
 
 
@@ -421,8 +436,12 @@ def main() -> None:
         if name in ENSEMBLE_GROUPS:
             if budget_left() <= 0:
                 result["skipped"].append(name)
-            else:
-                record({"group": name, **guarded(lambda: measure_ensemble(name, data, args.tiny))})
+            else:  # the row is in the JSON from the start, and saved after each member
+                row = {"group": name}
+                result["runs"].append(row)
+                row.update(guarded(lambda: measure_ensemble(name, data, args.tiny, row, save, budget_left)))
+                save()
+                print(json.dumps(row), flush=True)
             continue
         if name.startswith("profile"):
             if budget_left() <= 0:

@@ -73,7 +73,7 @@ def test_on_device_training_with_torchs_fused_adam_trains_as_the_foreach_one(tin
 
 @pytest.mark.parametrize("recipe_name,fused", [("fast", False), ("fast", True), ("seed", False), ("best", False)])
 def test_a_reused_trainer_trains_each_seed_as_a_fresh_one_does(tiny_mnist, recipe_name, fused):
-    # Adam (digits' and torch's fused), digits' SGD with momentum, torch's Nesterov SGD with dropout,
+    # Adam (digits' and torch's fused), digits' SGD with momentum and with Nesterov's (best), dropout,
     # batch norm and augmentation: every run of one trainer must start from scratch
     data = load_mnist(tiny_mnist, val_size=0)
     config = recipe(recipe_name)
@@ -105,12 +105,14 @@ def test_graph_replay_on_a_gpu_trains_as_eager_steps_do(tiny_mnist):
     for name, a in eager.model.state_dict().items():  # the same weights, replayed or not, fused or not
         for other in (graphed, fused):
             assert torch.allclose(a.float(), other.model.state_dict()[name].float(), atol=1e-3), name
-    trainer = DeviceTrainer(config, data, "graph", fused=True)  # captured in its first run, replayed
-    trainer.run(1)                                                # from the first step in the next
-    again = trainer.run(config.seed)
-    assert again.graphed and abs(again.final_loss - fused.final_loss) < 1e-3
-    for name, a in fused.model.state_dict().items():
-        assert torch.allclose(a.float(), again.model.state_dict()[name].float(), atol=1e-3), name
+    for use_fused, fresh in ((True, fused), (False, graphed)):  # torch's fused Adam, then digits' Adam
+        trainer = DeviceTrainer(config, data, "graph", fused=use_fused)  # captured in its first run,
+        trainer.run(1)                                                   # replayed from the first step
+        graph = trainer.graph                                            # in the next
+        again = trainer.run(config.seed)
+        assert graph is not None and trainer.graph is graph and abs(again.final_loss - fresh.final_loss) < 1e-3
+        for name, a in fresh.model.state_dict().items():
+            assert torch.allclose(a.float(), again.model.state_dict()[name].float(), atol=1e-3), name
 
 
 def test_on_device_training_follows_label_smoothing_and_refuses_ema(tiny_mnist):
@@ -180,25 +182,59 @@ def test_gpu_benchmark_scores_an_ensemble_of_different_networks(monkeypatch):
     assert gpu.configure("best", members[3][1]).model.kwargs == {"width": 32, "depth": 2}
     assert gpu.configure("best", members[3][1]).optim == recipe("best").optim  # only the network differs
     data = gpu.tiny_data(torch.device("cpu"))
-    row = gpu.measure_ensemble("best-diverse", data, tiny=True)  # its first two members, tiny
+    scored = []  # which split each score read, and with how many models
+
+    def spy(models, images, labels, **kw):
+        scored.append(({id(data.val.images): "val", id(data.test.images): "test"}[id(images)], len(models),
+                       kw.get("tta", False)))
+        return real(models, images, labels, **kw)
+    real = gpu.evaluate_ensemble
+    monkeypatch.setattr(gpu, "evaluate_ensemble", spy)
+    saves = []
+    row = gpu.measure_ensemble("best-diverse", data, True, {"group": "best-diverse"}, lambda: saves.append(1))
     assert [m["seed"] for m in row["members"]] == [0, 1] and row["members"][0]["model"] == "bn-cnn"
+    assert scored == [("test", 1, False), ("val", 1, False)] * 2 + [
+        ("val", 2, False), ("val", 2, True), ("test", 2, False), ("test", 2, True)]
+    assert len(saves) == 3 and row["ensemble_size"] == 2  # saved after each member and at the end
     for key in ("ensemble_validation_accuracy", "ensemble_tta_validation_accuracy", "ensemble_test_accuracy",
                 "ensemble_tta_test_accuracy"):
         assert 0 <= row[key] <= 1
-    # scored on the split it names: one member alone scores what the ensemble of it scores
+    # one member: the ensemble scores what the member scored, on each split (both fp32)
     monkeypatch.setitem(gpu.ENSEMBLE_GROUPS, "one", members[:1])
-    row = gpu.measure_ensemble("one", data, tiny=True)
+    row = gpu.measure_ensemble("one", data, True, {})
     assert row["ensemble_validation_accuracy"] == row["members"][0]["validation_accuracy"]
-    # the trainer's test accuracy is in bf16, the ensemble's in fp32: equal on most images
-    assert abs(row["ensemble_test_accuracy"] - row["members"][0]["test_accuracy"]) <= 0.05
+    assert row["ensemble_test_accuracy"] == row["members"][0]["test_accuracy"]
+    # a failing member is recorded and the others go on; none starts once the budget is spent
+    monkeypatch.setitem(gpu.ENSEMBLE_GROUPS, "bad", [("best", {"network": ["no-such-net", {}]}, 0)] + members[:1])
+    row = gpu.measure_ensemble("bad", data, True, {})
+    assert "no-such-net" in row["members"][0]["error"] and row["ensemble_size"] == 1
+    budget = iter([1.0, 0.0])
+    row = gpu.measure_ensemble("best-diverse", data, True, {}, budget_left=lambda: next(budget))
+    assert len(row["members"]) == 1 and row["skipped_members"] == 1
 
 
-def test_gpu_benchmark_reuses_one_trainer_for_all_seeds_when_asked():
+def test_gpu_benchmark_reuses_one_trainer_for_all_seeds_when_asked(monkeypatch):
     gpu = _gpu_script()
     data = gpu.tiny_data(torch.device("cpu"))
     fresh = gpu.measure("fast16-fused", "fast", {"fused": True}, "graph", False, 2, data, tiny=True)
+    built, runs = [], []
+
+    class Counting(gpu.DeviceTrainer):
+        def __init__(self, *args):
+            built.append(1)
+            super().__init__(*args)
+
+        def run(self, seed):
+            runs.append(seed)
+            return super().run(seed)
+
+    def refuse(*args):
+        raise AssertionError("a fresh trainer per run")
+    monkeypatch.setattr(gpu, "DeviceTrainer", Counting)
+    monkeypatch.setattr(gpu, "train_on_device", refuse)
     reused = gpu.measure("fast16-fused-reuse", "fast", {"fused": True, "reuse": True}, "graph", False, 2, data, tiny=True)
-    assert reused["test_accuracy"] == fresh["test_accuracy"] and reused["overrides"]["reuse"] is True
+    assert built == [1] and runs == [100, 0, 1]  # one trainer: its warm-up run, then each seed
+    assert reused["test_accuracy"] == fresh["test_accuracy"] and reused["one_capture_for_all_seeds"] is True
     with pytest.raises(ValueError, match="no ensemble"):
         gpu.measure("best", "best", {"reuse": True}, "eager", False, 2, data, tiny=True)
 

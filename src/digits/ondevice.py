@@ -16,6 +16,7 @@ gradient clipping it does not do, and refuses (ValueError).
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -35,7 +36,7 @@ WARMUP_STEPS = 3  # eager steps on a side stream before a graph is captured, as 
 @dataclass
 class DeviceResult:
     test_accuracy: float
-    seconds: float  # model creation, training and the test pass, the device synchronised
+    seconds: float  # (re)creating the network, training and the test pass, the device synchronised
     steps: int
     final_loss: float
     graphed: bool  # whether the step was replayed from a CUDA graph
@@ -111,7 +112,8 @@ class DeviceTrainer:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if config.optim.ema_decay or config.optim.clip_grad_norm:
             raise ValueError("train_on_device does no weight EMA or gradient clipping; use digits.train.fit")
-        self.config, self.data, self.mode, self.bf16 = config, data, mode, bf16
+        # a copy: every run must build the network and batches the graph was captured with
+        self.config, self.data, self.mode, self.bf16 = copy.deepcopy(config), data, mode, bf16
         self.device = device = data.train.images.device
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         torch.manual_seed(config.seed)
@@ -134,9 +136,7 @@ class DeviceTrainer:
         """The seed's fresh network in the model's tensors, and the optimiser's state zeroed."""
         torch.manual_seed(seed)
         fresh = create_model(self.config.model.name, **self.config.model.kwargs)
-        with torch.no_grad():
-            for mine, new in zip(self.model.state_dict().values(), fresh.state_dict().values()):
-                mine.copy_(new)
+        self.model.load_state_dict(fresh.state_dict())  # copied into the same tensors, matched by name
         for state in self.optimizer.state.values():
             for key, value in state.items():
                 if torch.is_tensor(value):
@@ -145,7 +145,9 @@ class DeviceTrainer:
                     state[key] = type(value)(0)
 
     def run(self, seed: int) -> DeviceResult:
-        """Train from ``seed``'s initial network, then test; timed from here to the test's end."""
+        """Train from ``seed``'s initial network, then test; timed from here to the test's end (a
+        first run with the config's own seed uses the network __init__ made, untimed here:
+        ``train_on_device`` times both)."""
         config, data, device, bs = self.config, self.data, self.device, self.config.optim.batch_size
         _sync(device)
         start = time.perf_counter()
