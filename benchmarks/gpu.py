@@ -24,6 +24,7 @@ In ORDER (``--groups`` picks some):
     fast16-graph, fast16-graph-nchw, profile-nchw), torch's fused Adam (fast-fused,
     fast16-fused, fast16-compiled, wide-fused) and one graph capture for all seeds
     (fast16-fused-reuse, against fast16-fused)
+  - best-graph: the best recipe with its step captured in a CUDA graph (3 seeds)
   - best-diverse: an ensemble of different networks with the `best` recipe's training, its
     members declared in ENSEMBLE_GROUPS before any was scored (each member and the ensemble on
     validation and test)
@@ -53,7 +54,7 @@ from digits.recipes import recipe
 # name: (recipe, overrides, modes, bf16 options, seeds); ORDER runs the most wanted first, as
 # --budget-s may cut the rest
 ENSEMBLES = {"best"}  # groups whose runs are also scored as one ensemble
-SHORT_WARMUP = {"best"}  # groups whose warm-up run is 1 epoch (a full one costs as much as a timed run)
+SHORT_WARMUP = {"best", "best-graph"}  # groups whose warm-up run is 1 epoch (a full one costs as much as a timed run)
 # overrides: OptimConfig or RunConfig fields, plus "model" (the network's arguments), "network"
 # ([name, arguments]: another network), "augment" (AugmentConfig fields), "fused" (torch's fused
 # Adam, not a recipe's setting) and "reuse" (one digits.ondevice.DeviceTrainer for all the seeds:
@@ -78,6 +79,8 @@ GROUPS = {name: (recipe_name, overrides, modes, bf16s, seeds) for name, recipe_n
     ("wide-fused", "wide", {"fused": True}, ("graph",), (True,), 5),
     # the graph captured once for all seeds instead of once per run (and the 3 eager steps before it)
     ("fast16-fused-reuse", "fast", {**_FAST_16, "fused": True, "reuse": True}, ("graph",), (True,), 5),
+    # the best recipe's step as a CUDA graph (its SGD no longer reads the learning rate on the host)
+    ("best-graph", "best", {}, ("graph",), (True,), 3),
 ]}
 # name: members as (recipe, overrides, seed), declared before any of them was scored; each is
 # trained (eager, bf16) and scored alone, then their mean probability is scored, on the validation
@@ -93,7 +96,7 @@ ENSEMBLE_GROUPS = {
 }
 ORDER = ["fast", "profile", "fast-0.05s", "fast-0.05s-1ep", "seed", "wide", "0.995-1s", "best", "fast-compiled",  # groups, searches, profiles
          "fast-graph", "fast-graph-nchw", "fast16-graph", "fast16-graph-nchw", "profile-nchw",
-         "fast-fused", "fast16-fused", "fast16-compiled", "wide-fused", "fast16-fused-reuse", "best-diverse"]
+         "fast-fused", "fast16-fused", "fast16-compiled", "wide-fused", "fast16-fused-reuse", "best-diverse", "best-graph"]
 
 _NO_AUGMENT = {"rotate": 0.0, "zoom": 0.0, "shift": 0.0}
 # the `wide` recipe before the GPU sessions chose its settings (the searches' candidates override it)
