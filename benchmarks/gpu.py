@@ -94,9 +94,10 @@ ENSEMBLE_GROUPS = {
                      ("best", {"network": ["inception", {"width": 32}]}, 0),
                      ("best", {"network": ["inception", {"width": 32}]}, 1)],
 }
-ORDER = ["fast", "profile", "fast-0.05s", "fast-0.05s-1ep", "seed", "wide", "0.995-1s", "best", "fast-compiled",  # groups, searches, profiles
-         "fast-graph", "fast-graph-nchw", "fast16-graph", "fast16-graph-nchw", "profile-nchw",
-         "fast-fused", "fast16-fused", "fast16-compiled", "wide-fused", "fast16-fused-reuse", "best-diverse", "best-graph"]
+ORDER = ["fast", "profile", "fast-0.05s", "fast-0.05s-1ep", "seed", "wide", "0.995-1s", "best",  # groups, searches,
+         "fast-compiled", "fast-graph", "fast-graph-nchw", "fast16-graph", "fast16-graph-nchw",    # profiles, ensembles
+         "profile-nchw", "fast-fused", "fast16-fused", "fast16-compiled", "wide-fused", "fast16-fused-reuse",
+         "best-diverse", "best-graph"]
 
 _NO_AUGMENT = {"rotate": 0.0, "zoom": 0.0, "shift": 0.0}
 # the `wide` recipe before the GPU sessions chose its settings (the searches' candidates override it)
@@ -218,7 +219,8 @@ def measure(name, recipe_name, overrides, mode, bf16, seeds, data, tiny) -> dict
         warm = run(100, 1 if name in SHORT_WARMUP else None)  # compile, autotune, allocator: reported apart
         runs = [run(s) for s in range(seeds)]
     row = {"group": name, "recipe": recipe_name, "overrides": overrides, "mode": mode, "bf16": bf16,
-           "one_capture_for_all_seeds": reuse, "warmup_s": round(warm.seconds, 4), "graphed": runs[0].graphed, "steps": runs[0].steps,
+           "one_capture_for_all_seeds": reuse, "warmup_s": round(warm.seconds, 4), "graphed": runs[0].graphed,
+           "steps": runs[0].steps,
            "seconds": [round(r.seconds, 4) for r in runs], "median_s": round(statistics.median(r.seconds for r in runs), 4),
            "test_accuracy": [r.test_accuracy for r in runs],
            "mean_test_accuracy": sum(r.test_accuracy for r in runs) / len(runs)}
@@ -263,9 +265,10 @@ def measure_ensemble(name: str, data: MNIST, tiny: bool, row: dict, save=lambda:
             c.seed = seed
             r = train_on_device(c, data, "eager", True, backend(tiny))
             models.append(r.model)
-            member.update({"model": c.model.name, "seconds": round(r.seconds, 4), "test_accuracy_bf16": r.test_accuracy,
-                           "test_accuracy": evaluate_ensemble([r.model], data.test.images, data.test.labels).accuracy,
-                           "validation_accuracy": evaluate_ensemble([r.model], data.val.images, data.val.labels).accuracy})
+            member.update({
+                "model": c.model.name, "seconds": round(r.seconds, 4), "test_accuracy_bf16": r.test_accuracy,
+                "test_accuracy": evaluate_ensemble([r.model], data.test.images, data.test.labels).accuracy,
+                "validation_accuracy": evaluate_ensemble([r.model], data.val.images, data.val.labels).accuracy})
         except Exception as error:  # recorded, and the other members go on
             member["error"] = f"{type(error).__name__}: {error}"
         row["members"].append(member)
