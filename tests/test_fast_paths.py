@@ -143,29 +143,15 @@ def test_lean_optimizers_match_torch_and_share_its_state_layout():
     assert set(ours.state_dict()["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
 
 
-def test_adam_with_a_tensor_learning_rate_matches_a_float_one():
-    from digits.optimizers import Adam
+@pytest.mark.parametrize("name, settings", [("Adam", dict(betas=(0.7, 0.9))),
+                                            ("SGD", dict(momentum=0.9, weight_decay=5e-4, nesterov=True))])
+def test_a_tensor_learning_rate_trains_as_a_float_one(name, settings):
+    from digits import optimizers
 
     def train(lr):
         torch.manual_seed(0)
         model = create_model("fast")
-        optimizer = Adam(model.parameters(), lr=lr, betas=(0.7, 0.9))
-        for i in range(4):
-            optimizer.zero_grad()
-            model(_images(8, i)).logsumexp(1).sum().backward()
-            optimizer.step()
-        return torch.cat([p.detach().flatten() for p in model.parameters()])
-
-    assert torch.allclose(train(0.01), train(torch.tensor(0.01)), atol=1e-6)
-
-
-def test_sgd_with_a_tensor_learning_rate_matches_a_float_one():
-    from digits.optimizers import SGD
-
-    def train(lr):
-        torch.manual_seed(0)
-        model = create_model("fast")
-        optimizer = SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+        optimizer = getattr(optimizers, name)(model.parameters(), lr=lr, **settings)
         for i in range(4):
             optimizer.zero_grad()
             model(_images(8, i)).logsumexp(1).sum().backward()
