@@ -111,6 +111,25 @@ def test_unknown_model(tiny_mnist, tmp_path, capsys):
     assert "unknown model 'nope'" in err
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--model", "nope"], "unknown model"), (["--model", "protonet"], "not a classifier"),
+    (["--model", "fast", "--model-arg", "c1=0"], "bad arguments"), (["--ema-decay", "1"], "--ema-decay"),
+    (["--data-dir", "EMPTY", "--no-download"], "MNIST not found")])
+def test_a_run_that_cannot_start_leaves_no_folder_behind(tiny_mnist, tmp_path, capsys, flags, message):
+    (tmp_path / "empty").mkdir()
+    flags = [str(tmp_path / "empty") if f == "EMPTY" else f for f in flags]
+    data = [] if "--data-dir" in flags else ["--data-dir", str(tiny_mnist)]
+    for command in ("run", "train"):
+        out = tmp_path / "runs" / command
+        assert message in _error([command, *data, "--out", str(out), *FAST, *flags], capsys)
+        assert not out.exists()
+    kept = tmp_path / "kept"  # a folder that was there before is left as it was
+    (kept / "mine.txt").parent.mkdir()
+    (kept / "mine.txt").write_text("mine")
+    assert message in _error(["run", *data, "--out", str(kept), *FAST, *flags], capsys)
+    assert (kept / "mine.txt").read_text() == "mine"
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; see the file-in-the-way case")
 def test_read_only_output_folder(tiny_mnist, tmp_path, capsys):
     locked = tmp_path / "locked"

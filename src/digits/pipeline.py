@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from .evaluate import EvalResult, evaluate
 from .forked import run_both
 from .models import count_parameters
 from .report import render_report, write_json, write_text
-from .train import TrainResult, epoch_permutation, fit, resolve_device, set_threads
+from .train import TrainResult, check_startable, epoch_permutation, fit, resolve_device, set_threads
 
 
 @dataclass
@@ -97,8 +98,16 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
     distributed.init(resolve_device(config.device))  # joins torchrun's processes, if it started this one
     if not distributed.is_main():
         return _worker(config, resume)
-    out = prepare_out(out or default_out(config), config, figures and test)
-    data = _load(config)
+    check_startable(config)  # an option refused before the run folder is made leaves none behind
+    out = Path(out or default_out(config))
+    made = not out.exists()
+    out = prepare_out(out, config, figures and test)
+    try:
+        data = _load(config)
+    except DigitsError:  # no data (nor a way to download it): nothing ran, so no folder is left
+        if made:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     writer = _open_writer(out, config)
     try:
         trained = fit(config, data, out, resume, writer)

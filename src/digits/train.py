@@ -227,21 +227,29 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def check_startable(config: RunConfig, model: bool = True) -> None:
+    """The settings ``fit`` refuses before it trains, checked without data (with ``model``, by
+    building the network once): a DigitsError naming the first one at fault."""
+    if config.checkpoint_every < 0:
+        raise DigitsError(f"--checkpoint-every must not be negative, got {config.checkpoint_every}")
+    check_optim(config.optim)
+    check_augment(config.augment)
+    if model:
+        check_classifier(create_model(config.model.name, **config.model.kwargs), config.model.name)
+
+
 def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
         resume: str | Path | None = None, writer=None) -> TrainResult:
     """Train the configured model; checkpoint to ``out_dir/checkpoint.pt`` after every epoch.
 
     ``writer``: an optional TensorBoard SummaryWriter that receives the tutorial's curves."""
-    if config.checkpoint_every < 0:
-        raise DigitsError(f"--checkpoint-every must not be negative, got {config.checkpoint_every}")
+    check_startable(config, model=False)
     set_threads(config.threads)
     device = distributed.init(resolve_device(config.device))
     torch.manual_seed(config.seed)
     model = check_classifier(create_model(config.model.name, **config.model.kwargs), config.model.name).to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    check_optim(config.optim)
-    check_augment(config.augment)
     optimizer = make_optimizer(model, scaled_for_world(config.optim, distributed.world_size()))
     steps_per_epoch = math.ceil(distributed.shard_size(len(data.train)) / config.optim.batch_size)
     scheduler = make_scheduler(optimizer, config.optim, steps_per_epoch)
