@@ -15,6 +15,12 @@ def _gpu_script():
     return benchmark_script("gpu")
 
 
+def _assert_same_weights(a, b, atol):
+    """Two trained models' weights and buffers equal within ``atol``, named where they differ."""
+    for name, value in a.state_dict().items():
+        assert torch.allclose(value.float(), b.state_dict()[name].float(), atol=atol), name
+
+
 def test_onecycle_cos_is_torchs_one_cycle():
     from digits.config import OptimConfig
     from digits.optim import lr_factor
@@ -54,8 +60,7 @@ def test_on_device_training_follows_the_memory_format(tiny_mnist):
     assert nchw.model.conv2.weight.is_contiguous() and not nhwc.model.conv2.weight.is_contiguous()
     # the same training in another layout: float rounding apart (Adam lifts it to ~1e-4 in fc1,
     # whose gradients are tiny here); a mixed-up layout would train other weights altogether
-    for name, a in nhwc.model.state_dict().items():
-        assert torch.allclose(a.float(), nchw.model.state_dict()[name].float(), atol=1e-3), name
+    _assert_same_weights(nhwc.model, nchw.model, 1e-3)
 
 
 def test_on_device_training_with_torchs_fused_adam_trains_as_the_foreach_one(tiny_mnist):
@@ -64,8 +69,7 @@ def test_on_device_training_with_torchs_fused_adam_trains_as_the_foreach_one(tin
     config.optim.batch_size, config.test_batch_size = 50, 64
     foreach, fused = train_on_device(config, data, "eager"), train_on_device(config, data, "eager", fused=True)
     assert abs(foreach.final_loss - fused.final_loss) < 1e-4 and foreach.test_accuracy == fused.test_accuracy
-    for name, a in foreach.model.state_dict().items():
-        assert torch.allclose(a.float(), fused.model.state_dict()[name].float(), atol=1e-4), name
+    _assert_same_weights(foreach.model, fused.model, 1e-4)
     config = recipe("seed")  # SGD
     with pytest.raises(ValueError, match="fused=True is for Adam"):
         train_on_device(config, data, "eager", fused=True)
@@ -102,17 +106,15 @@ def test_graph_replay_on_a_gpu_trains_as_eager_steps_do(tiny_mnist):
     assert abs(eager.final_loss - graphed.final_loss) < 1e-3 and abs(eager.test_accuracy - graphed.test_accuracy) <= 0.02
     fused = train_on_device(config, data, "graph", fused=True)  # torch's fused Adam, captured
     assert fused.graphed
-    for name, a in eager.model.state_dict().items():  # the same weights, replayed or not, fused or not
-        for other in (graphed, fused):
-            assert torch.allclose(a.float(), other.model.state_dict()[name].float(), atol=1e-3), name
+    for other in (graphed, fused):  # the same weights, replayed or not, fused or not
+        _assert_same_weights(eager.model, other.model, 1e-3)
     for use_fused, fresh in ((True, fused), (False, graphed)):  # torch's fused Adam, then digits' Adam
         trainer = DeviceTrainer(config, data, "graph", fused=use_fused)  # captured in its first run,
         trainer.run(1)                                                   # replayed from the first step
         graph = trainer.graph                                            # in the next
         again = trainer.run(config.seed)
         assert graph is not None and trainer.graph is graph and abs(again.final_loss - fresh.final_loss) < 1e-3
-        for name, a in fresh.model.state_dict().items():
-            assert torch.allclose(a.float(), again.model.state_dict()[name].float(), atol=1e-3), name
+        _assert_same_weights(fresh.model, again.model, 1e-3)
 
 
 def test_on_device_training_follows_label_smoothing_and_refuses_ema(tiny_mnist):
