@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..convpool import conv_then_pool
 from .registry import register_model
 
 
@@ -35,7 +36,7 @@ class FastNet(nn.Module):
         self.pool = nn.MaxPool2d(2, ceil_mode=False) if pool else nn.Identity()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.bn1(self.pool(self.conv1(images))))
+        x = torch.relu(self.bn1(conv_then_pool(self.conv1, self.pool, images)))  # one CPU kernel (convpool.py)
         x = torch.relu(self.bn2(self.pool(self.conv2(x))))
         return self.fc2(torch.relu(self.fc1(x.flatten(1))))
 

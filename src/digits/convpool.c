@@ -1,0 +1,135 @@
+/* The first block of the seed and fast networks on the CPU: a 5x5 convolution of one-channel
+   28x28 images (stride 1, no padding) and the 2x2 max-pool after it, in one pass that never
+   writes the 24x24 convolution out, and the weights' gradient through both, summed only where
+   the max-pool let a gradient through. Built and loaded by convpool.py; plain C with GCC/Clang
+   vector types (AVX2 where the CPU has it), threads from OpenMP (torch's own runtime, which is
+   already loaded under the same name when this library is). */
+#include <stdint.h>
+#include <string.h>
+#include <omp.h>
+
+#define IN 28
+#define K 5
+#define OUT (IN - K + 1) /* 24 */
+#define P (OUT / 2)      /* 12 */
+
+typedef float v8 __attribute__((vector_size(32)));
+
+static inline v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
+static inline v8 splat(float f) { v8 v = {f, f, f, f, f, f, f, f}; return v; }
+
+typedef int i8 __attribute__((vector_size(32)));
+static const i8 EVENS = {0, 2, 4, 6, 8, 10, 12, 14}, ODDS = {1, 3, 5, 7, 9, 11, 13, 15};
+static const i8 EVENS4 = {0, 2, 4, 6, 0, 2, 4, 6}, ODDS4 = {1, 3, 5, 7, 1, 3, 5, 7};
+static inline v8 pair_evens(v8 a, v8 b) { return __builtin_shuffle(a, b, EVENS); }
+static inline v8 pair_odds(v8 a, v8 b) { return __builtin_shuffle(a, b, ODDS); }
+static inline v8 pick(i8 m, v8 yes, v8 no) { return (v8)(((i8)yes & m) | ((i8)no & ~m)); }
+
+/* The 2x2 windows whose top-left, top-right, bottom-left and bottom-right values are lanes of
+   tl, tr, bl, br: the first maximum in row-major order (a NaN wins, as in torch), stored with its
+   position (0..3) at a stride of c, for the first `lanes` lanes. */
+static inline void pool_store(v8 tl, v8 tr, v8 bl, v8 br, float *out, uint8_t *idx, int c, int lanes) {
+    i8 right_t = (tr > tl) | (tr != tr), right_b = (br > bl) | (br != br);
+    v8 top = pick(right_t, tr, tl), bottom = pick(right_b, br, bl);
+    i8 down = (bottom > top) | (bottom != bottom);
+    v8 best = pick(down, bottom, top);
+    i8 where = (down & (2 | (right_b & 1))) | (~down & (right_t & 1));
+    for (int l = 0; l < lanes; l++) {
+        out[l * c] = best[l];
+        if (idx) idx[l * c] = (uint8_t)where[l];
+    }
+}
+
+/* x: n one-channel 28x28 images; w: c x 5 x 5; b: c or NULL. out: n x 12 x 12 x c (channels
+   last), the max-pooled convolution; idx (or NULL): where in each 2x2 window the maximum was
+   (0..3, row-major), for the backward pass; the first maximum in that order wins, and a NaN
+   wins, as in torch. */
+void convpool_forward(const float *x, const float *w, const float *b, float *out, uint8_t *idx,
+                      int n, int c, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int img = 0; img < n; img++) {
+        const float *xi = x + (int64_t)img * IN * IN;
+        float *oi = out + (int64_t)img * P * P * c;
+        uint8_t *ii = idx ? idx + (int64_t)img * P * P * c : NULL;
+        for (int ch = 0; ch < c; ch++) {
+            const float *wc = w + ch * K * K;
+            v8 bias = splat(b ? b[ch] : 0.0f);
+            for (int pr = 0; pr < P; pr++) {
+                v8 a0 = bias, a1 = bias, a2 = bias, b0 = bias, b1 = bias, b2 = bias;
+                for (int kr = 0; kr < K; kr++) {
+                    const float *r0 = xi + (2 * pr + kr) * IN, *r1 = r0 + IN;
+                    for (int ks = 0; ks < K; ks++) {
+                        v8 wv = splat(wc[kr * K + ks]);
+                        a0 += wv * load8(r0 + ks); a1 += wv * load8(r0 + ks + 8); a2 += wv * load8(r0 + ks + 16);
+                        b0 += wv * load8(r1 + ks); b1 += wv * load8(r1 + ks + 8); b2 += wv * load8(r1 + ks + 16);
+                    }
+                }
+                float *ob = oi + (int64_t)pr * P * c + ch;
+                uint8_t *ib = ii ? ii + (int64_t)pr * P * c + ch : NULL;
+                pool_store(pair_evens(a0, a1), pair_odds(a0, a1), pair_evens(b0, b1), pair_odds(b0, b1), ob, ib, c, 8);
+                pool_store(__builtin_shuffle(a2, EVENS4), __builtin_shuffle(a2, ODDS4), __builtin_shuffle(b2, EVENS4),
+                           __builtin_shuffle(b2, ODDS4), ob + 8 * c, ib ? ib + 8 * c : NULL, c, 4);
+            }
+        }
+    }
+}
+
+/* The gradient of the weights (dw: c x 5 x 5) and of the bias (db: c, or NULL) from grad, the
+   gradient of the pooled output (n x 12 x 12 x c, channels last), with the idx of the forward
+   pass. Each thread sums a fixed share of the images into its own part of scratch (scratch_size
+   floats per thread); the parts are then added in thread order, so the result depends on the
+   thread count but never on timing. */
+int convpool_scratch_size(int c) { return (c * K * 8 + c + 15) / 16 * 16; /* whole cache lines */ }
+
+void convpool_backward(const float *x, const uint8_t *idx, const float *grad, float *dw, float *db,
+                       int n, int c, int threads, float *scratch) {
+    int stride = convpool_scratch_size(c);
+    memset(scratch, 0, sizeof(float) * (size_t)threads * stride);
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        float *mine = scratch + (int64_t)t * stride;
+        int lo = (int)((int64_t)n * t / nt), hi = (int)((int64_t)n * (t + 1) / nt);
+        for (int img = lo; img < hi; img++) {
+            float xi[IN * IN + 8]; /* a copy with room for the 8-wide reads past its last row */
+            memcpy(xi, x + (int64_t)img * IN * IN, sizeof(float) * IN * IN);
+            memset(xi + IN * IN, 0, sizeof(float) * 8);
+            const float *gi = grad + (int64_t)img * P * P * c;
+            const uint8_t *ii = idx + (int64_t)img * P * P * c;
+            for (int ch = 0; ch < c; ch++) {
+                v8 r0 = splat(0.0f), r1 = r0, r2 = r0, r3 = r0, r4 = r0; /* rows of the 5x5 (lanes 0-4) */
+                float sum = 0.0f;
+                for (int pos = 0; pos < P * P; pos++) {
+                    float g = gi[pos * c + ch];
+                    sum += g;
+                    if (g == 0.0f) continue; /* most are: the max-pool's other three, and the ReLU's zeros */
+                    int q = ii[pos * c + ch];
+                    const float *at = xi + (2 * (pos / P) + (q >> 1)) * IN + 2 * (pos % P) + (q & 1);
+                    v8 gv = splat(g);
+                    r0 += gv * load8(at); r1 += gv * load8(at + IN); r2 += gv * load8(at + 2 * IN);
+                    r3 += gv * load8(at + 3 * IN); r4 += gv * load8(at + 4 * IN);
+                }
+                v8 *acc = (v8 *)(mine + ch * K * 8);
+                v8 rows[K] = {r0, r1, r2, r3, r4};
+                for (int kr = 0; kr < K; kr++) {
+                    v8 a; memcpy(&a, acc + kr, sizeof a);
+                    a += rows[kr];
+                    memcpy(acc + kr, &a, sizeof a);
+                }
+                mine[c * K * 8 + ch] += sum;
+            }
+        }
+    }
+    for (int ch = 0; ch < c; ch++) {
+        for (int k = 0; k < K * K; k++) dw[ch * K * K + k] = 0.0f;
+        if (db) db[ch] = 0.0f;
+    }
+    for (int t = 0; t < threads; t++) {
+        const float *mine = scratch + (int64_t)t * stride;
+        for (int ch = 0; ch < c; ch++) {
+            for (int kr = 0; kr < K; kr++)
+                for (int ks = 0; ks < K; ks++) dw[(ch * K + kr) * K + ks] += mine[(ch * K + kr) * 8 + ks];
+            if (db) db[ch] += mine[c * K * 8 + ch];
+        }
+    }
+}

@@ -1,0 +1,190 @@
+"""The first block of the seed and fast networks (a 5x5 convolution of 28x28 one-channel images,
+then a 2x2 max-pool) as one CPU kernel, convpool.c: torch runs them as two operators through a
+24x24 output padded to oneDNN's channel blocks, and their backward through a mostly-zero
+gradient of that output; the kernel keeps each window's four values in registers, writes only the
+pooled 12x12 and sums the weights' gradient where the max-pool let a gradient through. A
+seed-recipe training step on the 2-core CPU takes about 40% less time (BENCHMARKS.md, "The first
+block as one kernel").
+
+    x = conv_then_pool(self.conv1, self.pool, images)   # pool(conv1(images)), fused when it can be
+
+The kernel is compiled on first use with the system's C compiler (``$CC``, else ``cc``; about half
+a second) into ``$XDG_CACHE_HOME/digits`` (``~/.cache/digits``), and loaded from there afterwards.
+Where it cannot be (no compiler, another platform, ``DIGITS_NO_KERNEL=1``) and for anything it does
+not cover (other shapes, dtypes or devices, an input that needs its own gradient, autocast, and
+tracing, exporting or torch.compile, which need torch's operators), the block runs as torch's
+conv2d and max_pool2d. The kernel's forward output is the same max-pooled convolution; its weight
+gradient is summed in another order, so it agrees with torch's to float rounding
+(tests/test_convpool.py).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+from torch import nn
+
+SOURCE = Path(__file__).with_name("convpool.c")
+SIDE, KERNEL, POOLED = 28, 5, 12  # what convpool.c is written for
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+_tried = False
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "digits"
+
+
+def _flags() -> list[str]:
+    flags = ["-O3", "-fPIC", "-shared", "-fopenmp"]
+    try:  # x86: AVX2 and FMA where this CPU has them (the library is cached per set of flags)
+        cpu = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpu = ""
+    cpu_flags = next((line.split(":", 1)[1].split() for line in cpu.splitlines() if line.startswith("flags")), [])
+    if {"avx2", "fma"} <= set(cpu_flags):
+        flags += ["-mavx2", "-mfma"]
+    return flags
+
+
+def _build() -> ctypes.CDLL | None:
+    """Compile (or find the compiled) library and load it; None where that cannot be done."""
+    if not sys.platform.startswith("linux") or os.environ.get("DIGITS_NO_KERNEL", "") not in ("", "0"):
+        return None
+    compiler = shutil.which(os.environ.get("CC") or "cc")
+    if compiler is None:
+        return None
+    source, flags = SOURCE.read_bytes(), _flags()
+    key = hashlib.sha256(source + " ".join([platform.machine(), *flags]).encode()).hexdigest()[:16]
+    for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"digits-{os.getuid()}"):
+        path = folder / f"convpool-{key}.so"
+        if not path.exists() and not _compile(compiler, flags, folder, path):
+            continue
+        try:
+            library = ctypes.CDLL(str(path))
+        except OSError:
+            continue
+        _declare(library)
+        return library
+    return None
+
+
+def _compile(compiler: str, flags: list[str], folder: Path, path: Path) -> bool:
+    """Compile into a file of our own, then rename it into place: processes building at the same
+    time never load a half-written library."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(dir=folder, suffix=".so.partial")
+        os.close(fd)
+    except OSError:
+        return False
+    try:
+        done = subprocess.run([compiler, *flags, "-o", partial, str(SOURCE)], capture_output=True, timeout=120)
+        if done.returncode == 0:
+            os.replace(partial, path)
+            return True
+        return False
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+def _declare(library: ctypes.CDLL) -> None:
+    p, i = ctypes.c_void_p, ctypes.c_int
+    library.convpool_forward.argtypes = [p, p, p, p, p, i, i, i]
+    library.convpool_forward.restype = None
+    library.convpool_backward.argtypes = [p, p, p, p, p, i, i, i, p]
+    library.convpool_backward.restype = None
+    library.convpool_scratch_size.argtypes = [i]
+    library.convpool_scratch_size.restype = i
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel, built on the first call; None where it is not available."""
+    global _library, _tried
+    if not _tried:
+        with _lock:
+            if not _tried:
+                _library = _build()
+                _tried = True
+    return _library
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class _ConvPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, images, weight, bias):
+        lib, n, c = library(), images.shape[0], weight.shape[0]
+        out = torch.empty((n, c, POOLED, POOLED), memory_format=torch.channels_last)
+        train = weight.requires_grad or (bias is not None and bias.requires_grad)
+        where = torch.empty((n, POOLED, POOLED, c), dtype=torch.uint8) if train else None
+        w = weight.detach().reshape(c, KERNEL * KERNEL).contiguous()
+        b = None if bias is None else bias.detach().contiguous()
+        lib.convpool_forward(_ptr(images), _ptr(w), _ptr(b), _ptr(out), _ptr(where), n, c, torch.get_num_threads())
+        if train:
+            ctx.save_for_backward(images, where)
+            ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        images, where = ctx.saved_tensors
+        lib, (n, c), threads = library(), (images.shape[0], where.shape[-1]), torch.get_num_threads()
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        dw = torch.empty((c, 1, KERNEL, KERNEL))
+        db = torch.empty(c) if ctx.has_bias else None
+        scratch = torch.empty(threads * lib.convpool_scratch_size(c))
+        lib.convpool_backward(_ptr(images), _ptr(where), _ptr(grad), _ptr(dw), _ptr(db), n, c, threads, _ptr(scratch))
+        return None, dw, db
+
+
+def fusable(conv: nn.Module, pool: nn.Module, images: torch.Tensor) -> bool:
+    """Whether pool(conv(images)) can run as the kernel (it is built on the first call that can)."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return False
+    if not (isinstance(conv, nn.Conv2d) and isinstance(pool, nn.MaxPool2d)):
+        return False
+    weight, bias = conv.weight, conv.bias
+    plain = (torch.Tensor, nn.Parameter)  # not a tracer's fake or functional tensor
+    if type(images) is not torch.Tensor or type(weight) not in plain or (bias is not None and type(bias) not in plain):
+        return False
+    if images.shape[1:] != (1, SIDE, SIDE) or images.shape[0] == 0 or conv.out_channels == 0 or images.requires_grad:
+        return False
+    if not (images.is_contiguous() or images.is_contiguous(memory_format=torch.channels_last)):
+        return False
+    if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in (images, weight, *([bias] if bias is not None else []))):
+        return False
+    if (conv.in_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups) != (
+            1, (KERNEL, KERNEL), (1, 1), (0, 0), (1, 1), 1) or conv.padding_mode != "zeros":
+        return False
+    if (_pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size), _pair(pool.padding), _pair(pool.dilation),
+            pool.ceil_mode, pool.return_indices) != ((2, 2), (2, 2), (0, 0), (1, 1), False, False):
+        return False
+    if torch.is_autocast_enabled("cpu"):
+        return False
+    return library() is not None
+
+
+def _pair(v) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def conv_then_pool(conv: nn.Module, pool: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """pool(conv(images)), as the kernel where fusable() says it can be (channels-last output)."""
+    if fusable(conv, pool, images):
+        return _ConvPool.apply(images, conv.weight, conv.bias)
+    return pool(conv(images))

@@ -1,0 +1,208 @@
+"""The first block as one CPU kernel (digits/convpool.py): the same outputs and gradients as
+torch's conv2d + max_pool2d, torch's operators wherever the kernel does not apply, and the build."""
+import shutil
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from digits import convpool
+from digits.models import create_model
+
+CL = torch.channels_last
+has_compiler = sys.platform.startswith("linux") and shutil.which("cc") is not None
+needs_kernel = pytest.mark.skipif(not has_compiler, reason="the kernel is built with a C compiler on Linux")
+
+
+def _images(n, seed=0, blank=True):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(n, 1, 28, 28, generator=g)
+    if blank:
+        images[:, :, :9] = -0.4242  # MNIST's blank background: all four values of a window tie
+    return images
+
+
+def _block(c, bias, seed=0):
+    torch.manual_seed(seed)
+    return nn.Conv2d(1, c, 5, bias=bias), nn.MaxPool2d(2)
+
+
+def _torch_block(conv, pool, images):
+    return pool(conv(images))
+
+
+@needs_kernel
+def test_the_kernel_is_built_where_there_is_a_compiler():
+    # a compile error would otherwise only show as torch's slower path
+    assert convpool.library() is not None
+
+
+@needs_kernel
+@pytest.mark.parametrize("n, c, bias, threads", [(256, 10, True, 2), (3, 8, False, 2), (257, 10, True, 1),
+                                                 (1, 20, True, 2)])
+def test_forward_and_weight_gradients_are_torchs(n, c, bias, threads):
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        conv, pool = _block(c, bias)
+        images = _images(n).contiguous(memory_format=CL)
+        assert convpool.fusable(conv, pool, images)
+        ours = convpool.conv_then_pool(conv, pool, images)
+        theirs = _torch_block(conv, pool, images)
+        assert ours.shape == theirs.shape == (n, c, 12, 12) and ours.is_contiguous(memory_format=CL)
+        assert torch.allclose(ours, theirs, atol=1e-5, rtol=1e-5)
+        g = torch.Generator().manual_seed(1)  # a gradient with the ReLU's zeros in it
+        grad = torch.randn(theirs.shape, generator=g) * (torch.rand(theirs.shape, generator=g) > 0.5)
+        mine = torch.autograd.grad(ours, [p for p in conv.parameters()], grad)
+        torchs = torch.autograd.grad(theirs, [p for p in conv.parameters()], grad)
+        for a, b in zip(mine, torchs):
+            assert a.shape == b.shape
+            assert (a - b).abs().max() <= 1e-5 * b.abs().max() + 1e-6  # the same sums in another order
+    finally:
+        torch.set_num_threads(old)
+
+
+@needs_kernel
+def test_each_window_routes_its_gradient_to_torchs_maximum():
+    """A window whose maximum is at a known place: the weight gradient is that place's patch."""
+    conv, pool = nn.Conv2d(1, 1, 5, bias=False), nn.MaxPool2d(2)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 2, 2] = 1.0  # the convolution reads the centre pixel: output = x[r+2, s+2]
+    for place in range(4):
+        images = torch.zeros(1, 1, 28, 28)
+        images[0, 0, 2 + place // 2, 2 + place % 2] = 5.0  # in output window (0, 0)
+        images[0, 0, 2, 2] += 1e-3  # a lower second value, to be passed over
+        out = convpool.conv_then_pool(conv, pool, images)
+        assert out[0, 0, 0, 0] == 5.0 + (1e-3 if place == 0 else 0.0)
+        grad = torch.zeros_like(out)
+        grad[0, 0, 0, 0] = 1.0
+        (dw,) = torch.autograd.grad(out, [conv.weight], grad)
+        (expected,) = torch.autograd.grad(_torch_block(conv, pool, images), [conv.weight], grad)
+        assert torch.equal(dw, expected)  # the 5x5 patch at the maximum's place
+        assert dw[0, 0, 2, 2] > 1.0
+
+
+@needs_kernel
+def test_ties_and_nans_as_torch():
+    conv, pool = _block(10, True)
+    images = _images(4)
+    images[1, 0, 20, 20] = float("nan")
+    ours, theirs = convpool.conv_then_pool(conv, pool, images), _torch_block(conv, pool, images)
+    assert torch.equal(ours.isnan(), theirs.isnan()) and ours.isnan().any()
+    assert torch.allclose(ours.nan_to_num(), theirs.nan_to_num(), atol=1e-5)
+
+
+@needs_kernel
+def test_the_same_result_every_time():
+    conv, pool = _block(10, True)
+    images, grad = _images(64), torch.randn(64, 10, 12, 12)
+    runs = [torch.autograd.grad(convpool.conv_then_pool(conv, pool, images), [conv.weight], grad)[0] for _ in range(3)]
+    assert all(torch.equal(runs[0], r) for r in runs[1:])  # thread order fixed: no timing in the sums
+
+
+@needs_kernel
+def test_the_seed_network_trains_as_with_torchs_operators(monkeypatch):
+    def train(fused):
+        torch.manual_seed(0)
+        model = create_model("seed").to(memory_format=CL)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.5)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(5):
+            images, labels = _images(64, int(torch.randint(0, 99, (1,), generator=g))), torch.randint(0, 10, (64,), generator=g)
+            optimizer.zero_grad()
+            F.cross_entropy(model(images.contiguous(memory_format=CL)), labels).backward()
+            optimizer.step()
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    fused = train(True)
+    calls, real = [], convpool._ConvPool
+
+    class Spy:
+        @staticmethod
+        def apply(*args):
+            calls.append(1)
+            return real.apply(*args)
+
+    with monkeypatch.context() as m:
+        m.setattr(convpool, "_ConvPool", Spy)
+        create_model("seed")(_images(2))  # the seed network does reach the kernel
+        create_model("fast")(_images(2))  # and so does the fast one
+        assert len(calls) == 2
+    monkeypatch.setattr(convpool, "fusable", lambda *args: False)
+    plain = train(False)
+    assert not torch.equal(fused, plain)  # the kernel did run (its sums are in another order)
+    assert torch.allclose(fused, plain, atol=1e-5)
+
+
+@needs_kernel
+def test_whatever_the_kernel_does_not_cover_runs_as_torch():
+    conv, pool = _block(10, True)
+    images = _images(2)
+    assert convpool.fusable(conv, pool, images)
+    assert not convpool.fusable(conv, pool, images.double())
+    assert not convpool.fusable(conv, pool, torch.randn(2, 1, 32, 32))
+    assert not convpool.fusable(conv, pool, torch.randn(0, 1, 28, 28))
+    assert not convpool.fusable(conv, pool, images[:, :, :, ::1].transpose(2, 3))  # not contiguous
+    assert not convpool.fusable(nn.Conv2d(1, 0, 5), pool, images)  # torch's error for it, not an empty output
+    assert not convpool.fusable(nn.Conv2d(1, 10, 5, padding=2), pool, images)
+    assert not convpool.fusable(nn.Conv2d(1, 10, 3), pool, images)
+    assert not convpool.fusable(nn.Conv2d(1, 10, 5, stride=2), pool, images)
+    assert not convpool.fusable(conv, nn.MaxPool2d(2, ceil_mode=True), images)
+    assert not convpool.fusable(conv, nn.MaxPool2d(3), images)
+    assert not convpool.fusable(conv, nn.Identity(), images)
+    with torch.autocast("cpu", torch.bfloat16):
+        assert not convpool.fusable(conv, pool, images)
+    # an input that needs its own gradient (saliency): torch's path, which gives it one
+    x = images.clone().requires_grad_()
+    assert not convpool.fusable(conv, pool, x)
+    (gx,) = torch.autograd.grad(convpool.conv_then_pool(conv, pool, x).sum(), [x])
+    assert gx.abs().sum() > 0
+
+
+@needs_kernel
+def test_tracing_and_export_see_torchs_operators(tmp_path):
+    model = create_model("seed").eval()
+    images = _images(2)
+    traced = torch.jit.trace(model, images)
+    kinds = {node.kind() for node in traced.graph.nodes()}
+    assert "prim::PythonOp" not in kinds  # a custom Function would trace as one and not export
+    with torch.no_grad():
+        assert torch.allclose(traced(images), model(images), atol=1e-5)
+
+
+def test_without_a_compiler_torchs_operators_run(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(convpool, "_library", None)
+    monkeypatch.setattr(convpool, "_tried", False)
+    monkeypatch.setattr(convpool.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    monkeypatch.setenv("CC", "no-such-compiler")
+    conv, pool = _block(10, True)
+    assert convpool.library() is None and not convpool.fusable(conv, pool, _images(2))
+    assert torch.equal(convpool.conv_then_pool(conv, pool, _images(2)), _torch_block(conv, pool, _images(2)))
+
+
+def test_a_failing_compile_leaves_nothing_behind(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(convpool.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    monkeypatch.setenv("CC", shutil.which("false") or "false")
+    assert convpool._build() is None
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_digits_no_kernel_turns_it_off(monkeypatch):
+    monkeypatch.setenv("DIGITS_NO_KERNEL", "1")
+    assert convpool._build() is None
+
+
+@needs_kernel
+def test_built_once_then_loaded_from_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = convpool._build()
+    built = list((tmp_path / "digits").glob("convpool-*.so"))
+    assert first is not None and len(built) == 1
+    monkeypatch.setenv("CC", shutil.which("false") or "false")  # no compiling the second time
+    assert convpool._build() is not None
+    assert list((tmp_path / "digits").glob("*")) == built
