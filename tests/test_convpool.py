@@ -1,5 +1,5 @@
-"""The first block as one CPU kernel (digits/convpool.py): the same outputs and gradients as
-torch's conv2d + max_pool2d, torch's operators wherever the kernel does not apply, and the build."""
+"""The seed network's blocks as CPU kernels (digits/convpool.py): the same outputs and gradients
+as torch's conv2d + max_pool2d, torch's operators wherever a kernel does not apply, and the build."""
 import shutil
 import sys
 
@@ -65,6 +65,31 @@ def test_forward_and_weight_gradients_are_torchs(n, c, bias, threads):
 
 
 @needs_kernel
+@pytest.mark.parametrize("n, ci, co, bias, threads, input_grad", [
+    (256, 10, 20, True, 2, True), (3, 10, 20, False, 2, True), (257, 7, 5, True, 1, True), (2, 32, 3, True, 2, False)])
+def test_second_block_forward_and_gradients_are_torchs(n, ci, co, bias, threads, input_grad):
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        conv, pool = nn.Conv2d(ci, co, 5, bias=bias), nn.MaxPool2d(2)
+        g = torch.Generator().manual_seed(2)
+        maps = torch.randn(n, ci, 12, 12, generator=g).relu().contiguous(memory_format=CL)  # ReLU's zeros tie too
+        maps.requires_grad_(input_grad)
+        assert convpool.fusable(conv, pool, maps) == "second"
+        ours, theirs = convpool.conv_then_pool(conv, pool, maps), _torch_block(conv, pool, maps)
+        assert ours.shape == theirs.shape == (n, co, 4, 4) and ours.is_contiguous(memory_format=CL)
+        assert torch.allclose(ours, theirs, atol=1e-5, rtol=1e-5)
+        grad = torch.randn(theirs.shape, generator=g) * (torch.rand(theirs.shape, generator=g) > 0.5)
+        wrt = [maps] * input_grad + list(conv.parameters())
+        for a, b in zip(torch.autograd.grad(ours, wrt, grad), torch.autograd.grad(theirs, wrt, grad)):
+            assert a.shape == b.shape
+            assert (a - b).abs().max() <= 1e-5 * b.abs().max() + 1e-6
+    finally:
+        torch.set_num_threads(old)
+
+
+@needs_kernel
 def test_each_window_routes_its_gradient_to_torchs_maximum():
     """A window whose maximum is at a known place: the weight gradient is that place's patch."""
     conv, pool = nn.Conv2d(1, 1, 5, bias=False), nn.MaxPool2d(2)
@@ -118,19 +143,19 @@ def test_the_seed_network_trains_as_with_torchs_operators(monkeypatch):
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
     fused = train(True)
-    calls, real = [], convpool._ConvPool
+    calls = []
 
-    class Spy:
-        @staticmethod
-        def apply(*args):
-            calls.append(1)
-            return real.apply(*args)
+    def spy(name):
+        real = getattr(convpool, name)
+        return type(name, (), {"apply": staticmethod(lambda *args: calls.append(name) or real.apply(*args))})
 
     with monkeypatch.context() as m:
-        m.setattr(convpool, "_ConvPool", Spy)
-        create_model("seed")(_images(2))  # the seed network does reach the kernel
-        create_model("fast")(_images(2))  # and so does the fast one
-        assert len(calls) == 2
+        for name in ("_FirstBlock", "_SecondBlock"):
+            m.setattr(convpool, name, spy(name))
+        create_model("seed").to(memory_format=CL)(_images(2))  # the seed network runs both blocks as kernels
+        assert calls == ["_FirstBlock", "_SecondBlock"]
+        create_model("fast")(_images(2))  # the fast one its first (its second convolution is 3x3)
+        assert calls[2:] == ["_FirstBlock"]
     monkeypatch.setattr(convpool, "fusable", lambda *args: False)
     plain = train(False)
     assert not torch.equal(fused, plain)  # the kernel did run (its sums are in another order)
@@ -153,6 +178,11 @@ def test_whatever_the_kernel_does_not_cover_runs_as_torch():
     assert not convpool.fusable(conv, nn.MaxPool2d(2, ceil_mode=True), images)
     assert not convpool.fusable(conv, nn.MaxPool2d(3), images)
     assert not convpool.fusable(conv, nn.Identity(), images)
+    maps = torch.randn(2, 10, 12, 12)
+    assert convpool.fusable(nn.Conv2d(10, 20, 5), pool, maps.contiguous(memory_format=CL)) == "second"
+    assert not convpool.fusable(nn.Conv2d(10, 20, 5), pool, maps)  # the second block takes channels last only
+    assert not convpool.fusable(nn.Conv2d(33, 20, 5), pool, torch.randn(2, 33, 12, 12).contiguous(memory_format=CL))
+    assert not convpool.fusable(nn.Conv2d(10, 20, 3), pool, maps.contiguous(memory_format=CL))
     with torch.autocast("cpu", torch.bfloat16):
         assert not convpool.fusable(conv, pool, images)
     # an input that needs its own gradient (saliency): torch's path, which gives it one

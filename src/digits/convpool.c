@@ -1,10 +1,11 @@
-/* The first block of the seed and fast networks on the CPU: a 5x5 convolution of one-channel
-   28x28 images (stride 1, no padding) and the 2x2 max-pool after it, in one pass that never
-   writes the 24x24 convolution out, and the weights' gradient through both, summed only where
-   the max-pool let a gradient through. Built and loaded by convpool.py; plain C with GCC/Clang
+/* The seed network's two blocks (and the fast network's first) on the CPU: a 5x5 convolution
+   (stride 1, no padding) and the 2x2 max-pool after it, in one pass that never writes the
+   convolution's output out; and the gradients through both, summed only where the max-pool let a
+   gradient through. First block: one-channel 28x28 images to 12x12; second: 12x12 to 4x4. Built and loaded by convpool.py; plain C with GCC/Clang
    vector types (AVX2 where the CPU has it), threads from OpenMP (torch's own runtime, which is
    already loaded under the same name when this library is). */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <omp.h>
 
@@ -76,15 +77,14 @@ void convpool_forward(const float *x, const float *w, const float *b, float *out
 
 /* The gradient of the weights (dw: c x 5 x 5) and of the bias (db: c, or NULL) from grad, the
    gradient of the pooled output (n x 12 x 12 x c, channels last), with the idx of the forward
-   pass. Each thread sums a fixed share of the images into its own part of scratch (scratch_size
-   floats per thread); the parts are then added in thread order, so the result depends on the
-   thread count but never on timing. */
-int convpool_scratch_size(int c) { return (c * K * 8 + c + 15) / 16 * 16; /* whole cache lines */ }
-
-void convpool_backward(const float *x, const uint8_t *idx, const float *grad, float *dw, float *db,
-                       int n, int c, int threads, float *scratch) {
-    int stride = convpool_scratch_size(c);
-    memset(scratch, 0, sizeof(float) * (size_t)threads * stride);
+   pass. Each thread sums a fixed share of the images into its own part of a scratch buffer; the
+   parts are then added in thread order, so the result depends on the thread count but never on
+   timing. Returns 0, or -1 if memory ran out. */
+int convpool_backward(const float *x, const uint8_t *idx, const float *grad, float *dw, float *db,
+                      int n, int c, int threads) {
+    int stride = (c * K * 8 + c + 15) / 16 * 16; /* whole cache lines per thread */
+    float *scratch = calloc((size_t)threads * stride, sizeof(float));
+    if (!scratch) return -1;
 #pragma omp parallel num_threads(threads)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -132,4 +132,126 @@ void convpool_backward(const float *x, const uint8_t *idx, const float *grad, fl
             if (db) db[ch] += mine[c * K * 8 + ch];
         }
     }
+    free(scratch);
+    return 0;
+}
+
+/* The seed network's second block: a 5x5 convolution of ci-channel 12x12 maps (channels last,
+   ci <= MAXC) into co channels of 8x8, and the 2x2 max-pool to 4x4. */
+#define S2 12
+#define O2 (S2 - K + 1) /* 8 */
+#define P2 (O2 / 2)     /* 4 */
+#define MAXC 32
+
+/* x: n x 12 x 12 x ci; w: co x ci x 5 x 5; b: co or NULL. out, idx: n x 4 x 4 x co (channels
+   last), as convpool_forward's. */
+void convpool2_forward(const float *x, const float *w, const float *b, float *out, uint8_t *idx,
+                       int n, int ci, int co, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int img = 0; img < n; img++) {
+        float planes[MAXC][S2 * S2]; /* this image's channels, each a contiguous 12x12 plane */
+        const float *xi = x + (int64_t)img * S2 * S2 * ci;
+        for (int p = 0; p < S2 * S2; p++)
+            for (int c = 0; c < ci; c++) planes[c][p] = xi[p * ci + c];
+        float *oi = out + (int64_t)img * P2 * P2 * co;
+        uint8_t *ii = idx ? idx + (int64_t)img * P2 * P2 * co : NULL;
+        for (int oc = 0; oc < co; oc++) {
+            v8 row[O2]; /* the 8x8 output, a row per vector */
+            for (int r = 0; r < O2; r++) row[r] = splat(b ? b[oc] : 0.0f);
+            for (int c = 0; c < ci; c++) {
+                const float *wc = w + ((int64_t)oc * ci + c) * K * K, *plane = planes[c];
+                for (int kr = 0; kr < K; kr++)
+                    for (int ks = 0; ks < K; ks++) {
+                        v8 wv = splat(wc[kr * K + ks]);
+                        for (int r = 0; r < O2; r++) row[r] += wv * load8(plane + (r + kr) * S2 + ks);
+                    }
+            }
+            for (int pr = 0; pr < P2; pr++)
+                pool_store(__builtin_shuffle(row[2 * pr], EVENS4), __builtin_shuffle(row[2 * pr], ODDS4),
+                           __builtin_shuffle(row[2 * pr + 1], EVENS4), __builtin_shuffle(row[2 * pr + 1], ODDS4),
+                           oi + pr * P2 * co + oc, ii ? ii + pr * P2 * co + oc : NULL, co, P2);
+        }
+    }
+}
+
+/* From grad (n x 4 x 4 x co, channels last) and the forward's idx: dx (n x 12 x 12 x ci, channels
+   last; NULL when not wanted), dw (co x ci x 5 x 5) and db (co, or NULL). Only the windows'
+   maxima with a non-zero gradient contribute. dw and db are summed per thread and added in thread
+   order, as in convpool_backward. Returns 0, or -1 if memory ran out. */
+int convpool2_backward(const float *x, const uint8_t *idx, const float *grad, const float *w, float *dx,
+                       float *dw, float *db, int n, int ci, int co, int threads) {
+    int cp = (ci + 7) / 8 * 8; /* channels padded to whole vectors */
+    int64_t per_thread = ((int64_t)co * K * K * cp + co + 15) / 16 * 16;
+    float *wt = calloc((size_t)co * K * K * cp, sizeof(float)); /* w as [oc][kr][ks][channel] */
+    float *sums = calloc((size_t)threads * per_thread, sizeof(float));
+    if (!wt || !sums) {
+        free(wt);
+        free(sums);
+        return -1;
+    }
+    for (int oc = 0; oc < co; oc++)
+        for (int c = 0; c < ci; c++)
+            for (int k = 0; k < K * K; k++) wt[((int64_t)oc * K * K + k) * cp + c] = w[((int64_t)oc * ci + c) * K * K + k];
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        float *mine = sums + t * per_thread; /* [oc][kr][ks][channel], then co bias sums */
+        int lo = (int)((int64_t)n * t / nt), hi = (int)((int64_t)n * (t + 1) / nt);
+        float xl[S2 * S2 * MAXC], dxl[S2 * S2 * MAXC]; /* this image, channels padded to cp */
+        for (int img = lo; img < hi; img++) {
+            const float *xi = x + (int64_t)img * S2 * S2 * ci;
+            for (int p = 0; p < S2 * S2; p++) {
+                memcpy(xl + p * cp, xi + p * ci, sizeof(float) * ci);
+                memset(xl + p * cp + ci, 0, sizeof(float) * (cp - ci));
+            }
+            if (dx) memset(dxl, 0, sizeof(float) * S2 * S2 * cp);
+            const float *gi = grad + (int64_t)img * P2 * P2 * co;
+            const uint8_t *ii = idx + (int64_t)img * P2 * P2 * co;
+            for (int pos = 0; pos < P2 * P2; pos++) {
+                for (int oc = 0; oc < co; oc++) {
+                    float g = gi[pos * co + oc];
+                    mine[(int64_t)co * K * K * cp + oc] += g;
+                    if (g == 0.0f) continue;
+                    int q = ii[pos * co + oc];
+                    int at = (2 * (pos / P2) + (q >> 1)) * S2 + 2 * (pos % P2) + (q & 1);
+                    v8 gv = splat(g);
+                    for (int kr = 0; kr < K; kr++)
+                        for (int ks = 0; ks < K; ks++) {
+                            int p = at + kr * S2 + ks;
+                            float *acc = mine + ((int64_t)oc * K * K + kr * K + ks) * cp;
+                            const float *wk = wt + ((int64_t)oc * K * K + kr * K + ks) * cp;
+                            for (int v = 0; v < cp; v += 8) {
+                                v8 a = load8(acc + v), d;
+                                a += gv * load8(xl + p * cp + v);
+                                memcpy(acc + v, &a, sizeof a);
+                                if (dx) {
+                                    d = load8(dxl + p * cp + v) + gv * load8(wk + v);
+                                    memcpy(dxl + p * cp + v, &d, sizeof d);
+                                }
+                            }
+                        }
+                }
+            }
+            if (dx) {
+                float *dxi = dx + (int64_t)img * S2 * S2 * ci;
+                for (int p = 0; p < S2 * S2; p++) memcpy(dxi + p * ci, dxl + p * cp, sizeof(float) * ci);
+            }
+        }
+    }
+    for (int oc = 0; oc < co; oc++) {
+        for (int c = 0; c < ci; c++)
+            for (int k = 0; k < K * K; k++) {
+                float s = 0.0f;
+                for (int t = 0; t < threads; t++) s += sums[t * per_thread + ((int64_t)oc * K * K + k) * cp + c];
+                dw[((int64_t)oc * ci + c) * K * K + k] = s;
+            }
+        if (db) {
+            float s = 0.0f;
+            for (int t = 0; t < threads; t++) s += sums[t * per_thread + (int64_t)co * K * K * cp + oc];
+            db[oc] = s;
+        }
+    }
+    free(wt);
+    free(sums);
+    return 0;
 }

@@ -34,7 +34,9 @@ import torch
 from torch import nn
 
 SOURCE = Path(__file__).with_name("convpool.c")
-SIDE, KERNEL, POOLED = 28, 5, 12  # what convpool.c is written for
+KERNEL, FIRST_SIDE, FIRST_POOLED, SECOND_SIDE, SECOND_POOLED = 5, 28, 12, 12, 4  # what convpool.c is written for
+MAX_CHANNELS = 32  # its second block's MAXC
+CL = torch.channels_last
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _tried = False
@@ -104,10 +106,12 @@ def _declare(library: ctypes.CDLL) -> None:
     p, i = ctypes.c_void_p, ctypes.c_int
     library.convpool_forward.argtypes = [p, p, p, p, p, i, i, i]
     library.convpool_forward.restype = None
-    library.convpool_backward.argtypes = [p, p, p, p, p, i, i, i, p]
-    library.convpool_backward.restype = None
-    library.convpool_scratch_size.argtypes = [i]
-    library.convpool_scratch_size.restype = i
+    library.convpool_backward.argtypes = [p, p, p, p, p, i, i, i]
+    library.convpool_backward.restype = i
+    library.convpool2_forward.argtypes = [p, p, p, p, p, i, i, i, i]
+    library.convpool2_forward.restype = None
+    library.convpool2_backward.argtypes = [p, p, p, p, p, p, p, i, i, i, i]
+    library.convpool2_backward.restype = i
 
 
 def library() -> ctypes.CDLL | None:
@@ -122,69 +126,118 @@ def library() -> ctypes.CDLL | None:
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
+    """The address of t's memory: t itself must outlive the call that uses it."""
     return None if t is None else t.data_ptr()
 
 
-class _ConvPool(torch.autograd.Function):
+class _FirstBlock(torch.autograd.Function):
+    """One-channel 28x28 images -> pooled c x 12 x 12; gradients for the weights and bias only."""
+
     @staticmethod
     def forward(ctx, images, weight, bias):
         lib, n, c = library(), images.shape[0], weight.shape[0]
-        out = torch.empty((n, c, POOLED, POOLED), memory_format=torch.channels_last)
-        train = weight.requires_grad or (bias is not None and bias.requires_grad)
-        where = torch.empty((n, POOLED, POOLED, c), dtype=torch.uint8) if train else None
-        w = weight.detach().reshape(c, KERNEL * KERNEL).contiguous()
-        b = None if bias is None else bias.detach().contiguous()
+        out = torch.empty((n, c, FIRST_POOLED, FIRST_POOLED), memory_format=CL)
+        where = torch.empty((n, FIRST_POOLED, FIRST_POOLED, c), dtype=torch.uint8) if _training(weight, bias) else None
+        w, b = _plain(weight), _plain(bias)  # named: a temporary's memory would be freed before the call
         lib.convpool_forward(_ptr(images), _ptr(w), _ptr(b), _ptr(out), _ptr(where), n, c, torch.get_num_threads())
-        if train:
-            ctx.save_for_backward(images, where)
-            ctx.has_bias = bias is not None
+        ctx.save_for_backward(images, where)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         images, where = ctx.saved_tensors
-        lib, (n, c), threads = library(), (images.shape[0], where.shape[-1]), torch.get_num_threads()
-        grad = grad.contiguous(memory_format=torch.channels_last)
+        n, c = images.shape[0], where.shape[-1]
         dw = torch.empty((c, 1, KERNEL, KERNEL))
-        db = torch.empty(c) if ctx.has_bias else None
-        scratch = torch.empty(threads * lib.convpool_scratch_size(c))
-        lib.convpool_backward(_ptr(images), _ptr(where), _ptr(grad), _ptr(dw), _ptr(db), n, c, threads, _ptr(scratch))
+        db = torch.empty(c) if ctx.needs_input_grad[2] else None
+        grad = grad.contiguous(memory_format=CL)
+        _check(library().convpool_backward(_ptr(images), _ptr(where), _ptr(grad), _ptr(dw), _ptr(db), n, c,
+                                           torch.get_num_threads()))
         return None, dw, db
 
 
-def fusable(conv: nn.Module, pool: nn.Module, images: torch.Tensor) -> bool:
-    """Whether pool(conv(images)) can run as the kernel (it is built on the first call that can)."""
+class _SecondBlock(torch.autograd.Function):
+    """ci x 12 x 12 maps (channels last) -> pooled co x 4 x 4; gradients for all three."""
+
+    @staticmethod
+    def forward(ctx, maps, weight, bias):
+        lib, (n, ci), co = library(), maps.shape[:2], weight.shape[0]
+        out = torch.empty((n, co, SECOND_POOLED, SECOND_POOLED), memory_format=CL)
+        train = maps.requires_grad or _training(weight, bias)
+        where = torch.empty((n, SECOND_POOLED, SECOND_POOLED, co), dtype=torch.uint8) if train else None
+        w, b = _plain(weight), _plain(bias)
+        lib.convpool2_forward(_ptr(maps), _ptr(w), _ptr(b), _ptr(out), _ptr(where), n, ci, co, torch.get_num_threads())
+        ctx.save_for_backward(maps, where, w)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        maps, where, w = ctx.saved_tensors
+        (n, ci), co = maps.shape[:2], w.shape[0]
+        dx = torch.empty((n, ci, SECOND_SIDE, SECOND_SIDE), memory_format=CL) if ctx.needs_input_grad[0] else None
+        dw = torch.empty((co, ci, KERNEL, KERNEL))
+        db = torch.empty(co) if ctx.needs_input_grad[2] else None
+        grad = grad.contiguous(memory_format=CL)
+        _check(library().convpool2_backward(_ptr(maps), _ptr(where), _ptr(grad), _ptr(w), _ptr(dx), _ptr(dw), _ptr(db),
+                                            n, ci, co, torch.get_num_threads()))
+        return dx, dw, db
+
+
+def _training(weight, bias) -> bool:
+    return weight.requires_grad or (bias is not None and bias.requires_grad)
+
+
+def _plain(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.detach().contiguous()
+
+
+def _check(code: int) -> None:
+    if code != 0:
+        raise MemoryError("out of memory in the convolution kernel's backward pass")
+
+
+def fusable(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> str | None:
+    """Which kernel can run pool(conv(x)): "first", "second", or None for torch's operators. The
+    library is built on the first call that finds one."""
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
-        return False
+        return None
     if not (isinstance(conv, nn.Conv2d) and isinstance(pool, nn.MaxPool2d)):
-        return False
+        return None
     weight, bias = conv.weight, conv.bias
     plain = (torch.Tensor, nn.Parameter)  # not a tracer's fake or functional tensor
-    if type(images) is not torch.Tensor or type(weight) not in plain or (bias is not None and type(bias) not in plain):
-        return False
-    if images.shape[1:] != (1, SIDE, SIDE) or images.shape[0] == 0 or conv.out_channels == 0 or images.requires_grad:
-        return False
-    if not (images.is_contiguous() or images.is_contiguous(memory_format=torch.channels_last)):
-        return False
-    if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in (images, weight, *([bias] if bias is not None else []))):
-        return False
-    if (conv.in_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups) != (
-            1, (KERNEL, KERNEL), (1, 1), (0, 0), (1, 1), 1) or conv.padding_mode != "zeros":
-        return False
+    if type(x) is not torch.Tensor or type(weight) not in plain or (bias is not None and type(bias) not in plain):
+        return None
+    if x.ndim != 4 or x.shape[0] == 0 or conv.out_channels == 0:
+        return None
+    if x.shape[1:] == (1, FIRST_SIDE, FIRST_SIDE) and not x.requires_grad and (
+            x.is_contiguous() or x.is_contiguous(memory_format=CL)):
+        kind = "first"
+    elif x.shape[2:] == (SECOND_SIDE, SECOND_SIDE) and 1 <= x.shape[1] <= MAX_CHANNELS and x.is_contiguous(
+            memory_format=CL):
+        kind = "second"
+    else:
+        return None
+    if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in (x, weight, *([bias] if bias is not None else []))):
+        return None
+    if (conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups, conv.padding_mode) != (
+            (KERNEL, KERNEL), (1, 1), (0, 0), (1, 1), 1, "zeros"):
+        return None
     if (_pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size), _pair(pool.padding), _pair(pool.dilation),
             pool.ceil_mode, pool.return_indices) != ((2, 2), (2, 2), (0, 0), (1, 1), False, False):
-        return False
+        return None
     if torch.is_autocast_enabled("cpu"):
-        return False
-    return library() is not None
+        return None
+    return kind if library() is not None else None
 
 
 def _pair(v) -> tuple:
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
-def conv_then_pool(conv: nn.Module, pool: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """pool(conv(images)), as the kernel where fusable() says it can be (channels-last output)."""
-    if fusable(conv, pool, images):
-        return _ConvPool.apply(images, conv.weight, conv.bias)
-    return pool(conv(images))
+def conv_then_pool(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """pool(conv(x)), as a kernel where fusable() finds one (its output is channels-last)."""
+    kind = fusable(conv, pool, x)
+    if kind == "first":
+        return _FirstBlock.apply(x, conv.weight, conv.bias)
+    if kind == "second":
+        return _SecondBlock.apply(x, conv.weight, conv.bias)
+    return pool(conv(x))
