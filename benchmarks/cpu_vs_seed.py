@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = next((p / "shared" for p in ROOT.parents if (p / "shared" / "peers").is_dir()), ROOT.parent / "shared")
 PEERS, DATA = SHARED / "peers", SHARED / "data" / "mnist"
 PROGRAMS = ("seed program", "digits run (seed recipe)", "digits run --recipe fast")
+# also measurable with --programs: the seed recipe on torch's own operators (digits/convpool.py off)
+NO_KERNELS = "digits run (seed recipe; DIGITS_NO_KERNEL=1)"
 
 
 def setup(venv: str) -> str:
@@ -54,9 +56,12 @@ def command(program: str, python: str, seed: int, threads: int, data: Path, out:
             "--data-dir", str(data), "--out", str(out)]
 
 
-def timed_run(cmd: list[str], out: Path) -> dict:
+def timed_run(cmd: list[str], out: Path, kernels: bool = True) -> dict:
     """Run one whole process; wall and CPU seconds, and the test accuracy it reports."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env.pop("DIGITS_NO_KERNEL", None)
+    if not kernels:
+        env["DIGITS_NO_KERNEL"] = "1"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -87,10 +92,11 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
             "median_wall_s": statistics.median(r["wall_s"] for r in rows),
             "median_cpu_s": statistics.median(r["cpu_s"] for r in rows),
             "mean_test_accuracy": sum(r["test_accuracy"] for r in rows) / len(rows)}
-    base = summary[PROGRAMS[0]]["median_wall_s"]
-    for program in summary:
-        if program != PROGRAMS[0]:
-            summary[program]["speedup_vs_seed_program"] = round(base / summary[program]["median_wall_s"], 2)
+    if PROGRAMS[0] in summary:  # without the seed program: medians only
+        base = summary[PROGRAMS[0]]["median_wall_s"]
+        for program in summary:
+            if program != PROGRAMS[0]:
+                summary[program]["speedup_vs_seed_program"] = round(base / summary[program]["median_wall_s"], 2)
     return summary
 
 
@@ -107,7 +113,8 @@ def table(result: dict) -> str:
     for program, rows in result["runs"].items():
         s = result["summary"][program]
         cells = [f"{r['test_accuracy']:.4f}, {r['wall_s']:.1f}" for r in rows]
-        speed = f"{s['speedup_vs_seed_program']:.2f}x" if "speedup_vs_seed_program" in s else "1x"
+        speed = f"{s['speedup_vs_seed_program']:.2f}x" if "speedup_vs_seed_program" in s else (
+            "1x" if program == PROGRAMS[0] else "-")
         lines.append(f"| {program} | " + " | ".join(cells) + f" | {s['mean_test_accuracy']:.4f} | "
                      f"{s['median_wall_s']:.1f} | {s['median_cpu_s']:.1f} | {speed} |")
     return "\n".join(lines)
@@ -121,12 +128,16 @@ def main() -> None:
                          "thread mostly waits for a descheduled one)")
     ap.add_argument("--venv", default="/tmp/seed-peer-venv", help="the peer environment (made if missing)")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("DIGITS_DATA_DIR", DATA)))
-    ap.add_argument("--programs", default=",".join(PROGRAMS), help="comma-separated subset, in run order")
+    ap.add_argument("--programs", default=",".join(PROGRAMS),
+                    help=f"comma-separated, in run order: any of {', '.join(PROGRAMS)}, {NO_KERNELS}")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "cpu.json")
     args = ap.parse_args()
     python = setup(args.venv)
     seeds = [int(s) for s in args.seeds.split(",")]
     programs = args.programs.split(",")
+    unknown = [p for p in programs if p not in (*PROGRAMS, NO_KERNELS)]
+    if unknown:
+        raise SystemExit(f"unknown program(s): {', '.join(unknown)}")
     result = {"date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"), "machine": machine(python),
               "threads": args.threads, "seeds": seeds, "load_average_start": os.getloadavg(),
               "runs": {p: [] for p in programs}}
@@ -136,7 +147,8 @@ def main() -> None:
             for program in round_order(programs, i):
                 out = Path(tmp) / f"{len(result['runs'][program])}-{program.split()[-1]}"
                 try:
-                    row = timed_run(command(program, python, seed, args.threads, args.data, out), out)
+                    row = timed_run(command(program, python, seed, args.threads, args.data, out), out,
+                                    kernels=program != NO_KERNELS)
                 except RuntimeError as error:
                     result["failed"] = str(error)
                     args.json.write_text(json.dumps(result, indent=2) + "\n")
@@ -145,7 +157,7 @@ def main() -> None:
                 args.json.write_text(json.dumps(result, indent=2) + "\n")
                 print(f"{program:28s} seed {seed}: {row}", file=sys.stderr, flush=True)
     result["load_average_end"] = os.getloadavg()
-    result["summary"] = summarise(result["runs"]) if PROGRAMS[0] in programs else {}
+    result["summary"] = summarise(result["runs"])
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     m = result["machine"]
     print(f"{result['date_utc']} UTC; {m['cores']}-core {m['cpu']}, torch {m['torch']}, {args.threads} thread(s); "

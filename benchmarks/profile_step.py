@@ -2,11 +2,13 @@
 format, the tutorial's ReLU-then-pool order against ours, thread counts, and torch.compile
 (its compile time reported apart). CPU and wall milliseconds per step, median of rounds.
 
-    PYTHONPATH=src python benchmarks/profile_step.py [--variants plain_nchw,plain_cl,ours_cl,compiled]
+    PYTHONPATH=src python benchmarks/profile_step.py [--variants plain_nchw,plain_cl,ours_cl,torch_ops_cl,compiled]
         [--threads 1,2] [--steps 20] [--rounds 5]
 
-Variants are run in turn within each round (A B C A B C ...), so machine load hits all alike.
-Prints a table and, last, one JSON line.
+`ours_cl` is the package's forward as a run trains it (with digits/convpool.py's kernels where it
+has them), `torch_ops_cl` the same with torch's operators for every block. Variants are run in
+turn within each round (A B C A B C ...), so machine load hits all alike. Prints a table and,
+last, one JSON line.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from digits import convpool
 from digits.models import create_model
 from digits.optim import make_optimizer
 from digits.recipes import recipe
@@ -30,6 +33,16 @@ def tutorial_forward(model, images):
     return model.fc(model.conv2(model.conv1(images)).flatten(1))
 
 
+def _without_kernels(model):
+    def forward(x):
+        previous = convpool.set_enabled(False)
+        try:
+            return model(x)
+        finally:
+            convpool.set_enabled(previous)
+    return forward
+
+
 def build(variant: str, recipe_name: str):
     config = recipe(recipe_name)
     torch.manual_seed(0)
@@ -39,6 +52,8 @@ def build(variant: str, recipe_name: str):
     forward = model
     if variant.startswith("plain"):
         forward = lambda x: tutorial_forward(model, x)  # noqa: E731
+    if variant == "torch_ops_cl":  # ours_cl with torch's operators for every block (no convpool kernels)
+        forward = _without_kernels(model)
     seconds = 0.0
     if variant == "compiled":
         forward = torch.compile(model)
@@ -67,6 +82,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
+    # A whole run frees its data-loading buffers before training, and glibc then serves blocks up to
+    # that size from its heap, keeping them for reuse. Without it, this script's steps faulted
+    # hundreds to thousands of fresh pages each (15-30% of a step here) that a real run does not.
+    warm = torch.empty(30 << 18)  # 30 MiB, freed: glibc's threshold for mmap rises to it
+    del warm
     results = []
     for threads in map(int, args.threads.split(",")):
         torch.set_num_threads(threads)

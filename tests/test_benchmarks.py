@@ -20,3 +20,23 @@ def test_rounds_alternate_the_order_of_the_programs():
     bench = _bench()
     order = [bench.round_order(["a", "b", "c"], i) for i in range(3)]
     assert order == [["a", "b", "c"], ["c", "b", "a"], ["a", "b", "c"]]
+
+
+def test_the_no_kernels_program_is_the_seed_recipe():
+    bench = _bench()
+    from pathlib import Path
+
+    cmd = bench.command(bench.NO_KERNELS, "python", 1, 2, Path("data"), Path("out"))
+    assert cmd == bench.command(bench.PROGRAMS[1], "python", 1, 2, Path("data"), Path("out"))
+    assert "--recipe" in cmd and cmd[cmd.index("--recipe") + 1] == "seed"
+
+
+def test_without_the_seed_program_the_summary_has_medians_and_no_speed_up():
+    bench = _bench()
+    row = lambda wall: {"wall_s": wall, "cpu_s": wall, "test_accuracy": 0.97}  # noqa: E731
+    runs = {"digits run (seed recipe)": [row(8), row(9), row(20)], bench.NO_KERNELS: [row(12), row(13), row(14)]}
+    summary = bench.summarise(runs)
+    assert summary[bench.NO_KERNELS]["median_wall_s"] == 13
+    assert all("speedup_vs_seed_program" not in s for s in summary.values())
+    result = {"seeds": [0, 1, 2], "runs": runs, "summary": summary}
+    assert "| 9.0 |" in bench.table(result) and "| - |" in bench.table(result)

@@ -156,8 +156,13 @@ def test_the_seed_network_trains_as_with_torchs_operators(monkeypatch):
         assert calls == ["_FirstBlock", "_SecondBlock"]
         create_model("fast")(_images(2))  # the fast one its first (its second convolution is 3x3)
         assert calls[2:] == ["_FirstBlock"]
-    monkeypatch.setattr(convpool, "fusable", lambda *args: False)
-    plain = train(False)
+    previous = convpool.set_enabled(False)
+    try:
+        assert convpool.fusable(*_block(10, True), _images(2)) is None
+        plain = train(False)
+    finally:
+        convpool.set_enabled(previous)
+    assert convpool.fusable(*_block(10, True), _images(2)) == "first"
     assert not torch.equal(fused, plain)  # the kernel did run (its sums are in another order)
     assert torch.allclose(fused, plain, atol=1e-5)
 

@@ -37,7 +37,7 @@ def _grads(model, logits):
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, CL])
 def test_seed_forward_is_the_tutorials_exactly(memory_format, monkeypatch):
     # torch's operators in both: the first block as one kernel is tests/test_convpool.py's
-    monkeypatch.setattr(convpool, "fusable", lambda *args: False)
+    monkeypatch.setattr(convpool, "_enabled", False)
     torch.manual_seed(0)
     model = create_model("seed").to(memory_format=memory_format)
     images = _images().contiguous(memory_format=memory_format)

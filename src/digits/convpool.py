@@ -40,6 +40,15 @@ CL = torch.channels_last
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _tried = False
+_enabled = True
+
+
+def set_enabled(enabled: bool) -> bool:
+    """Turn the kernels on or off in this process (off: torch's operators everywhere, as with
+    DIGITS_NO_KERNEL=1); returns the previous setting. For comparisons and tests."""
+    global _enabled
+    previous, _enabled = _enabled, bool(enabled)
+    return previous
 
 
 def _cache_dir() -> Path:
@@ -198,7 +207,7 @@ def _check(code: int) -> None:
 def fusable(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> str | None:
     """Which kernel can run pool(conv(x)): "first", "second", or None for torch's operators. The
     library is built on the first call that finds one."""
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+    if not _enabled or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
         return None
     if not (isinstance(conv, nn.Conv2d) and isinstance(pool, nn.MaxPool2d)):
         return None

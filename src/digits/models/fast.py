@@ -37,7 +37,7 @@ class FastNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.bn1(conv_then_pool(self.conv1, self.pool, images)))  # one CPU kernel (convpool.py)
-        x = torch.relu(self.bn2(self.pool(self.conv2(x))))
+        x = torch.relu(self.bn2(conv_then_pool(self.conv2, self.pool, x)))  # a kernel too with k2=5
         return self.fc2(torch.relu(self.fc1(x.flatten(1))))
 
 
