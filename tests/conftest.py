@@ -59,6 +59,24 @@ def tiny_mnist(tmp_path) -> Path:
     return write_mnist(tmp_path / "mnist")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _kernels_built(tmp_path_factory):
+    """digits/convpool.py's kernels built once per test session, in a folder of its own: otherwise
+    the first test that runs the seed network would build them into its own cache folder (a test
+    that checks what a folder holds would find it), and every test process keeps what it loaded."""
+    from digits import convpool
+
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("kernels"))
+    try:
+        convpool.library()
+    finally:
+        if saved is None:
+            del os.environ["XDG_CACHE_HOME"]
+        else:
+            os.environ["XDG_CACHE_HOME"] = saved
+
+
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path):
     """No test reads the user's cache or environment by accident."""
