@@ -12,7 +12,7 @@ from digits import convpool
 from digits.models import create_model
 
 CL = torch.channels_last
-has_compiler = sys.platform.startswith("linux") and shutil.which("cc") is not None
+has_compiler = sys.platform.startswith("linux") and convpool._compiler() is not None
 needs_kernel = pytest.mark.skipif(not has_compiler, reason="the kernel is built with a C compiler on Linux")
 
 
@@ -111,6 +111,106 @@ def test_each_window_routes_its_gradient_to_torchs_maximum():
 
 
 @needs_kernel
+def test_tied_maxima_route_the_gradient_to_the_first_as_torch():
+    """Windows whose four values are equal but whose patches differ: the gradient must go where
+    torch sends it (the first of the four), for both blocks' weights and the second's input."""
+    conv, pool = nn.Conv2d(1, 1, 5, bias=False), nn.MaxPool2d(2)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 2, 2] = 1.0  # output (r, s) = x[r+2, s+2]: equal outputs, different patches
+    images = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    images[:, 0, 2:26, 2:26] = images[:, 0, 2:26:2, 2:26:2].repeat_interleave(2, 1).repeat_interleave(2, 2)
+    grad = torch.randn(2, 1, 12, 12)
+    (ours,) = torch.autograd.grad(convpool.conv_then_pool(conv, pool, images), [conv.weight], grad)
+    (theirs,) = torch.autograd.grad(_torch_block(conv, pool, images), [conv.weight], grad)
+    assert torch.allclose(ours, theirs, atol=1e-4) and not torch.allclose(ours, torch.zeros_like(ours))
+
+    conv2 = nn.Conv2d(3, 4, 5)
+    with torch.no_grad():
+        conv2.weight.zero_()
+        conv2.weight[:, :, 2, 2] = 1.0
+    maps = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(4))
+    maps[:, :, 2:10, 2:10] = maps[:, :, 2:10:2, 2:10:2].repeat_interleave(2, 2).repeat_interleave(2, 3)
+    maps = maps.contiguous(memory_format=CL).requires_grad_()
+    grad = torch.randn(2, 4, 4, 4)
+    assert convpool.fusable(conv2, pool, maps) == "second"
+    ours = torch.autograd.grad(convpool.conv_then_pool(conv2, pool, maps), [maps, conv2.weight], grad)
+    theirs = torch.autograd.grad(_torch_block(conv2, pool, maps), [maps, conv2.weight], grad)
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+@needs_kernel
+def test_what_the_kernels_cannot_serve_runs_as_torch():
+    conv, pool = _block(10, True)
+    images = _images(2)
+    # a weight for 3 input channels on 1-channel images: torch's error, not the kernel reading past it
+    with pytest.raises(RuntimeError, match="channels"):
+        convpool.conv_then_pool(nn.Conv2d(3, 10, 5), pool, images)
+    maps = torch.randn(2, 10, 12, 12).contiguous(memory_format=CL)
+    with pytest.raises(RuntimeError, match="channels"):
+        convpool.conv_then_pool(nn.Conv2d(5, 20, 5), pool, maps)
+    # hooks and subclasses: the modules themselves are called
+    calls = []
+    handle = conv.register_forward_hook(lambda *args: calls.append(1))
+    assert convpool.fusable(conv, pool, images) is None
+    convpool.conv_then_pool(conv, pool, images)
+    handle.remove()
+    assert calls == [1] and convpool.fusable(conv, pool, images) == "first"
+
+    class Doubled(nn.Conv2d):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    doubled = Doubled(1, 10, 5)
+    assert convpool.fusable(doubled, pool, images) is None
+    # second derivatives: torch's operators give them; the kernels refuse rather than drop them
+    w = conv.weight
+    (g,) = torch.autograd.grad(convpool.conv_then_pool(conv, pool, images).pow(2).sum(), [w], create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        g.sum().backward()
+    # torch.func's transforms and forward-mode AD: torch's operators
+    from torch.func import functional_call, grad
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.pool = conv, pool
+
+        def forward(self, x):
+            return convpool.conv_then_pool(self.conv, self.pool, x)
+
+    block = Block()
+    params = {k: v.detach() for k, v in block.named_parameters()}
+    per_transform = grad(lambda p: functional_call(block, p, (images,)).sum())(params)["conv.weight"]
+    assert torch.allclose(per_transform, torch.autograd.grad(pool(conv(images)).sum(), [conv.weight])[0], atol=1e-4)
+    import torch.autograd.forward_ad as fwAD
+
+    with fwAD.dual_level():
+        assert convpool.fusable(conv, pool, images) is None
+
+
+@needs_kernel
+@pytest.mark.parametrize("default", ["float64", "meta"])
+def test_the_kernels_work_whatever_torchs_default_dtype_and_device(default):
+    conv, pool = _block(10, True)
+    images = _images(4)
+    expected = _torch_block(conv, pool, images)
+    saved = torch.get_default_dtype()
+    if default == "float64":
+        torch.set_default_dtype(torch.float64)
+    try:  # torch.device as a context: set_default_device would leave a function mode behind
+        with torch.device("meta" if default == "meta" else "cpu"):
+            assert convpool.fusable(conv, pool, images) == "first"
+            out = convpool.conv_then_pool(conv, pool, images)
+            (dw,) = torch.autograd.grad(out.sum(), [conv.weight])
+    finally:
+        torch.set_default_dtype(saved)
+    assert out.dtype == torch.float32 and out.device.type == "cpu" and torch.allclose(out, expected, atol=1e-5)
+    assert torch.allclose(dw, torch.autograd.grad(expected.sum(), [conv.weight])[0], atol=1e-3)
+
+
+@needs_kernel
 def test_ties_and_nans_as_torch():
     conv, pool = _block(10, True)
     images = _images(4)
@@ -206,6 +306,9 @@ def test_tracing_and_export_see_torchs_operators(tmp_path):
     assert "prim::PythonOp" not in kinds  # a custom Function would trace as one and not export
     with torch.no_grad():
         assert torch.allclose(traced(images), model(images), atol=1e-5)
+    fast = create_model("fast").eval()  # scripting compiles torch's operators only
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.script(fast)(images), fast(images), atol=1e-5)
 
 
 def test_without_a_compiler_torchs_operators_run(monkeypatch, tmp_path):
@@ -238,6 +341,35 @@ def test_built_once_then_loaded_from_the_cache(monkeypatch, tmp_path):
     first = convpool._build()
     built = list((tmp_path / "digits").glob("convpool-*.so"))
     assert first is not None and len(built) == 1
-    monkeypatch.setenv("CC", shutil.which("false") or "false")  # no compiling the second time
+    monkeypatch.setattr(convpool, "_compile", lambda *args: pytest.fail("compiled a second time"))
     assert convpool._build() is not None
-    assert list((tmp_path / "digits").glob("*")) == built
+    assert sorted(p.suffix for p in (tmp_path / "digits").glob("*")) == [".sha256", ".so"]
+
+
+@needs_kernel
+def test_a_damaged_library_in_the_cache_is_built_again(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert convpool._build() is not None
+    (built,) = (tmp_path / "digits").glob("convpool-*.so")
+    size = built.stat().st_size
+    damaged = built.with_suffix(".damaged")  # a new file renamed over it: the loaded one stays as it was
+    damaged.write_bytes(built.read_bytes()[: size // 3])  # loading this one would kill the process (SIGBUS)
+    damaged.replace(built)
+    assert convpool._build() is not None
+    assert built.stat().st_size == size
+
+
+@needs_kernel
+def test_a_folder_others_can_write_to_is_not_loaded_from(monkeypatch, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(shared))
+    (shared / "digits").mkdir(mode=0o777)
+    (shared / "digits").chmod(0o777)  # as /tmp/digits-<uid> would be if someone else made it
+    monkeypatch.setattr(convpool.tempfile, "gettempdir", lambda: str(shared))
+    os_folder = shared / f"digits-{__import__('os').getuid()}"
+    os_folder.mkdir()
+    os_folder.chmod(0o777)
+    assert convpool._build() is None
+    assert not list(shared.rglob("*.so"))

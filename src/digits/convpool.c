@@ -20,10 +20,15 @@ static inline v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v
 static inline v8 splat(float f) { v8 v = {f, f, f, f, f, f, f, f}; return v; }
 
 typedef int i8 __attribute__((vector_size(32)));
+/* the even and the odd lanes of a then b */
+#if defined(__clang__) || __GNUC__ >= 12
+static inline v8 pair_evens(v8 a, v8 b) { return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14); }
+static inline v8 pair_odds(v8 a, v8 b) { return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15); }
+#else
 static const i8 EVENS = {0, 2, 4, 6, 8, 10, 12, 14}, ODDS = {1, 3, 5, 7, 9, 11, 13, 15};
-static const i8 EVENS4 = {0, 2, 4, 6, 0, 2, 4, 6}, ODDS4 = {1, 3, 5, 7, 1, 3, 5, 7};
 static inline v8 pair_evens(v8 a, v8 b) { return __builtin_shuffle(a, b, EVENS); }
 static inline v8 pair_odds(v8 a, v8 b) { return __builtin_shuffle(a, b, ODDS); }
+#endif
 static inline v8 pick(i8 m, v8 yes, v8 no) { return (v8)(((i8)yes & m) | ((i8)no & ~m)); }
 
 /* The 2x2 windows whose top-left, top-right, bottom-left and bottom-right values are lanes of
@@ -68,8 +73,8 @@ void convpool_forward(const float *x, const float *w, const float *b, float *out
                 float *ob = oi + (int64_t)pr * P * c + ch;
                 uint8_t *ib = ii ? ii + (int64_t)pr * P * c + ch : NULL;
                 pool_store(pair_evens(a0, a1), pair_odds(a0, a1), pair_evens(b0, b1), pair_odds(b0, b1), ob, ib, c, 8);
-                pool_store(__builtin_shuffle(a2, EVENS4), __builtin_shuffle(a2, ODDS4), __builtin_shuffle(b2, EVENS4),
-                           __builtin_shuffle(b2, ODDS4), ob + 8 * c, ib ? ib + 8 * c : NULL, c, 4);
+                pool_store(pair_evens(a2, a2), pair_odds(a2, a2), pair_evens(b2, b2), pair_odds(b2, b2), ob + 8 * c,
+                           ib ? ib + 8 * c : NULL, c, 4);
             }
         }
     }
@@ -167,8 +172,8 @@ void convpool2_forward(const float *x, const float *w, const float *b, float *ou
                     }
             }
             for (int pr = 0; pr < P2; pr++)
-                pool_store(__builtin_shuffle(row[2 * pr], EVENS4), __builtin_shuffle(row[2 * pr], ODDS4),
-                           __builtin_shuffle(row[2 * pr + 1], EVENS4), __builtin_shuffle(row[2 * pr + 1], ODDS4),
+                pool_store(pair_evens(row[2 * pr], row[2 * pr]), pair_odds(row[2 * pr], row[2 * pr]),
+                           pair_evens(row[2 * pr + 1], row[2 * pr + 1]), pair_odds(row[2 * pr + 1], row[2 * pr + 1]),
                            oi + pr * P2 * co + oc, ii ? ii + pr * P2 * co + oc : NULL, co, P2);
         }
     }

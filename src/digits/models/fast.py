@@ -36,8 +36,12 @@ class FastNet(nn.Module):
         self.pool = nn.MaxPool2d(2, ceil_mode=False) if pool else nn.Identity()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.bn1(conv_then_pool(self.conv1, self.pool, images)))  # one CPU kernel (convpool.py)
-        x = torch.relu(self.bn2(conv_then_pool(self.conv2, self.pool, x)))  # a kernel too with k2=5
+        if torch.jit.is_scripting():  # TorchScript compiles this branch only: torch's operators
+            x = torch.relu(self.bn1(self.pool(self.conv1(images))))
+            x = torch.relu(self.bn2(self.pool(self.conv2(x))))
+        else:  # the first block as one CPU kernel (digits/convpool.py), the second too with k2=5
+            x = torch.relu(self.bn1(conv_then_pool(self.conv1, self.pool, images)))
+            x = torch.relu(self.bn2(conv_then_pool(self.conv2, self.pool, x)))
         return self.fc2(torch.relu(self.fc1(x.flatten(1))))
 
 

@@ -24,7 +24,7 @@ class SeedNet(nn.Module):
         # Max-pool before ReLU: relu(max(x)) == max(relu(x)) exactly, values and gradients, and
         # ReLU then runs on a quarter of the values. A training step is ~1.4x faster on the
         # 2-core CPU (benchmarks/profile_step.py); tests/test_fast_paths.py checks it is the same.
-        # conv_then_pool runs the first block as one CPU kernel where it can (digits/convpool.py).
+        # conv_then_pool runs each block as one CPU kernel where it can (digits/convpool.py).
         x = images
         for block in (self.conv1, self.conv2):
             conv, relu, pool = block
