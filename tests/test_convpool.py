@@ -236,7 +236,8 @@ def test_the_seed_network_trains_as_with_torchs_operators(monkeypatch):
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.5)
         g = torch.Generator().manual_seed(1)
         for _ in range(5):
-            images, labels = _images(64, int(torch.randint(0, 99, (1,), generator=g))), torch.randint(0, 10, (64,), generator=g)
+            images = _images(64, int(torch.randint(0, 99, (1,), generator=g)))
+            labels = torch.randint(0, 10, (64,), generator=g)
             optimizer.zero_grad()
             F.cross_entropy(model(images.contiguous(memory_format=CL)), labels).backward()
             optimizer.step()

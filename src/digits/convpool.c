@@ -1,9 +1,10 @@
 /* The seed network's two blocks (and the fast network's first) on the CPU: a 5x5 convolution
    (stride 1, no padding) and the 2x2 max-pool after it, in one pass that never writes the
    convolution's output out; and the gradients through both, summed only where the max-pool let a
-   gradient through. First block: one-channel 28x28 images to 12x12; second: 12x12 to 4x4. Built and loaded by convpool.py; plain C with GCC/Clang
-   vector types (AVX2 where the CPU has it), threads from OpenMP (torch's own runtime, which is
-   already loaded under the same name when this library is). */
+   gradient through. First block: one-channel 28x28 images to 12x12; second: 12x12 to 4x4.
+   Built and loaded by convpool.py; plain C with GCC/Clang vector types (AVX2 where the CPU has
+   it), threads from OpenMP (torch's own runtime, which is already loaded under the same name
+   when this library is). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,7 +197,8 @@ int convpool2_backward(const float *x, const uint8_t *idx, const float *grad, co
     }
     for (int oc = 0; oc < co; oc++)
         for (int c = 0; c < ci; c++)
-            for (int k = 0; k < K * K; k++) wt[((int64_t)oc * K * K + k) * cp + c] = w[((int64_t)oc * ci + c) * K * K + k];
+            for (int k = 0; k < K * K; k++)
+                wt[((int64_t)oc * K * K + k) * cp + c] = w[((int64_t)oc * ci + c) * K * K + k];
 #pragma omp parallel num_threads(threads)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();

@@ -106,7 +106,8 @@ def _load(folder: Path, key: str, compiler: list[str], flags: list[str]) -> ctyp
     if info.st_uid != os.getuid() or info.st_mode & 0o002:
         return None
     path, digest = folder / f"convpool-{key}.so", folder / f"convpool-{key}.sha256"
-    intact = path.exists() and digest.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == digest.read_text().strip()
+    intact = path.exists() and digest.exists() and (
+        hashlib.sha256(path.read_bytes()).hexdigest() == digest.read_text().strip())
     if not intact and not _compile(compiler, flags, path, digest):
         return None
     library = ctypes.CDLL(str(path))
@@ -273,9 +274,10 @@ def fusable(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> str | None:
         kind = "second"
     else:
         return None
-    if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in (x, weight, *([bias] if bias is not None else []))):
+    if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in (x, weight, bias) if t is not None):
         return None
-    if (conv.stride, conv.padding, conv.dilation, conv.groups, conv.padding_mode) != ((1, 1), (0, 0), (1, 1), 1, "zeros"):
+    if (conv.stride, conv.padding, conv.dilation, conv.groups, conv.padding_mode) != (
+            (1, 1), (0, 0), (1, 1), 1, "zeros"):
         return None
     if (_pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size), _pair(pool.padding), _pair(pool.dilation),
             pool.ceil_mode, pool.return_indices) != ((2, 2), (2, 2), (0, 0), (1, 1), False, False):
