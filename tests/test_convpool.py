@@ -374,3 +374,25 @@ def test_a_folder_others_can_write_to_is_not_loaded_from(monkeypatch, tmp_path):
     os_folder.chmod(0o777)
     assert convpool._build() is None
     assert not list(shared.rglob("*.so"))
+
+
+@needs_kernel
+def test_a_compiler_without_openmp_builds_a_one_thread_library(monkeypatch, tmp_path):
+    cc = tmp_path / "cc-without-openmp"
+    cc.write_text(f'#!/bin/sh\ncase "$*" in *-fopenmp*) exit 1;; esac\nexec {convpool._compiler()[0]} "$@"\n')
+    cc.chmod(0o755)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(cc))
+    single = convpool._build()
+    assert single is not None
+    monkeypatch.setattr(convpool, "_library", single)
+    conv, pool = _block(10, True)
+    maps = torch.randn(64, 10, 12, 12).relu().contiguous(memory_format=CL).requires_grad_()
+    conv2 = nn.Conv2d(10, 20, 5)
+    images = _images(64)
+    for block, x in ((conv, images), (conv2, maps)):
+        ours, theirs = convpool.conv_then_pool(block, pool, x), _torch_block(block, pool, x)
+        assert torch.allclose(ours, theirs, atol=1e-5)
+        wrt = [block.weight, block.bias]
+        for a, b in zip(torch.autograd.grad(ours.sum(), wrt), torch.autograd.grad(theirs.sum(), wrt)):
+            assert (a - b).abs().max() <= 1e-4 * b.abs().max()  # one thread's long float sums

@@ -59,7 +59,7 @@ def _cache_dir() -> Path:
 
 
 def _flags() -> list[str]:
-    flags = ["-O3", "-fPIC", "-shared", "-fopenmp"]
+    flags = ["-O3", "-fPIC", "-shared"]
     try:  # x86: AVX2 and FMA where this CPU has them (the library is cached per set of flags)
         cpu = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -85,15 +85,17 @@ def _build() -> ctypes.CDLL | None:
     compiler = _compiler()
     if compiler is None:
         return None
-    source, flags = SOURCE.read_bytes(), _flags()
-    key = hashlib.sha256(source + " ".join([platform.machine(), *compiler, *flags]).encode()).hexdigest()[:16]
-    for folder in (_cache_dir, lambda: Path(tempfile.gettempdir()) / f"digits-{os.getuid()}"):
-        try:
-            library = _load(folder(), key, compiler, flags)
-        except Exception:  # noqa: BLE001 (an unreadable cache, an odd HOME, a library without our symbols...)
-            library = None
-        if library is not None:
-            return library
+    source = SOURCE.read_bytes()
+    # OpenMP's threads (torch's own runtime); a compiler without OpenMP builds a one-thread library
+    for flags in ([*_flags(), "-fopenmp"], _flags()):
+        key = hashlib.sha256(source + " ".join([platform.machine(), *compiler, *flags]).encode()).hexdigest()[:16]
+        for folder in (_cache_dir, lambda: Path(tempfile.gettempdir()) / f"digits-{os.getuid()}"):
+            try:
+                library = _load(folder(), key, compiler, flags)
+            except Exception:  # noqa: BLE001 (an unreadable cache, an odd HOME, a library without our symbols...)
+                library = None
+            if library is not None:
+                return library
     return None
 
 
