@@ -84,7 +84,7 @@ def main() -> None:
     args = ap.parse_args()
     # A whole run frees its data-loading buffers before training, and glibc then serves blocks up to
     # that size from its heap, keeping them for reuse. Without it, this script's steps faulted
-    # hundreds to thousands of fresh pages each (15-30% of a step here) that a real run does not.
+    # fresh pages in every step, which a real run does not.
     warm = torch.empty(30 << 18)  # 30 MiB, freed: glibc's threshold for mmap rises to it
     del warm
     results = []

@@ -8,8 +8,8 @@ instead of 18.0 ms (BENCHMARKS.md, "The seed network's blocks as C kernels").
 
     x = conv_then_pool(self.conv1, self.pool, images)   # pool(conv1(images)), a kernel when it can be
 
-The kernels are compiled on first use with the system's C compiler (``$CC``, else ``cc``; about
-half a second) into ``$XDG_CACHE_HOME/digits`` (``~/.cache/digits``), and loaded from there
+The kernels are compiled on first use with the system's C compiler (``$CC``, else ``cc``; once
+per machine) into ``$XDG_CACHE_HOME/digits`` (``~/.cache/digits``), and loaded from there
 afterwards (a temporary folder of this user's own if the cache cannot be written). Where they
 cannot be (no compiler, not Linux, ``DIGITS_NO_KERNEL=1``, ``set_enabled(False)``) and for
 anything they do not cover (other shapes, dtypes or devices, modules with hooks or subclasses,
