@@ -40,6 +40,17 @@ def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def random_images(n: int = 16, seed: int = 0, blank: bool = True):
+    """Normalised-looking random images (N, 1, 28, 28); with ``blank``, their top 8 rows are MNIST's
+    blank background, equal values, so that max-pool windows there tie."""
+    import torch
+
+    images = torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    if blank:
+        images[:, :, :8] = -0.4242
+    return images
+
+
 def write_mnist(folder: Path, n_train: int = 300, n_test: int = 100, compress: bool = True) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     parts = {"train": synthetic_digits(n_train, 0), "t10k": synthetic_digits(n_test, 1)}

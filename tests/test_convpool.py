@@ -8,20 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import random_images as _images
 from digits import convpool
 from digits.models import create_model
 
 CL = torch.channels_last
 has_compiler = sys.platform.startswith("linux") and convpool._compiler() is not None
 needs_kernel = pytest.mark.skipif(not has_compiler, reason="the kernel is built with a C compiler on Linux")
-
-
-def _images(n, seed=0, blank=True):
-    g = torch.Generator().manual_seed(seed)
-    images = torch.randn(n, 1, 28, 28, generator=g)
-    if blank:
-        images[:, :, :9] = -0.4242  # MNIST's blank background: all four values of a window tie
-    return images
 
 
 def _block(c, bias, seed=0):

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ROOT
+from conftest import ROOT, random_images as _images
 from digits import convpool
 from digits.models import create_model, list_models
 
@@ -18,14 +18,6 @@ CL = torch.channels_last
 def tutorial_forward(model, images):
     """The seed network exactly as the tutorial runs it: each Sequential is conv, ReLU, max-pool."""
     return model.fc(model.conv2(model.conv1(images)).flatten(1))
-
-
-def _images(n=16, seed=0, blank=True):
-    g = torch.Generator().manual_seed(seed)
-    images = torch.randn(n, 1, 28, 28, generator=g)
-    if blank:
-        images[:, :, :8] = -0.4242  # MNIST's blank background: equal values, so max-pool ties
-    return images
 
 
 def _grads(model, logits):
