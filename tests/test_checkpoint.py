@@ -1,12 +1,13 @@
 import pickle
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import ROOT
-from digits.checkpoint import describe, digest, load_checkpoint, read_checkpoint, save_checkpoint
-from digits.errors import CheckpointError
+from digits.checkpoint import describe, digest, held_out_split, load_checkpoint, read_checkpoint, save_checkpoint
+from digits.errors import CheckpointError, DigitsError
 from digits.models import create_model
 
 
@@ -159,3 +160,27 @@ def test_a_torchscript_export_or_an_image_is_refused_in_one_line(tmp_path):
     with pytest.raises(CheckpointError) as error:
         read_checkpoint(tmp_path / "photo.jpg")
     assert "not a readable digits checkpoint" in str(error.value) and "\n" not in str(error.value)
+
+
+def _recorded(val_size=None, split_seed=None) -> dict:
+    data = {} if val_size is None else {"data": {"val_size": val_size, "split_seed": split_seed}}
+    return {"meta": describe("seed", {}, config=data)}
+
+
+def test_held_out_split_is_the_checkpoints_own_unless_given():
+    a, b = ("a.pt", _recorded(3000, 4)), ("b.pt", _recorded(3000, 4))
+    assert held_out_split([a, b]) == (3000, 4)
+    assert held_out_split([a], split_seed=9) == (3000, 9)
+    assert held_out_split([a, ("old.pt", _recorded())], val_size=200, split_seed=1) == (200, 1)
+
+
+@pytest.mark.parametrize("named, given, message", [
+    ([("a.pt", _recorded(3000, 4)), ("b.pt", _recorded(3000, 5))], {},
+     "held out different validation splits (a.pt: 3000 images, split seed 4; b.pt: 3000 images, split seed 5)"),
+    ([("a.pt", _recorded(3000, 4)), ("old.pt", _recorded())], {}, "old.pt: does not record its validation split"),
+    ([("a.pt", _recorded(0, 0))], {}, "a.pt: trained on all 60,000 training images"),
+    ([("a.pt", _recorded(3000, 4))], {"val_size": 0}, "--val-size must be positive"),
+])
+def test_held_out_split_refuses_what_would_not_be_a_fair_validation(named, given, message):
+    with pytest.raises(DigitsError, match=re.escape(message)):
+        held_out_split(named, **given)

@@ -40,6 +40,18 @@ def test_run_writes_the_whole_run_folder(tiny_mnist, tmp_path, capsys):
     assert evaluated["accuracy"] == pytest.approx(metrics["test_accuracy"])
     assert evaluated["confusion_matrix"] == metrics["confusion_matrix"]
 
+    # --split val: the 50 validation images the run held out (split seed 0), or another split when given
+    from digits.data import load_mnist
+    for flags, split_seed in (([], 0), (["--split-seed", "3"], 3)):
+        assert main(["evaluate", str(out / "checkpoint.pt"), "--data-dir", str(tiny_mnist), "--split", "val",
+                     "--json", *flags]) == 0
+        on_val = json.loads(capsys.readouterr().out)
+        labels = load_mnist(tiny_mnist, val_size=50, split_seed=split_seed, download=False).val.labels
+        assert (on_val["split"], on_val["images"]) == ("val", 50)
+        assert [sum(row) for row in on_val["confusion_matrix"]] == labels.bincount(minlength=10).tolist()
+        if not flags:
+            assert on_val["accuracy"] == pytest.approx(metrics["val_accuracy"])
+
 
 def _check_tensorboard(folder, iterations: int) -> None:
     """The tutorial's curves were logged: every step's loss, and the accuracies."""

@@ -155,3 +155,30 @@ def _mismatch(model: torch.nn.Module, weights: dict) -> str:
         if keys:
             parts.append(f"{label}: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}")
     return "; ".join(parts)
+
+
+def held_out_split(named: list[tuple[str, dict]], val_size: int | None = None,
+                   split_seed: int | None = None) -> tuple[int, int]:
+    """The validation split, as (val_size, split_seed), that the checkpoints ``(path, ckpt)`` were
+    trained without: read from each one's recorded config, or the values given here. Evaluating an
+    ensemble on it is fair only if every member held out the same images, so checkpoints that
+    disagree, or record nothing and were given nothing, or held out no images, are refused."""
+    if val_size is not None and val_size <= 0:
+        raise DigitsError(f"--val-size must be positive to evaluate on validation images, got {val_size}")
+    seen = {}
+    for path, ckpt in named:
+        data = ckpt["meta"].get("config", {}).get("data", {})
+        size = val_size if val_size is not None else data.get("val_size")
+        seed = split_seed if split_seed is not None else data.get("split_seed")
+        if size is None or seed is None:
+            raise DigitsError(f"{path}: does not record its validation split; give --val-size and --split-seed")
+        seen[(int(size), int(seed))] = path
+    if len(seen) > 1:
+        (a, pa), (b, pb) = list(seen.items())[:2]
+        raise DigitsError(f"the checkpoints held out different validation splits ({pa}: {a[0]} images, "
+                          f"split seed {a[1]}; {pb}: {b[0]} images, split seed {b[1]}); evaluate them apart")
+    (size, seed), path = next(iter(seen.items()))
+    if size <= 0:
+        raise DigitsError(f"{path}: trained on all 60,000 training images, so no validation images are "
+                          "held out; use --split test")
+    return size, seed

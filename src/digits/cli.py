@@ -140,7 +140,7 @@ def cmd_run(args: argparse.Namespace, test: bool = True) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
+    from .checkpoint import held_out_split, load_checkpoint
     from .data import load_mnist
     from .evaluate import evaluate_ensemble
     from .models import check_classifier
@@ -153,17 +153,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for model, ckpt in loaded:
         check_classifier(model, ckpt["meta"]["model_name"])
     d = _data_config(args)
-    data = load_mnist(d.data_dir, val_size=0, download=d.download)
-    result = evaluate_ensemble([m for m, _ in loaded], data.test.images, data.test.labels, args.batch_size,
+    if args.split == "val":
+        val_size, split_seed = held_out_split(list(zip(args.checkpoint, [c for _, c in loaded])),
+                                              vars(args).get("data.val_size"), vars(args).get("data.split_seed"))
+        data = load_mnist(d.data_dir, val_size=val_size, split_seed=split_seed, download=d.download)
+        split = data.val
+    else:
+        split = load_mnist(d.data_dir, val_size=0, download=d.download).test
+    result = evaluate_ensemble([m for m, _ in loaded], split.images, split.labels, args.batch_size,
                                tta=args.tta)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({"split": args.split, "images": len(split), **result.to_dict()}, indent=2))
         return 0
     what = " + ".join(f"{ckpt['meta']['model_name']} from {path}"
                       for (_, ckpt), path in zip(loaded, args.checkpoint))
     how = ((" (ensemble: mean probability)" if len(loaded) > 1 else "")
            + (" with shifted views" if args.tta else ""))
-    print(f"{what}{how}: test accuracy {100 * result.accuracy:.2f}% on {len(data.test)} images")
+    name = "validation" if args.split == "val" else "test"
+    print(f"{what}{how}: {name} accuracy {100 * result.accuracy:.2f}% on {len(split)} images")
     print("accuracy per batch: " + " ".join(f"{100 * a:.1f}" for a in result.batch_accuracies))
     print("confusion matrix (rows: true class, columns: predicted class)")
     print("true\\pred " + "".join(f"{c:>6}" for c in range(10)))
@@ -363,6 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", nargs="+", help="a checkpoint.pt written by `digits run` or `digits train`; "
                    "several: evaluate their ensemble (the mean of their class probabilities)")
     _add_data_args(p)
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="test: the 10,000 test images (default); val: the validation images the checkpoints "
+                   "were trained without (their recorded --val-size and --split-seed, unless given), for "
+                   "choosing between models or ensembles without looking at the test set")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average each model over the "
                    "image and its four 1-pixel shifts")
     p.add_argument("--batch-size", type=int, default=1024, help="images per batch (default 1024)")
