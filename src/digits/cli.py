@@ -366,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
     p.set_defaults(handler=lambda a: cmd_run(a, test=False))
 
-    p = sub.add_parser("evaluate", help="accuracy, confusion matrix and per-class metrics on the test set")
+    p = sub.add_parser("evaluate", help="accuracy, confusion matrix and per-class metrics on the test set "
+                       "(or the validation split)")
     p.add_argument("checkpoint", nargs="+", help="a checkpoint.pt written by `digits run` or `digits train`; "
                    "several: evaluate their ensemble (the mean of their class probabilities)")
     _add_data_args(p)
