@@ -40,3 +40,35 @@ def test_without_the_seed_program_the_summary_has_medians_and_no_speed_up():
     assert all("speedup_vs_seed_program" not in s for s in summary.values())
     result = {"seeds": [0, 1, 2], "runs": runs, "summary": summary}
     assert "| 9.0 |" in bench.table(result) and "| - |" in bench.table(result)
+
+
+def test_ensemble_choice_is_the_best_validation_accuracy_ties_to_the_first():
+    choose = benchmark_script("cpu_ensemble").choose
+    rows = [{"val_accuracy": 0.99, "test_accuracy": 0.5}, {"val_accuracy": 0.995, "test_accuracy": 0.1},
+            {"val_accuracy": 0.995, "test_accuracy": 0.9}, {"val_accuracy": 0.98, "test_accuracy": 1.0}]
+    assert choose(rows) is rows[1]
+
+
+def test_ensemble_scores_are_what_digits_evaluate_prints(tiny_mnist, tmp_path, capsys):
+    import json
+
+    from digits.cli import main
+
+    bench = benchmark_script("cpu_ensemble")
+    paths = []
+    for seed in (0, 1):
+        out = tmp_path / f"s{seed}"
+        assert main(["train", "--data-dir", str(tiny_mnist), "--out", str(out), "--seed", str(seed), "--epochs", "1",
+                     "--batch-size", "32", "--val-size", "50", "--no-progress"]) == 0
+        paths.append(str(out / "checkpoint.pt"))
+    result = bench.score({"one": paths[:1], "both": paths}, tiny_mnist)
+    assert [r["members"] for r in result["ensembles"]] == [1, 1, 2, 2] and result["val_size"] == 50
+    capsys.readouterr()
+    for row in result["ensembles"]:
+        chosen = paths[:row["members"]]
+        for split in ("val", "test"):
+            assert main(["evaluate", *chosen, "--data-dir", str(tiny_mnist), "--split", split, "--json"]
+                        + ["--tta"] * row["tta"]) == 0
+            assert json.loads(capsys.readouterr().out)["accuracy"] == row[f"{split}_accuracy"], (row, split)
+    assert result["chosen"] is bench.choose(result["ensembles"])
+    assert "| both | 2 | yes |" in bench.table(result)

@@ -1,0 +1,113 @@
+"""Ensembles of checkpoints, chosen on the validation split (issue 4's ensemble, on a CPU).
+
+Scores every member of every candidate ensemble alone, then each candidate with and without
+shifted views (``--tta``), on the validation images the members held out and on the test set.
+The chosen ensemble is the candidate with the highest validation accuracy (ties: the one declared
+first, then without shifted views); test accuracies are printed for all, but play no part in the
+choice. The members are `digits train` runs; the seventh session's (BENCHMARKS.md) were trained
+two at a time, one thread each, by loops like
+
+    for seed in 0 1 2 ...; do PYTHONPATH=src python -m digits train --recipe best --model-arg width=16 \\
+        --seed $seed --threads 1 --no-progress --data-dir ../shared/data/mnist --out runs/ens7/bn16-s$seed; done
+
+and scored with
+
+    PYTHONPATH=src python benchmarks/cpu_ensemble.py --data-dir ../shared/data/mnist \\
+        --candidate 'all=runs/ens7/*/checkpoint.pt' --candidate 'bn16=runs/ens7/bn16-*/checkpoint.pt' \\
+        --json benchmarks/results/cpu_ensemble.json
+
+An ensemble's probabilities are the mean of its members' (each averaged over the views first), as
+`digits evaluate` computes them; `digits evaluate A B ... [--tta] [--split val]` gives the same
+accuracy for any one candidate.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import platform
+import time
+
+import torch
+
+from digits.checkpoint import held_out_split, load_checkpoint
+from digits.data import load_mnist
+from digits.evaluate import accuracy, predict_probs
+
+
+def parse_candidate(text: str) -> tuple[str, list[str]]:
+    name, sep, pattern = text.partition("=")
+    paths = sorted(glob.glob(pattern))
+    if not sep or not name or not paths:
+        raise SystemExit(f"--candidate {text!r}: expected NAME=GLOB matching at least one checkpoint")
+    return name, paths
+
+
+def choose(rows: list[dict]) -> dict:
+    """The row with the highest validation accuracy; ties go to the earlier row."""
+    return max(rows, key=lambda r: (r["val_accuracy"], -rows.index(r)))
+
+
+def score(candidates: dict[str, list[str]], data_dir, batch_size: int = 1024) -> dict:
+    paths = sorted({p for members in candidates.values() for p in members})
+    loaded = {p: load_checkpoint(p) for p in paths}
+    val_size, split_seed = held_out_split([(p, loaded[p][1]) for p in paths])
+    data = load_mnist(data_dir, val_size=val_size, split_seed=split_seed, download=False)
+    splits = {"val": data.val, "test": data.test}
+    probs = {(p, split, tta): predict_probs([loaded[p][0]], splits[split].images, batch_size, tta)
+             for p in paths for split in splits for tta in (False, True)}
+    members = [{"checkpoint": p, "model": loaded[p][1]["meta"]["model_name"],
+                "seed": loaded[p][1]["meta"]["config"].get("seed"),
+                **{f"{split}_accuracy": accuracy(probs[p, split, False].argmax(1), splits[split].labels)
+                   for split in splits}} for p in paths]
+    rows = []
+    for name, chosen in candidates.items():
+        for tta in (False, True):
+            row = {"candidate": name, "members": len(chosen), "tta": tta}
+            for split in splits:
+                mean = torch.stack([probs[p, split, tta] for p in chosen]).mean(0)
+                row[f"{split}_accuracy"] = accuracy(mean.argmax(1), splits[split].labels)
+            rows.append(row)
+    by_model = {}
+    for m in members:
+        by_model.setdefault(m["model"], []).append(m)
+    means = {model: {"runs": len(ms), **{f"mean_{split}_accuracy": sum(m[f"{split}_accuracy"] for m in ms) / len(ms)
+                                         for split in splits}} for model, ms in by_model.items()}
+    return {"val_size": val_size, "split_seed": split_seed, "members": members, "per_model": means,
+            "candidates": candidates, "ensembles": rows, "chosen": choose(rows)}
+
+
+def table(result: dict) -> str:
+    lines = ["| ensemble | members | shifted views | validation | test |", "| --- | ---: | --- | --- | --- |"]
+    for r in result["ensembles"]:
+        mark = " (chosen)" if r is result["chosen"] else ""
+        lines.append(f"| {r['candidate']}{mark} | {r['members']} | {'yes' if r['tta'] else 'no'} | "
+                     f"{r['val_accuracy']:.4f} | {r['test_accuracy']:.4f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--candidate", action="append", required=True, metavar="NAME=GLOB",
+                   help="a candidate ensemble: a name and a glob of checkpoint.pt files (repeatable)")
+    p.add_argument("--data-dir", default=None, help="MNIST folder (default: as `digits` finds it)")
+    p.add_argument("--json", default=None, help="write the results here as JSON")
+    args = p.parse_args()
+    started = time.time()
+    result = score(dict(map(parse_candidate, args.candidate)), args.data_dir)
+    result.update(torch=torch.__version__, machine=platform.processor() or platform.machine(),
+                  date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), seconds=round(time.time() - started, 1))
+    for m in result["members"]:
+        print(f"{m['checkpoint']}: {m['model']} seed {m['seed']}, validation {m['val_accuracy']:.4f}, "
+              f"test {m['test_accuracy']:.4f}")
+    for model, m in result["per_model"].items():
+        print(f"{model}: {m['runs']} runs, mean validation {m['mean_val_accuracy']:.4f}, "
+              f"mean test {m['mean_test_accuracy']:.4f}")
+    print(table(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
