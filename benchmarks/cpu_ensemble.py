@@ -44,8 +44,8 @@ def parse_candidate(text: str) -> tuple[str, list[str]]:
 
 
 def choose(rows: list[dict]) -> dict:
-    """The row with the highest validation accuracy; ties go to the earlier row."""
-    return max(rows, key=lambda r: (r["val_accuracy"], -rows.index(r)))
+    """The row with the highest validation accuracy; ties go to the earlier row (max keeps the first)."""
+    return max(rows, key=lambda r: r["val_accuracy"])
 
 
 def score(candidates: dict[str, list[str]], data_dir, batch_size: int = 1024) -> dict:
