@@ -158,6 +158,47 @@ def test_inference_does_not_block_the_event_loop():
     assert answered < 5, f"/health waited {answered:.2f} s for a prediction in progress"
 
 
+def test_json_is_decoded_outside_the_event_loop_and_waits_its_turn(monkeypatch):
+    """A large JSON body takes a while to parse and to decode from base64: /health must answer
+    meanwhile, and no more bodies are decoded at once than images predicted."""
+    import threading
+    import time
+
+    from digits.serve import inputs
+
+    from_json = inputs._from_json
+    started, release = threading.Event(), threading.Event()
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def held(body):  # the decoding in progress holds until /health has answered (or 10 s pass)
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        started.set()
+        release.wait(10)
+        with lock:
+            running[0] -= 1
+        return from_json(body)
+
+    monkeypatch.setattr(inputs, "_from_json", held)
+    with TestClient(create_app(load_predictor(MODEL), max_concurrent=1)) as c:
+        def post():
+            assert c.post("/predict", json={"image": base64.b64encode(seven_png()).decode()}).status_code == 200
+
+        workers = [threading.Thread(target=post) for _ in range(3)]
+        for w in workers:
+            w.start()
+        assert started.wait(5)
+        t0 = time.perf_counter()
+        assert c.get("/health").status_code == 200
+        answered = time.perf_counter() - t0
+        release.set()
+        for w in workers:
+            w.join()
+    assert answered < 5, f"/health waited {answered:.2f} s for JSON being decoded"
+    assert peak[0] == 1  # three requests at once, one decoded at a time
+
+
 def test_a_streamed_body_over_the_limit_is_cut_off_with_413(client):
     chunks = (b"x" * 50_000 for _ in range(10))  # no Content-Length: sent chunked
     r = client.post("/predict", content=chunks, headers={"content-type": "application/json"})

@@ -31,7 +31,7 @@ from ..preprocess import MAX_PIXELS
 from .inputs import ApiError, parse_input, read_body
 
 MAX_UPLOAD_BYTES = 10 * 2**20  # a phone photo is 2-8 MB
-# Images decoded and predicted at once; further requests wait their turn. Each decode may take
+# Requests decoded and predicted at once; further requests wait their turn. Each decode may take
 # up to max_pixels of memory (40 million by default). They wait in the event loop, not in the
 # worker pool (40 threads): waiting there took every thread, and /health could not answer.
 MAX_CONCURRENT = os.cpu_count() or 1
@@ -107,8 +107,8 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
     async def predict(request: Request) -> dict:
         """An image file (multipart field `file`, or JSON `image` in base64) or 28x28 `pixels`."""
         body = await read_body(request, max_upload_bytes)
-        source = await parse_input(request.headers, body)
-        async with my_turns():  # waiting here holds no worker thread
+        async with my_turns():  # waiting here holds no worker thread; decoding waits its turn too
+            source = await parse_input(request.headers, body)
             return await run_in_threadpool(_infer, predictor, source, max_pixels)
 
     return app

@@ -12,6 +12,7 @@ import binascii
 import json
 
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
@@ -52,8 +53,8 @@ async def parse_input(headers: Headers, body: bytes) -> bytes | np.ndarray:
     kind = headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         return await _from_form(headers, body)
-    if kind == "application/json":
-        return _from_json(body)
+    if kind == "application/json":  # megabytes of JSON and base64 take a while: not in the event loop
+        return await run_in_threadpool(_from_json, body)
     raise ApiError(415, "send multipart/form-data with an image in the field 'file', or JSON "
                    "{\"image\": \"<base64>\"} or {\"pixels\": [[28 numbers] x 28]}")
 
