@@ -56,19 +56,27 @@ def test_ensemble_scores_are_what_digits_evaluate_prints(tiny_mnist, tmp_path, c
 
     bench = benchmark_script("cpu_ensemble")
     paths = []
-    for seed in (0, 1):
+    for seed, val_size in ((0, 50), (1, 50), (2, 0)):  # the third trains on every training image
         out = tmp_path / f"s{seed}"
         assert main(["train", "--data-dir", str(tiny_mnist), "--out", str(out), "--seed", str(seed), "--epochs", "1",
-                     "--batch-size", "32", "--val-size", "50", "--no-progress"]) == 0
+                     "--batch-size", "32", "--val-size", str(val_size), "--no-progress"]) == 0
         paths.append(str(out / "checkpoint.pt"))
-    result = bench.score({"one": paths[:1], "both": paths}, tiny_mnist)
-    assert [r["members"] for r in result["ensembles"]] == [1, 1, 2, 2] and result["val_size"] == 50
+    result = bench.score({"one": paths[:1], "both": paths[:2]}, tiny_mnist, declared={"three": paths})
+    assert [(r["members"], r["declared"]) for r in result["ensembles"]] == [
+        (1, False), (1, False), (2, False), (2, False), (3, True), (3, True)]
+    assert result["val_size"] == 50
     capsys.readouterr()
     for row in result["ensembles"]:
         chosen = paths[:row["members"]]
         for split in ("val", "test"):
+            if row["declared"] and split == "val":  # a member held out nothing: no validation score
+                assert row["val_accuracy"] is None
+                continue
             assert main(["evaluate", *chosen, "--data-dir", str(tiny_mnist), "--split", split, "--json"]
                         + ["--tta"] * row["tta"]) == 0
             assert json.loads(capsys.readouterr().out)["accuracy"] == row[f"{split}_accuracy"], (row, split)
-    assert result["chosen"] is bench.choose(result["ensembles"])
-    assert "| both | 2 | yes |" in bench.table(result)
+    assert result["chosen"] is bench.choose(result["ensembles"][:4])  # never a declared one
+    assert result["members"][2]["val_accuracy"] is None and result["members"][2]["model"].endswith("(all 60,000)")
+    assert result["per_model"]["seed"]["runs"] == 2
+    table = bench.table(result)
+    assert "| both | 2 | yes |" in table and "| three (declared) | 3 | yes | - |" in table
