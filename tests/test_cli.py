@@ -123,13 +123,26 @@ def test_unknown_model(tiny_mnist, tmp_path, capsys):
     assert "unknown model 'nope'" in err
 
 
+SEED_PT = os.path.join(os.path.dirname(__file__), "data", "seed.pt")  # seed weights, no training state
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--model", "nope"], "unknown model"), (["--model", "protonet"], "not a classifier"),
     (["--model", "fast", "--model-arg", "c1=0"], "bad arguments"), (["--ema-decay", "1"], "--ema-decay"),
-    (["--data-dir", "EMPTY", "--no-download"], "MNIST not found")])
+    (["--data-dir", "EMPTY", "--no-download"], "MNIST not found"),
+    (["--optimizer", "adma"], "unknown optimizer 'adma'; choose one of: sgd, adam, adamw"),
+    (["--scheduler", "nope"], "unknown scheduler 'nope'"), (["--step-size", "0"], "--step-size must be positive"),
+    (["--resume", "MISSING"], "missing.pt: no such checkpoint file"),
+    (["--resume", "LENET"], "the checkpoint is a 'lenet5' model, not 'seed'"),
+    (["--resume", SEED_PT], "it has no training state (optimizer, scheduler, progress)")])
 def test_a_run_that_cannot_start_leaves_no_folder_behind(tiny_mnist, tmp_path, capsys, flags, message):
+    from digits.checkpoint import describe, save_checkpoint
+    from digits.models import create_model
+
     (tmp_path / "empty").mkdir()
-    flags = [str(tmp_path / "empty") if f == "EMPTY" else f for f in flags]
+    save_checkpoint(tmp_path / "lenet.pt", create_model("lenet5"), describe("lenet5", {}))
+    paths = {"EMPTY": tmp_path / "empty", "MISSING": tmp_path / "missing.pt", "LENET": tmp_path / "lenet.pt"}
+    flags = [str(paths.get(f, f)) for f in flags]
     data = [] if "--data-dir" in flags else ["--data-dir", str(tiny_mnist)]
     for command in ("run", "train"):
         out = tmp_path / "runs" / command
@@ -175,9 +188,8 @@ def test_out_of_range_settings_are_one_line_errors(tiny_mnist, tmp_path, capsys,
 
 
 def test_evaluate_and_show_check_their_numbers(tiny_mnist, tmp_path, capsys):
-    seed_pt = os.path.join(os.path.dirname(__file__), "data", "seed.pt")
     assert "--batch-size must be positive" in _error(
-        ["evaluate", seed_pt, "--data-dir", str(tiny_mnist), "--batch-size", "0"], capsys)
+        ["evaluate", SEED_PT, "--data-dir", str(tiny_mnist), "--batch-size", "0"], capsys)
     for start in ("100", "-5"):  # the tiny test split has 100 images
         err = _error(["show", "--data-dir", str(tiny_mnist), "--split", "test", "--start", start,
                       "--out", str(tmp_path / "s.png")], capsys)
