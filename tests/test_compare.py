@@ -126,12 +126,13 @@ def test_a_rerun_removes_the_previous_results_first_and_a_refused_one_keeps_them
 
 def test_summary_mean_and_std_by_hand():
     rows = [{"model": "m", "seed": s, "val_accuracy": v, "test_accuracy": t, "parameters": 7, "epochs": 1,
-             "train_seconds": 2.0, "images_per_second": 10.0}
-            for s, v, t in ((0, 0.98, 0.97), (1, 0.99, 0.99), (2, 1.0, 0.98))]
+             "train_seconds": 2.0, "images_per_second": speed}
+            for s, v, t, speed in ((0, 0.98, 0.97, 1000.0), (1, 0.99, 0.99, 2000.0), (2, 1.0, 0.98, 3000.0))]
     (s,) = summarise(rows)
     assert s["test_accuracy"] == pytest.approx(0.98) and s["test_accuracy_std"] == pytest.approx(0.01)
     assert s["val_accuracy_std"] == pytest.approx(0.01) and s["train_seconds_std"] == 0
-    assert "| m | 7 | 1 | 0.9900 +- 0.0100 | 0.9800 +- 0.0100 | 2.0 +- 0.0 | 10 |" in render_markdown(
+    assert s["images_per_second_std"] == pytest.approx(1000.0)
+    assert "| m | 7 | 1 | 0.9900 +- 0.0100 | 0.9800 +- 0.0100 | 2.0 +- 0.0 | 2,000 +- 1,000 |" in render_markdown(
         [s], "r", [0, 1, 2])
 
 

@@ -96,7 +96,7 @@ def render_markdown(summary: list[dict], recipe_name: str, seeds: list[int]) -> 
                      f"{s['val_accuracy']:.4f} +- {s['val_accuracy_std']:.4f} | "
                      f"{s['test_accuracy']:.4f} +- {s['test_accuracy_std']:.4f} | "
                      f"{s['train_seconds']:.1f} +- {s['train_seconds_std']:.1f} | "
-                     f"{s['images_per_second']:,.0f} |")
+                     f"{s['images_per_second']:,.0f} +- {s['images_per_second_std']:,.0f} |")
     return "\n".join(lines) + "\n"
 
 
