@@ -196,6 +196,21 @@ def test_evaluate_and_show_check_their_numbers(tiny_mnist, tmp_path, capsys):
         assert "--start must be in [0, 100)" in err
 
 
+def test_show_offers_no_split_flags_and_evaluate_says_where_its_split_comes_from(tiny_mnist, tmp_path, capsys):
+    for flag in ("--val-size", "--split-seed"):  # show draws from the whole files: the flags did nothing
+        with pytest.raises(SystemExit) as exit_:
+            main(["show", "--data-dir", str(tiny_mnist), flag, "7", "--out", str(tmp_path / "s.png")])
+        assert exit_.value.code == 2 and f"unrecognized arguments: {flag} 7" in capsys.readouterr().err
+    assert not (tmp_path / "s.png").exists()
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    shown = " ".join(capsys.readouterr().out.split()).split(" data: ", 1)[1]  # the flags, past the usage
+    assert "recipe" not in shown  # evaluate has no recipe: with --split val the checkpoints' values count
+    for flag, after in (("--val-size N", "--split-seed N"), ("--split-seed N", "--download,")):
+        text = shown.split(flag, 1)[1].split(after, 1)[0]
+        assert "with --split val" in text and "each checkpoint recorded" in text and "unused with --split test" in text
+
+
 def test_model_arg_overrides_one_of_the_recipes_model_arguments():
     from digits.cli import build_parser, config_from_args
 

@@ -90,8 +90,8 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool = False) -> None:
                    else "continue an interrupted run from its checkpoint.pt")
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    _add_config_args(p, sections=("data",))
+def _add_data_args(p: argparse.ArgumentParser, **kw) -> None:
+    _add_config_args(p, sections=("data",), defaults_from="default", **kw)
 
 
 def config_from_args(args: argparse.Namespace):
@@ -386,7 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "(or the validation split)")
     p.add_argument("checkpoint", nargs="+", help="a checkpoint.pt written by `digits run` or `digits train`; "
                    "several: evaluate their ensemble (the mean of their class probabilities)")
-    _add_data_args(p)
+    _add_data_args(p, helps={
+        "data.val_size": "with --split val: how many training images the checkpoints held out (default: "
+        "the number each checkpoint recorded); unused with --split test",
+        "data.split_seed": "with --split val: the seed of that train/validation split (default: the value "
+        "each checkpoint recorded); unused with --split test"})
     p.add_argument("--split", choices=("test", "val"), default="test",
                    help="test: the 10,000 test images (default); val: the validation images the checkpoints "
                    "were trained without (their recorded --val-size and --split-seed, unless given), for "
@@ -399,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("show", help="draw a 6x10 grid of MNIST images to a PNG")
-    _add_data_args(p)
+    _add_data_args(p, skip=("data.val_size", "data.split_seed"))  # it draws from the whole files
     p.add_argument("--split", choices=("train", "test"), default="train", help="which file (default train)")
     p.add_argument("--start", type=int, default=0, help="index of the first image (default 0)")
     p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
