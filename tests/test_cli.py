@@ -123,13 +123,26 @@ def test_unknown_model(tiny_mnist, tmp_path, capsys):
     assert "unknown model 'nope'" in err
 
 
+SEED_PT = os.path.join(os.path.dirname(__file__), "data", "seed.pt")  # seed weights, no training state
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--model", "nope"], "unknown model"), (["--model", "protonet"], "not a classifier"),
     (["--model", "fast", "--model-arg", "c1=0"], "bad arguments"), (["--ema-decay", "1"], "--ema-decay"),
-    (["--data-dir", "EMPTY", "--no-download"], "MNIST not found")])
+    (["--data-dir", "EMPTY", "--no-download"], "MNIST not found"),
+    (["--optimizer", "adma"], "unknown optimizer 'adma'; choose one of: sgd, adam, adamw"),
+    (["--scheduler", "nope"], "unknown scheduler 'nope'"), (["--step-size", "0"], "--step-size must be positive"),
+    (["--resume", "MISSING"], "missing.pt: no such checkpoint file"),
+    (["--resume", "LENET"], "the checkpoint is a 'lenet5' model, not 'seed'"),
+    (["--resume", SEED_PT], "it has no training state (optimizer, scheduler, progress)")])
 def test_a_run_that_cannot_start_leaves_no_folder_behind(tiny_mnist, tmp_path, capsys, flags, message):
+    from digits.checkpoint import describe, save_checkpoint
+    from digits.models import create_model
+
     (tmp_path / "empty").mkdir()
-    flags = [str(tmp_path / "empty") if f == "EMPTY" else f for f in flags]
+    save_checkpoint(tmp_path / "lenet.pt", create_model("lenet5"), describe("lenet5", {}))
+    paths = {"EMPTY": tmp_path / "empty", "MISSING": tmp_path / "missing.pt", "LENET": tmp_path / "lenet.pt"}
+    flags = [str(paths.get(f, f)) for f in flags]
     data = [] if "--data-dir" in flags else ["--data-dir", str(tiny_mnist)]
     for command in ("run", "train"):
         out = tmp_path / "runs" / command
@@ -175,13 +188,27 @@ def test_out_of_range_settings_are_one_line_errors(tiny_mnist, tmp_path, capsys,
 
 
 def test_evaluate_and_show_check_their_numbers(tiny_mnist, tmp_path, capsys):
-    seed_pt = os.path.join(os.path.dirname(__file__), "data", "seed.pt")
     assert "--batch-size must be positive" in _error(
-        ["evaluate", seed_pt, "--data-dir", str(tiny_mnist), "--batch-size", "0"], capsys)
+        ["evaluate", SEED_PT, "--data-dir", str(tiny_mnist), "--batch-size", "0"], capsys)
     for start in ("100", "-5"):  # the tiny test split has 100 images
         err = _error(["show", "--data-dir", str(tiny_mnist), "--split", "test", "--start", start,
                       "--out", str(tmp_path / "s.png")], capsys)
         assert "--start must be in [0, 100)" in err
+
+
+def test_show_offers_no_split_flags_and_evaluate_says_where_its_split_comes_from(tiny_mnist, tmp_path, capsys):
+    for flag in ("--val-size", "--split-seed"):  # show draws from the whole files: the flags did nothing
+        with pytest.raises(SystemExit) as exit_:
+            main(["show", "--data-dir", str(tiny_mnist), flag, "7", "--out", str(tmp_path / "s.png")])
+        assert exit_.value.code == 2 and f"unrecognized arguments: {flag} 7" in capsys.readouterr().err
+    assert not (tmp_path / "s.png").exists()
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    shown = " ".join(capsys.readouterr().out.split()).split(" data: ", 1)[1]  # the flags, past the usage
+    assert "recipe" not in shown  # evaluate has no recipe: with --split val the checkpoints' values count
+    for flag, after in (("--val-size N", "--split-seed N"), ("--split-seed N", "--download,")):
+        text = shown.split(flag, 1)[1].split(after, 1)[0]
+        assert "with --split val" in text and "each checkpoint recorded" in text and "unused with --split test" in text
 
 
 def test_model_arg_overrides_one_of_the_recipes_model_arguments():

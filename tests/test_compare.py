@@ -46,20 +46,93 @@ def test_compare_rejects_unknown_models_and_bad_seeds(tiny_mnist, tmp_path, caps
     assert "--seeds" in capsys.readouterr().err
     assert main(["compare", "--models", "seed", "--resume", "x.pt", "--out", str(tmp_path / "x")]) == 2
     assert "from scratch" in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # its help names its own default folder, and no --resume
+    with pytest.raises(SystemExit):  # its help names its own default folder, and none of the refused flags
         main(["compare", "--help"])
     shown = capsys.readouterr().out
     assert "runs/compare-<recipe>" in shown and "--resume" not in shown
+    assert "--model NAME" not in shown and "--seed N" not in shown and "tensorboard" not in shown
+    assert "given to every model of --models" in " ".join(shown.split())  # --model-arg
+
+
+def _refused(args, capsys) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("digits: error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--models", "seed,protonet", "--seeds", "0,1,2"], "'protonet' is an embedding for `digits fewshot`"),
+    (["--models", "resnet,lenet5", "--model-arg", "width=4"], "bad arguments for model 'lenet5'"),
+    (["--models", "seed,lenet5,seed"], "--models names seed more than once; give each once"),
+    (["--models", "seed", "--seeds", "0,1,0,1"], "--seeds names 0, 1 more than once; give each once"),
+    (["--models", "seed", "--recipe", "short", "--scheduler", "nope"], "unknown scheduler 'nope'"),
+    (["--models", "seed", "--model", "lenet5"], "compare trains the models of --models; --model applies to"),
+    (["--models", "seed", "--seed", "0"], "compare trains on each seed of --seeds; --seed applies to"),
+    (["--models", "seed", "--tensorboard"], "compare writes no TensorBoard logs")])
+def test_compare_refuses_what_cannot_run_before_it_trains_loads_data_or_makes_out(
+        tiny_mnist, tmp_path, capsys, monkeypatch, flags, message):
+    from digits import compare as compare_module
+
+    monkeypatch.setattr(compare_module, "load_mnist", lambda *a, **k: pytest.fail("loaded the data"))
+    monkeypatch.setattr(compare_module, "train_one", lambda *a: pytest.fail("trained a run"))
+    out = tmp_path / "cmp"
+    assert message in _refused(["compare", *flags, "--data-dir", str(tiny_mnist), "--out", str(out), *FAST],
+                               capsys)
+    assert not out.exists()
+
+
+def _fake_row(config, data, folder) -> dict:
+    return {"model": config.model.name, "seed": config.seed, "val_accuracy": 0.9, "test_accuracy": 0.9,
+            "parameters": 1, "epochs": 1, "train_seconds": 1.0, "images_per_second": 1.0}
+
+
+def test_model_arg_goes_to_every_compared_model_and_the_recipes_only_to_its_own(tiny_mnist, tmp_path,
+                                                                                 monkeypatch):
+    from digits import compare as compare_module
+
+    seen = []
+    monkeypatch.setattr(compare_module, "train_one", lambda config, data, folder: seen.append(
+        (folder.name, config.model.kwargs)) or _fake_row(config, data, folder))
+    assert main(["compare", "--models", "inception,bn-cnn", "--seeds", "0", "--recipe", "best", "--model-arg",
+                 "width=4", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "cmp"), *FAST]) == 0
+    assert seen == [("inception-seed0", {"width": 4}), ("bn-cnn-seed0", {"width": 4, "dropout": 0.2})]
+    base = recipe("best")
+    assert config_for(base, "resnet", 1, {"depth": 2}).model.kwargs == {"depth": 2}
+    assert config_for(base, "bn-cnn", 1, {"width": 8}).model.kwargs == {"width": 8, "dropout": 0.2}
+
+
+def test_a_rerun_removes_the_previous_results_first_and_a_refused_one_keeps_them(tiny_mnist, tmp_path, capsys,
+                                                                                  monkeypatch):
+    from digits import compare as compare_module
+    from digits.errors import DigitsError
+
+    out = tmp_path / "cmp"
+    out.mkdir()
+    results = ("results.csv", "results.md", "comparison.png")
+    for name in results:
+        (out / name).write_text("the previous comparison's")
+    args = ["compare", "--models", "seed", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST]
+    assert "--seeds names 0" in _refused([*args, "--seeds", "0,0"], capsys)  # refused: nothing changed
+    assert all((out / name).read_text() == "the previous comparison's" for name in results)
+
+    def fail(config, data, folder):
+        raise DigitsError("the disk is full")
+
+    monkeypatch.setattr(compare_module, "train_one", fail)  # the rerun fails at its first run
+    assert "the disk is full" in _refused(args, capsys)
+    assert not any((out / name).exists() for name in results)
 
 
 def test_summary_mean_and_std_by_hand():
     rows = [{"model": "m", "seed": s, "val_accuracy": v, "test_accuracy": t, "parameters": 7, "epochs": 1,
-             "train_seconds": 2.0, "images_per_second": 10.0}
-            for s, v, t in ((0, 0.98, 0.97), (1, 0.99, 0.99), (2, 1.0, 0.98))]
+             "train_seconds": 2.0, "images_per_second": speed}
+            for s, v, t, speed in ((0, 0.98, 0.97, 1000.0), (1, 0.99, 0.99, 2000.0), (2, 1.0, 0.98, 3000.0))]
     (s,) = summarise(rows)
     assert s["test_accuracy"] == pytest.approx(0.98) and s["test_accuracy_std"] == pytest.approx(0.01)
     assert s["val_accuracy_std"] == pytest.approx(0.01) and s["train_seconds_std"] == 0
-    assert "| m | 7 | 1 | 0.9900 +- 0.0100 | 0.9800 +- 0.0100 | 2.0 +- 0.0 | 10 |" in render_markdown(
+    assert s["images_per_second_std"] == pytest.approx(1000.0)
+    assert "| m | 7 | 1 | 0.9900 +- 0.0100 | 0.9800 +- 0.0100 | 2.0 +- 0.0 | 2,000 +- 1,000 |" in render_markdown(
         [s], "r", [0, 1, 2])
 
 

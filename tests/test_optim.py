@@ -4,7 +4,7 @@ import torch
 
 from digits.config import OptimConfig
 from digits.errors import DigitsError
-from digits.optim import EMA, clip_gradients, lr_factor, make_ema, make_optimizer, make_scheduler
+from digits.optim import EMA, check_optim, clip_gradients, lr_factor, make_ema, make_optimizer, make_scheduler
 from digits.optimizers import SGD, Adam
 
 
@@ -69,6 +69,24 @@ def test_unknown_names_are_clear_errors():
         make_scheduler(torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1), OptimConfig(scheduler="exp"), 3)
     with pytest.raises(DigitsError, match="--ema-decay"):
         EMA(torch.nn.Linear(2, 2), 1.5)
+
+
+@pytest.mark.parametrize("cfg, message", [
+    (OptimConfig(optimizer="adma"), "unknown optimizer 'adma'; choose one of: sgd, adam, adamw"),
+    (OptimConfig(scheduler="nope"), "unknown scheduler 'nope'; choose one of: step, cosine"),
+    (OptimConfig(step_size=0), "--step-size must be positive, got 0"),
+    (OptimConfig(step_size=-2), "--step-size must be positive, got -2")])
+def test_check_optim_refuses_what_building_the_optimizer_or_schedule_would(cfg, message):
+    """check_optim runs before a run folder is written: it must catch these, not the first step."""
+    with pytest.raises(DigitsError, match=message):
+        check_optim(cfg)
+    with pytest.raises(DigitsError, match=message):  # and building them still refuses (no ZeroDivisionError)
+        opt = make_optimizer(torch.nn.Linear(2, 2), cfg)
+        make_scheduler(opt, cfg, 3)
+
+
+def test_check_optim_ignores_the_step_size_of_other_schedules():
+    check_optim(OptimConfig(scheduler="cosine", step_size=0))
 
 
 def test_ema_matches_the_formula_and_copies_buffers():

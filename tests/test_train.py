@@ -89,6 +89,27 @@ def test_resume_rejects_another_model(tiny_mnist, tmp_path):
         fit(_config(), load_mnist(tiny_mnist, val_size=50), resume=path)
 
 
+def test_check_startable_reads_the_resume_checkpoint_without_data(tiny_mnist, tmp_path):
+    """What fit would refuse only after loading the data and making the run folder, refused first."""
+    from digits.train import check_startable
+
+    config = _config(epochs=1)
+    config.model.name, config.model.kwargs = "fast", {"c1": 4, "c2": 8, "hidden": 16}
+    fit(config, load_mnist(tiny_mnist, val_size=50), tmp_path / "a")
+    ckpt = tmp_path / "a" / "checkpoint.pt"
+    check_startable(config, resume=ckpt)  # the run's own settings: resumable
+    wider = config.copy()
+    wider.model.kwargs["c1"] = 6
+    with pytest.raises(DigitsError, match=r"--resume .*checkpoint.pt: cannot continue from it \(size mismatch"):
+        check_startable(wider, resume=ckpt)
+    check_startable(wider, model=False, resume=ckpt)  # without building the network, weights go unchecked
+    other = _config()
+    with pytest.raises(DigitsError, match="the checkpoint is a 'fast' model, not 'seed'"):
+        check_startable(other, resume=ckpt)
+    with pytest.raises(DigitsError, match="no such checkpoint file"):
+        check_startable(config, resume=tmp_path / "none.pt")
+
+
 def test_divergence_stops_with_a_clear_message(tiny_mnist):
     with pytest.raises(DigitsError, match="training diverged"):
         fit(_config(lr=1e6), load_mnist(tiny_mnist, val_size=50))

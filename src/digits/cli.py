@@ -38,34 +38,43 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def _add_config_args(p: argparse.ArgumentParser, sections=("data", "model", "optim", "augment", ""),
-                     defaults_from: str = "seed recipe") -> None:
+                     defaults_from: str = "seed recipe", helps: dict[str, str] | None = None,
+                     skip: tuple[str, ...] = ()) -> None:
     """One flag per config field, help text from the field; every default is None so that only
-    the flags given override the recipe."""
+    the flags given override the recipe. ``helps``: a command's own help text for some flags, by
+    dest (argparse.SUPPRESS: accepted, so that the command can refuse it with a reason, but not
+    shown); ``skip``: dests of fields the command does not offer."""
     from dataclasses import MISSING, fields
 
-    classes = _config_classes()
+    helps, classes = helps or {}, _config_classes()
     for section, title in _SECTIONS:
         if section not in sections:
             continue
         group = p.add_argument_group(title)
         for f in fields(classes[section]):
-            if "help" not in f.metadata:
+            dest = f"{section}.{f.name}" if section else f.name
+            if "help" not in f.metadata or dest in skip:
                 continue
             text = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
             flag = "--" + f.metadata.get("flag", f.name.replace("_", "-"))
-            dest = f"{section}.{f.name}" if section else f.name
             default = f.default if f.default is not MISSING else None
             if f.type == "bool":
-                group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
-                                   help=f"{text} ({defaults_from}: {'on' if default else 'off'})")
+                kw = {"action": argparse.BooleanOptionalAction,
+                      "help": f"{text} ({defaults_from}: {'on' if default else 'off'})"}
             elif f.type.startswith("dict"):
-                group.add_argument(flag, dest=dest, type=_key_value, action="append", metavar="KEY=VALUE",
-                                   help=text)
+                kw = {"type": _key_value, "action": "append", "metavar": "KEY=VALUE", "help": text}
             else:
                 metavar = f.metadata.get("metavar", {"int": "N", "float": "X"}.get(f.type, "NAME"))
                 shown = "" if default is None else f" ({defaults_from}: {default})"
-                group.add_argument(flag, dest=dest, type=_TYPES[f.type], default=None, metavar=metavar,
-                                   help=f"{text}{shown}")
+                kw = {"type": _TYPES[f.type], "metavar": metavar, "help": f"{text}{shown}"}
+            group.add_argument(flag, dest=dest, default=None, **{**kw, "help": helps.get(dest, kw["help"])})
+
+
+# compare takes its models and seeds from --models and --seeds and writes no TensorBoard logs: it
+# accepts these flags only to refuse them with a reason (cmd_compare), so its help hides them
+_COMPARE_HELPS = {"model.name": argparse.SUPPRESS, "seed": argparse.SUPPRESS, "tensorboard": argparse.SUPPRESS,
+                  "model.kwargs": "constructor arguments as KEY=VALUE, given to every model of --models (the "
+                  "recipe's own model arguments go to its model only)"}
 
 
 def _add_train_args(p: argparse.ArgumentParser, compare: bool = False) -> None:
@@ -73,7 +82,7 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool = False) -> None:
 
     p.add_argument("--recipe", default="seed", help="starting configuration that the flags below "
                    f"override: {', '.join(list_recipes())} (default seed, the tutorial's)")
-    _add_config_args(p)
+    _add_config_args(p, helps=_COMPARE_HELPS if compare else None)
     p.add_argument("--out", help="folder of the comparison (default runs/compare-<recipe>)" if compare
                    else "run folder (default runs/<model>-<timestamp>)")
     # compare accepts --resume only to refuse it with a reason (cmd_compare), so its help hides it
@@ -81,8 +90,8 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool = False) -> None:
                    else "continue an interrupted run from its checkpoint.pt")
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    _add_config_args(p, sections=("data",))
+def _add_data_args(p: argparse.ArgumentParser, **kw) -> None:
+    _add_config_args(p, sections=("data",), defaults_from="default", **kw)
 
 
 def config_from_args(args: argparse.Namespace):
@@ -201,16 +210,23 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare
 
+    for given, message in (
+            (args.resume, "compare trains every run from scratch; --resume applies to `digits run` and `train`"),
+            (vars(args)["model.name"], "compare trains the models of --models; --model applies to `digits run` "
+             "and `train`"),
+            (args.seed is not None, "compare trains on each seed of --seeds; --seed applies to `digits run` and `train`"),
+            (args.tensorboard, "compare writes no TensorBoard logs; --tensorboard applies to `digits run` and `train`")):
+        if given:
+            raise DigitsError(message)
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         raise DigitsError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
-    if args.resume:
-        raise DigitsError("compare trains every run from scratch; --resume applies to `digits run` and `train`")
     config = config_from_args(args)
     _check_positive(config, "optim.epochs", "optim.batch_size", "test_batch_size", "optim.lr")
     out = args.out or f"runs/compare-{args.recipe}"
-    compare([m for m in args.models.split(",") if m], seeds, config, out, args.recipe)
+    compare([m for m in args.models.split(",") if m], seeds, config, out, args.recipe,
+            model_args=dict(vars(args)["model.kwargs"] or []))  # the user's alone: they go to every model
     print(f"wrote {out}/results.csv, results.md and comparison.png")
     return 0
 
@@ -370,7 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "(or the validation split)")
     p.add_argument("checkpoint", nargs="+", help="a checkpoint.pt written by `digits run` or `digits train`; "
                    "several: evaluate their ensemble (the mean of their class probabilities)")
-    _add_data_args(p)
+    _add_data_args(p, helps={
+        "data.val_size": "with --split val: how many training images the checkpoints held out (default: "
+        "the number each checkpoint recorded); unused with --split test",
+        "data.split_seed": "with --split val: the seed of that train/validation split (default: the value "
+        "each checkpoint recorded); unused with --split test"})
     p.add_argument("--split", choices=("test", "val"), default="test",
                    help="test: the 10,000 test images (default); val: the validation images the checkpoints "
                    "were trained without (their recorded --val-size and --split-seed, unless given), for "
@@ -383,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("show", help="draw a 6x10 grid of MNIST images to a PNG")
-    _add_data_args(p)
+    _add_data_args(p, skip=("data.val_size", "data.split_seed"))  # it draws from the whole files
     p.add_argument("--split", choices=("train", "test"), default="train", help="which file (default train)")
     p.add_argument("--start", type=int, default=0, help="index of the first image (default 0)")
     p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")

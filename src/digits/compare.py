@@ -6,6 +6,7 @@ summary table), comparison.png (test accuracy with error bars) and OUT/<model>-s
 run's checkpoint.pt, config.json and metrics.json).
 
     rows = compare(["seed", "lenet5"], [0, 1, 2], recipe("short"), "runs/compare")
+    rows = compare(["resnet", "inception"], [0, 1], recipe("short"), "runs/w16", model_args={"width": 16})
 """
 from __future__ import annotations
 
@@ -20,19 +21,39 @@ from .errors import DigitsError
 from .evaluate import evaluate
 from .models import count_parameters, list_models
 from .report import write_json, write_text
-from .train import fit
+from .train import check_startable, fit
 
 COLUMNS = ("model", "seed", "val_accuracy", "test_accuracy", "parameters", "epochs", "train_seconds",
            "images_per_second")
+RESULTS = ("results.csv", "results.md", "comparison.png")  # the comparison's own files in OUT
 
 
-def config_for(base: RunConfig, model: str, seed: int) -> RunConfig:
-    """The base recipe for ``model`` and ``seed``; the recipe's model arguments only fit its own model."""
+def config_for(base: RunConfig, model: str, seed: int, model_args: dict | None = None) -> RunConfig:
+    """The base recipe for ``model`` and ``seed``. ``model_args`` (the user's --model-arg) apply to
+    every model; the base's own model arguments (the recipe's) fit only its own model."""
     config = base.copy()
-    if model != config.model.name:
-        config.model.name, config.model.kwargs = model, {}
+    kwargs = config.model.kwargs if model == config.model.name else {}
+    config.model.name, config.model.kwargs = model, kwargs | dict(model_args or {})
     config.seed = seed
     return config
+
+
+def check_comparison(models: list[str], seeds: list[int], base: RunConfig,
+                     model_args: dict | None = None) -> list[RunConfig]:
+    """Every run's config, in training order, each checked as `digits run` checks its one: a model
+    that cannot train (an embedding, an argument it does not take) is refused before any run trains."""
+    unknown = [m for m in models if m not in list_models()]
+    if unknown or not models or not seeds:
+        raise DigitsError(f"--models needs registered names (unknown: {', '.join(unknown) or 'none'}; "
+                          f"known: {', '.join(list_models())}) and --seeds at least one seed")
+    for flag, values in (("--models", models), ("--seeds", seeds)):
+        twice = [str(v) for v in dict.fromkeys(values) if values.count(v) > 1]
+        if twice:  # the repeat would train into the same folder, and count as another sample in the std
+            raise DigitsError(f"{flag} names {', '.join(twice)} more than once; give each once")
+    configs = [config_for(base, model, seed, model_args) for model in models for seed in seeds]
+    for config in configs:
+        check_startable(config)
+    return configs
 
 
 def train_one(config: RunConfig, data: MNIST, out: Path) -> dict:
@@ -75,7 +96,7 @@ def render_markdown(summary: list[dict], recipe_name: str, seeds: list[int]) -> 
                      f"{s['val_accuracy']:.4f} +- {s['val_accuracy_std']:.4f} | "
                      f"{s['test_accuracy']:.4f} +- {s['test_accuracy_std']:.4f} | "
                      f"{s['train_seconds']:.1f} +- {s['train_seconds_std']:.1f} | "
-                     f"{s['images_per_second']:,.0f} |")
+                     f"{s['images_per_second']:,.0f} +- {s['images_per_second_std']:,.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -88,30 +109,37 @@ def _append_csv(path: Path, row: dict) -> None:
         writer.writerow(row)
 
 
-def compare(models: list[str], seeds: list[int], base: RunConfig, out: str | Path,
-            recipe_name: str = "custom", data: MNIST | None = None, log=print) -> list[dict]:
-    """Train every model on every seed; write results.csv, results.md and comparison.png."""
-    unknown = [m for m in models if m not in list_models()]
-    if unknown or not models or not seeds:
-        raise DigitsError(f"--models needs registered names (unknown: {', '.join(unknown) or 'none'}; "
-                          f"known: {', '.join(list_models())}) and --seeds at least one seed")
-    out = Path(out)
+def _prepare_out(out: Path) -> None:
+    """OUT without the previous comparison's results: a rerun that fails part-way must not leave the
+    old results.md and chart beside its own partial results.csv."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "results.csv").unlink(missing_ok=True)
+        for name in RESULTS:
+            (out / name).unlink(missing_ok=True)
     except OSError as e:
         raise DigitsError(f"cannot create output folder {out}: {e.strerror or e}") from None
+
+
+def compare(models: list[str], seeds: list[int], base: RunConfig, out: str | Path,
+            recipe_name: str = "custom", data: MNIST | None = None, log=print,
+            model_args: dict | None = None) -> list[dict]:
+    """Train every model on every seed; write results.csv, results.md and comparison.png.
+
+    ``model_args``: constructor arguments given to every model (check_comparison checks them all
+    before OUT is touched or the data loaded)."""
+    configs = check_comparison(models, seeds, base, model_args)
     d = base.data
     data = data or load_mnist(d.data_dir, d.val_size, d.split_seed, d.download)
+    out = Path(out)
+    _prepare_out(out)
     rows = []
-    for model in models:
-        for seed in seeds:
-            start = time.perf_counter()
-            row = train_one(config_for(base, model, seed), data, out / f"{model}-seed{seed}")
-            _append_csv(out / "results.csv", row)
-            rows.append(row)
-            log(f"{model} seed {seed}: validation {row['val_accuracy']:.4f}, "
-                f"test {row['test_accuracy']:.4f}, {time.perf_counter() - start:.0f} s")
+    for config in configs:
+        start = time.perf_counter()
+        row = train_one(config, data, out / f"{config.model.name}-seed{config.seed}")
+        _append_csv(out / "results.csv", row)
+        rows.append(row)
+        log(f"{config.model.name} seed {config.seed}: validation {row['val_accuracy']:.4f}, "
+            f"test {row['test_accuracy']:.4f}, {time.perf_counter() - start:.0f} s")
     summary = summarise(rows)
     write_text(out / "results.md", render_markdown(summary, recipe_name, seeds))
     from .plots import plot_comparison  # matplotlib only when drawing

@@ -33,7 +33,11 @@ def make_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Opti
         return torch.optim.Adam(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
-    raise DigitsError(f"unknown optimizer {cfg.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    raise _unknown("optimizer", cfg.optimizer, OPTIMIZERS)
+
+
+def _unknown(kind: str, name: str, choices: tuple[str, ...]) -> DigitsError:
+    return DigitsError(f"unknown {kind} {name!r}; choose one of: {', '.join(choices)}")
 
 
 def lr_factor(step: int, cfg: OptimConfig, steps_per_epoch: int) -> float:
@@ -55,7 +59,7 @@ def lr_factor(step: int, cfg: OptimConfig, steps_per_epoch: int) -> float:
         return ramp * 0.5 * (1 + math.cos(math.pi * t))
     if cfg.scheduler == "none":
         return ramp
-    raise DigitsError(f"unknown scheduler {cfg.scheduler!r}; choose one of: {', '.join(SCHEDULERS)}")
+    raise _unknown("scheduler", cfg.scheduler, SCHEDULERS)
 
 
 def one_cycle_cos(step: int, total: int, rise: float) -> float:
@@ -74,9 +78,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per
 
     The seed's StepLR(step_size, gamma), stepped per epoch, becomes the same learning rates
     evaluated per step, so every schedule (warm-up and one-cycle need it) has one stepping rule."""
-    lr_factor(0, cfg, steps_per_epoch)  # an unknown name fails here, before training
-    if cfg.step_size <= 0 and cfg.scheduler == "step":
-        raise DigitsError(f"--step-size must be positive, got {cfg.step_size}")
+    check_schedule(cfg)  # before training, and before a --step-size of 0 divides by zero
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg, steps_per_epoch))
 
 
@@ -111,8 +113,19 @@ def make_ema(model: torch.nn.Module, cfg: OptimConfig) -> EMA | None:
     return EMA(model, cfg.ema_decay) if cfg.ema_decay else None
 
 
+def check_schedule(cfg: OptimConfig) -> None:
+    if cfg.scheduler not in SCHEDULERS:
+        raise _unknown("scheduler", cfg.scheduler, SCHEDULERS)
+    if cfg.scheduler == "step" and cfg.step_size <= 0:  # the other schedules do not use it
+        raise DigitsError(f"--step-size must be positive, got {cfg.step_size}")
+
+
 def check_optim(cfg: OptimConfig) -> None:
-    """Reject settings a user can get wrong, with the flag's name."""
+    """Reject settings a user can get wrong, with the flag's name: everything make_optimizer,
+    make_scheduler and make_ema would refuse, checked before a run writes anything."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise _unknown("optimizer", cfg.optimizer, OPTIMIZERS)
+    check_schedule(cfg)
     if not 0 <= cfg.label_smoothing < 1:
         raise DigitsError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}")
     if min(cfg.clip_grad_norm, cfg.warmup_epochs, cfg.momentum, cfg.weight_decay) < 0:

@@ -98,7 +98,7 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
     distributed.init(resolve_device(config.device))  # joins torchrun's processes, if it started this one
     if not distributed.is_main():
         return _worker(config, resume)
-    check_startable(config)  # an option refused before the run folder is made leaves none behind
+    check_startable(config, resume=resume)  # refused before the run folder is made: it leaves none behind
     out = Path(out or default_out(config))
     made = not out.exists()
     out = prepare_out(out, config, figures and test)

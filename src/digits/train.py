@@ -80,7 +80,8 @@ class _State:
     history: History = field(default_factory=History)
 
 
-def _restore(path, model, optimizer, scheduler, config: RunConfig, ema=None) -> _State:
+def read_resumable(path, config: RunConfig) -> dict:
+    """The checkpoint ``--resume`` names, if it holds ``config``'s model and a training state."""
     ckpt = read_checkpoint(path)
     name = ckpt["meta"]["model_name"]
     if name != config.model.name:
@@ -89,6 +90,17 @@ def _restore(path, model, optimizer, scheduler, config: RunConfig, ema=None) -> 
     if missing:  # e.g. a checkpoint made for serving: weights only
         raise DigitsError(f"--resume {path}: it has no training state ({', '.join(missing)}); resume "
                           "from the checkpoint.pt in a training run's folder")
+    return ckpt
+
+
+def _cannot_continue(path, error: Exception) -> DigitsError:
+    # load_state_dict's first line only names the class ("Error(s) in loading ..."); the last says what differs
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+    return DigitsError(f"--resume {path}: cannot continue from it ({lines[-1][:200]})")
+
+
+def _restore(path, model, optimizer, scheduler, config: RunConfig, ema=None) -> _State:
+    ckpt = read_resumable(path, config)
     try:
         model.load_state_dict(ckpt.get("train_model", ckpt["model"]))  # "model" holds the EMA if on
         if ema is not None:
@@ -98,7 +110,7 @@ def _restore(path, model, optimizer, scheduler, config: RunConfig, ema=None) -> 
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
-        raise DigitsError(f"--resume {path}: cannot continue from it ({str(e).splitlines()[0]})") from None
+        raise _cannot_continue(path, e) from None
     _rebase_lr(optimizer, scheduler, lr)
     progress = ckpt["progress"]
     saved, now = progress.get("world_size", 1), distributed.world_size()
@@ -227,15 +239,24 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def check_startable(config: RunConfig, model: bool = True) -> None:
+def check_startable(config: RunConfig, model: bool = True, resume: str | Path | None = None) -> None:
     """The settings ``fit`` refuses before it trains, checked without data (with ``model``, by
-    building the network once): a DigitsError naming the first one at fault."""
+    building the network once; with ``resume``, by reading that checkpoint and, with ``model``,
+    loading its weights into the network): a DigitsError naming the first one at fault."""
     if config.checkpoint_every < 0:
         raise DigitsError(f"--checkpoint-every must not be negative, got {config.checkpoint_every}")
     check_optim(config.optim)
     check_augment(config.augment)
+    network = None
     if model:
-        check_classifier(create_model(config.model.name, **config.model.kwargs), config.model.name)
+        network = check_classifier(create_model(config.model.name, **config.model.kwargs), config.model.name)
+    if resume:
+        ckpt = read_resumable(resume, config)
+        if network is not None:  # e.g. other --model-arg values than the run had: the weights do not fit
+            try:
+                network.load_state_dict(ckpt.get("train_model", ckpt["model"]))
+            except RuntimeError as e:
+                raise _cannot_continue(resume, e) from None
 
 
 def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
