@@ -185,3 +185,32 @@ def test_a_folder_is_searched_for_every_suffix_that_fewshot_predict_reads(tmp_pa
         (tmp_path / f"a{suffix}").write_bytes(b"")
     files, errors = expand_paths([tmp_path])
     assert sorted(p.name for p in files) == ["a.PBM", "a.pgm", "a.png", "a.ppm"] and not errors
+
+
+def _drawn_one(path: Path) -> Path:
+    """A "1" drawn as a dark bar on white paper: enough for predict to have something to show."""
+    page = np.full((60, 60), 255, np.uint8)
+    page[10:50, 27:33] = 0
+    Image.fromarray(page).save(path)
+    return path
+
+
+def test_show_to_a_format_matplotlib_cannot_write_is_one_line(tmp_path, capsys):
+    image = _drawn_one(tmp_path / "one.png")
+    assert main(["predict", str(MODEL), str(image), "--show", str(tmp_path / "seen.bmp")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("digits: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert "seen.bmp: a figure cannot be written as .bmp" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.png"]  # nothing half-written
+
+
+def test_every_figure_format_digits_accepts_is_one_matplotlib_writes(tmp_path):
+    from matplotlib.figure import Figure
+
+    from digits.figformat import FIGURE_FORMATS
+    from digits.plots import plot_inputs
+
+    assert set(FIGURE_FORMATS) <= set(Figure().canvas.get_supported_filetypes())
+    pixels = torch.zeros(2, 1, 28, 28, dtype=torch.uint8)
+    assert plot_inputs(pixels, ["a", "b"], tmp_path / "x.TIFF").stat().st_size > 0  # any case
+    assert plot_inputs(pixels, ["a", "b"], tmp_path / "noext").read_bytes()[:4] == b"\x89PNG"
