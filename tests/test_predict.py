@@ -153,6 +153,7 @@ SERVE_LIMITS = "--max-upload-mb, --max-pixels and --max-concurrent must be posit
     (["predict", "missing.pt", "a.png", "--top-k", "0"], "--top-k must be from 1 to 10"),
     (["serve", "missing.pt", "--max-upload-mb", "0"], SERVE_LIMITS),
     (["serve", "missing.pt", "--max-concurrent", "0"], SERVE_LIMITS),
+    (["serve", "missing.pt", "--max-pixels", "200000000"], "--max-pixels can be at most 178,956,970"),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
