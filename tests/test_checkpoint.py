@@ -184,3 +184,68 @@ def test_held_out_split_is_the_checkpoints_own_unless_given():
 def test_held_out_split_refuses_what_would_not_be_a_fair_validation(named, given, message):
     with pytest.raises(DigitsError, match=re.escape(message)):
         held_out_split(named, **given)
+
+
+def _seed_payload(version: int = 2, **changes) -> dict:
+    payload = {"format": "digits-checkpoint", "version": version, "meta": describe("seed", {}),
+               "model": dict(create_model("seed").state_dict())}
+    payload.update(changes)
+    return payload
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta:UserWarning")
+@pytest.mark.parametrize("where", ["model", "extra", "meta"])
+def test_a_sparse_tensor_anywhere_is_refused_in_one_line(tmp_path, where):
+    payload = _seed_payload()
+    sparse = torch.eye(3).to_sparse()
+    if where == "model":
+        payload["model"]["conv1.0.bias"] = sparse
+    elif where == "extra":
+        payload["extra"] = [1, {"t": sparse}]
+    else:
+        payload["meta"]["saliency"] = sparse.to_sparse_csr()
+    payload["sha256"] = "0" * 64  # the checksum cannot be computed: the refusal must come first
+    torch.save(payload, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(tmp_path / "c.pt")
+    layout = "sparse_csr" if where == "meta" else "sparse_coo"
+    assert str(error.value) == (f"{tmp_path / 'c.pt'}: holds data no digits checkpoint contains "
+                                f"(a {layout} tensor); not a usable checkpoint")
+
+
+def test_a_version_1_checkpoint_with_sparse_weights_is_refused_in_one_line(tmp_path):
+    payload = _seed_payload(version=1)
+    payload["model"]["conv1.0.weight"] = payload["model"]["conv1.0.weight"].to_sparse()
+    torch.save(payload, tmp_path / "v1.pt")
+    with pytest.raises(CheckpointError, match=r"v1.pt: its weights include a sparse_coo tensor; not a usable"):
+        load_checkpoint(tmp_path / "v1.pt")
+
+
+@pytest.mark.parametrize("key", [3, 2.5, None, ("conv1.0.weight",)])
+def test_weights_named_by_anything_but_strings_are_refused_in_one_line(tmp_path, key):
+    payload = _seed_payload()
+    payload["model"][key] = torch.zeros(1)
+    payload["sha256"] = digest(payload)  # a consistent file, just with such a key
+    torch.save(payload, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="c.pt: its weights are not all named by strings"):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+def test_the_checksum_of_a_conjugate_view_is_that_of_its_values():
+    values = torch.tensor([1 + 2j, 3 - 1j])
+    assert digest({"t": values.conj()}) == digest({"t": values.conj().resolve_conj()}) != digest({"t": values})
+
+
+@pytest.mark.parametrize("config", [None, 5, "data", {"data": None}, {"data": [3000, 4]}])
+def test_held_out_split_of_a_checkpoint_whose_config_is_not_a_mapping(config):
+    named = [("odd.pt", {"meta": {**describe("seed", {}), "config": config}})]
+    with pytest.raises(DigitsError, match="odd.pt: does not record its validation split; give --val-size"):
+        held_out_split(named)
+    assert held_out_split(named, val_size=200, split_seed=1) == (200, 1)
+
+
+@pytest.mark.parametrize("size, seed", [("3000", 4), (3000, 4.5), (True, 4), ([3000], 4)])
+def test_held_out_split_recorded_as_other_than_whole_numbers_is_one_line(size, seed):
+    named = [("odd.pt", {"meta": describe("seed", {}, config={"data": {"val_size": size, "split_seed": seed}})})]
+    with pytest.raises(DigitsError, match="odd.pt: records its validation split as .*not two whole numbers"):
+        held_out_split(named)

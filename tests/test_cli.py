@@ -92,6 +92,13 @@ def test_train_then_resume_and_show(tiny_mnist, tmp_path, capsys):
     assert (tmp_path / "s.png").stat().st_size > 0
 
 
+def test_show_refuses_a_figure_format_it_cannot_write_in_one_line(tiny_mnist, tmp_path, capsys):
+    err = _error(["show", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "s.bmp")], capsys)
+    assert err.endswith("s.bmp: a figure cannot be written as .bmp; name it .png (or .jpg, .tif, "
+                        ".webp, .pdf, .svg, .eps)")
+    assert not (tmp_path / "s.bmp").exists()
+
+
 def _error(args, capsys) -> str:
     assert main(args) == 2
     err = capsys.readouterr().err.strip()

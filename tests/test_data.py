@@ -1,5 +1,7 @@
 import gzip
+import os
 import struct
+import threading
 
 import numpy as np
 import pytest
@@ -132,3 +134,28 @@ def test_normalize_leaves_a_float_input_unchanged():
     pixels = torch.tensor([[0.0, 255.0]])
     out = normalize(pixels)
     assert pixels.tolist() == [[0.0, 255.0]] and out.tolist() == normalize(pixels.to(torch.uint8)).tolist()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "train-images-idx3-ubyte"
+    os.mkfifo(fifo)
+    errors = []
+
+    def read():
+        try:
+            read_idx(fifo)
+        except DataError as e:
+            errors.append(str(e))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=5)
+    if reader.is_alive():  # blocked in open() until a writer comes: be that writer, then fail
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        reader.join(timeout=5)
+        pytest.fail("read_idx waited for a writer on a named pipe")
+    assert errors == [f"{fifo}: not a regular file"]

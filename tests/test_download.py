@@ -96,3 +96,37 @@ def test_uncompressed_local_content_is_accepted(real_mnist, tmp_path):
     assert download.file_matches(tmp_path / "x", "t10k-labels-idx1-ubyte")
     (tmp_path / "x").write_bytes(raw[:-1] + b"\x07")
     assert not download.file_matches(tmp_path / "x", "t10k-labels-idx1-ubyte")
+
+
+def _interrupted_fetch(url, dest, progress):
+    dest.write_bytes(b"\x1f\x8b half a download")
+    raise KeyboardInterrupt  # Ctrl-C while the bytes arrive
+
+
+def test_ctrl_c_during_a_download_leaves_no_partial_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(download, "_fetch", _interrupted_fetch)
+    with pytest.raises(KeyboardInterrupt):
+        download.download_file("t10k-labels-idx1-ubyte", tmp_path, ("http://127.0.0.1:9/",), progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_partial_files_of_killed_downloads_are_removed_by_the_next(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import urllib.error
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+    stale = tmp_path / f".t10k-labels-idx1-ubyte.gz.{dead}.part"
+    running = tmp_path / ".t10k-labels-idx1-ubyte.gz.1.part"  # pid 1 is alive: a download in progress
+    other = tmp_path / f".train-labels-idx1-ubyte.gz.{dead}.part"  # another file's: not this call's
+    for path in (stale, running, other):
+        path.write_bytes(b"part of a download")
+
+    def offline(url, dest, progress):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(download, "_fetch", offline)
+    with pytest.raises(DataError, match="no network"):
+        download.download_file("t10k-labels-idx1-ubyte", tmp_path, ("http://127.0.0.1:9/",), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running.name, other.name])

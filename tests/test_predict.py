@@ -153,6 +153,7 @@ SERVE_LIMITS = "--max-upload-mb, --max-pixels and --max-concurrent must be posit
     (["predict", "missing.pt", "a.png", "--top-k", "0"], "--top-k must be from 1 to 10"),
     (["serve", "missing.pt", "--max-upload-mb", "0"], SERVE_LIMITS),
     (["serve", "missing.pt", "--max-concurrent", "0"], SERVE_LIMITS),
+    (["serve", "missing.pt", "--max-pixels", "200000000"], "--max-pixels can be at most 178,956,970"),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -185,3 +186,96 @@ def test_a_folder_is_searched_for_every_suffix_that_fewshot_predict_reads(tmp_pa
         (tmp_path / f"a{suffix}").write_bytes(b"")
     files, errors = expand_paths([tmp_path])
     assert sorted(p.name for p in files) == ["a.PBM", "a.pgm", "a.png", "a.ppm"] and not errors
+
+
+def _drawn_one(path: Path) -> Path:
+    """A "1" drawn as a dark bar on white paper: enough for predict to have something to show."""
+    page = np.full((60, 60), 255, np.uint8)
+    page[10:50, 27:33] = 0
+    Image.fromarray(page).save(path)
+    return path
+
+
+def test_show_to_a_format_matplotlib_cannot_write_is_one_line(tmp_path, capsys):
+    image = _drawn_one(tmp_path / "one.png")
+    assert main(["predict", str(MODEL), str(image), "--show", str(tmp_path / "seen.bmp")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("digits: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert "seen.bmp: a figure cannot be written as .bmp" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.png"]  # nothing half-written
+
+
+def test_every_figure_format_digits_accepts_is_one_matplotlib_writes(tmp_path):
+    from matplotlib.figure import Figure
+
+    from digits.figformat import FIGURE_FORMATS
+    from digits.plots import plot_inputs
+
+    assert set(FIGURE_FORMATS) <= set(Figure().canvas.get_supported_filetypes())
+    pixels = torch.zeros(2, 1, 28, 28, dtype=torch.uint8)
+    assert plot_inputs(pixels, ["a", "b"], tmp_path / "x.TIFF").stat().st_size > 0  # any case
+    assert plot_inputs(pixels, ["a", "b"], tmp_path / "noext").read_bytes()[:4] == b"\x89PNG"
+
+
+def _onnx_file(path: Path, input_shape: list, description: str | None = None) -> Path:
+    """A uint8 model of the given input shape giving 10 scores per image (all zero), with
+    ``description`` as its "digits" metadata: the shapes digits export never writes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    features = int(np.prod(input_shape[1:]))
+    nodes = [helper.make_node("Cast", ["images"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Flatten", ["f"], ["flat"], axis=1),
+             helper.make_node("MatMul", ["flat", "w"], ["logits"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("images", TensorProto.UINT8, input_shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [input_shape[0], 10])],
+        [numpy_helper.from_array(np.zeros((features, 10), np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    if description is not None:
+        helper.set_model_props(model, {"digits": description})
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize("shape,found", [(["N", 784], "uint8 (N, 784)"), (["N", 1, 32, 32], "uint8 (N, 1, 32, 32)"),
+                                         ([1, 1, 28, 28], "uint8 (1, 1, 28, 28)")])
+def test_an_onnx_model_for_other_images_is_refused_in_one_line(shape, found, tmp_path, capsys):
+    model = _onnx_file(tmp_path / "other.onnx", shape)
+    assert main(["predict", str(model), str(_drawn_one(tmp_path / "one.png"))]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"digits: error: {model}: expected one uint8 input (N, 1, 28, 28)")
+    assert f"got {found};" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("stored", ["{not json", "[1, 2]", "null", "7", "[" * 100_000])
+def test_a_damaged_onnx_description_loses_only_the_description(stored, tmp_path):
+    from digits.predictor import load_predictor
+
+    model = _onnx_file(tmp_path / "m.onnx", ["batch", 1, 28, 28], stored)
+    predictor = load_predictor(model)
+    assert predictor.description == {"file": "m.onnx"}
+    assert predictor.probs(np.zeros((3, 28, 28), np.uint8)) == pytest.approx(np.full((3, 10), 0.1))
+
+
+def test_an_onnx_model_without_onnxruntime_names_the_package_to_install(tmp_path, monkeypatch):
+    from digits.errors import CheckpointError
+    from digits.predictor import load_predictor
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # any import of it now fails
+    with pytest.raises(CheckpointError, match=r"needs onnxruntime: pip install onnxruntime$"):
+        load_predictor(tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("saved", ["null", "5", "[1]", '"test_accuracy"', "[" * 100_000, "{broken"])
+def test_a_metrics_file_that_is_not_an_object_loses_only_the_test_figures(saved, tmp_path):
+    import shutil
+
+    from digits.predictor import load_predictor
+
+    shutil.copy(MODEL, tmp_path / "checkpoint.pt")
+    (tmp_path / "metrics.json").write_text(json.dumps({"test_accuracy": 0.99, "other": 1}))
+    assert load_predictor(tmp_path / "checkpoint.pt").description["metrics"]["test_accuracy"] == 0.99
+    (tmp_path / "metrics.json").write_text(saved)
+    metrics = load_predictor(tmp_path / "checkpoint.pt").description["metrics"]
+    assert set(metrics) == {"iterations", "val_accuracy_per_epoch"}

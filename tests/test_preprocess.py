@@ -217,3 +217,27 @@ def test_a_light_digit_on_dark_inside_a_light_frame_keeps_its_polarity():
     grey[:2, :] = grey[-2:, :] = grey[:, :2] = grey[:, -2:] = 1.0
     ink = ink_map(grey)
     assert ink[30, 30] > 0.9 and ink[30, 10] < 0.1
+
+
+def test_a_limit_above_pillows_own_names_the_limit_that_applied():
+    """Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS (~179 M) before digits sees their
+    size: a larger max_pixels cannot apply, and the message must not claim it did."""
+    pillow = 2 * Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ImageError) as error:
+        preprocess(png_header_only(15_000, 13_000), max_pixels=200_000_000)  # 195 M pixels
+    assert f"over the limit of {pillow:,} pixels (Pillow refuses it" in str(error.value)
+    with pytest.raises(ImageError, match="over the limit of 100,000,000 pixels"):  # ours, when lower
+        preprocess(png_header_only(15_000, 13_000), max_pixels=100_000_000)
+
+
+def test_max_pixels_above_pillows_limit_is_refused_up_front(monkeypatch):
+    from digits.errors import DigitsError
+    from digits.preprocess import check_max_pixels, pillow_limit
+
+    assert pillow_limit() == 2 * Image.MAX_IMAGE_PIXELS
+    check_max_pixels(pillow_limit())
+    with pytest.raises(DigitsError, match=f"--max-pixels can be at most {pillow_limit():,}, the largest "
+                                          "image Pillow opens .* got 200,000,000$"):
+        check_max_pixels(200_000_000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # an application lifted Pillow's limit
+    check_max_pixels(10**12)

@@ -61,11 +61,12 @@ def os_error(error: BaseException) -> OSError | None:
     return None
 
 
-def remove_stale_temps(path: Path) -> list[Path]:
-    """Delete temporary siblings of ``path`` left by writers that no longer run (killed mid-write)."""
+def remove_stale_temps(path: Path, suffix: str = ".tmp") -> list[Path]:
+    """Delete temporary siblings ``.NAME.PID<suffix>`` of ``path`` left by writers that no longer
+    run (killed mid-write)."""
     removed = []
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
+    for tmp in path.parent.glob(f".{path.name}.*{suffix}"):
+        pid = tmp.name[len(path.name) + 2:-len(suffix)]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             _remove(tmp)
             removed.append(tmp)

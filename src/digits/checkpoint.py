@@ -64,7 +64,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     version = ckpt.get("version", 0)
     if not isinstance(version, int) or version > VERSION:
         raise CheckpointError(f"{path}: written by a newer digits (format {version}); upgrade")
-    if version >= 2 and ckpt.get("sha256") != digest(ckpt):
+    if version >= 2 and ckpt.get("sha256") != _digest_of(path, ckpt):
         raise CheckpointError(f"{path}: damaged (its contents do not match the checksum stored in it); "
                               "use another copy or train again")
     _check_layout(path, ckpt)
@@ -87,6 +87,28 @@ def _check_layout(path: Path, ckpt: dict) -> None:
         raise CheckpointError(f"{path}: its description does not name a model; not a usable checkpoint")
     if not (isinstance(weights, dict) and all(isinstance(v, torch.Tensor) for v in weights.values())):
         raise CheckpointError(f"{path}: holds no model weights; not a usable checkpoint")
+    if not all(isinstance(k, str) for k in weights):
+        raise CheckpointError(f"{path}: its weights are not all named by strings; not a usable checkpoint")
+    odd = next((_unusual(v) for v in weights.values() if _unusual(v)), None)
+    if odd:  # load_state_dict would fail on it with another exception type, or copy nothing
+        raise CheckpointError(f"{path}: its weights include {odd}; not a usable checkpoint")
+
+
+def _unusual(tensor: torch.Tensor) -> str | None:
+    """What makes ``tensor`` unlike the dense tensors digits saves, or None."""
+    if tensor.layout != torch.strided:
+        return f"a {str(tensor.layout).removeprefix('torch.')} tensor"
+    if tensor.is_meta:
+        return "a tensor without data (device 'meta')"
+    return None
+
+
+def _digest_of(path: Path, ckpt: dict) -> str:
+    try:
+        return digest(ckpt)
+    except (ValueError, RuntimeError, NotImplementedError) as e:  # RuntimeError: RecursionError too
+        raise CheckpointError(f"{path}: holds data no digits checkpoint contains ({_reason(e)}); "
+                              "not a usable checkpoint") from None
 
 
 def digest(payload: dict) -> str:
@@ -99,7 +121,10 @@ def digest(payload: dict) -> str:
 
 def _feed(h, value) -> None:
     if isinstance(value, torch.Tensor):
-        t = value.detach().cpu().contiguous()
+        if odd := _unusual(value):  # a sparse or data-less tensor has no bytes to view
+            raise ValueError(odd)
+        # conjugate and negative views must be resolved before their bytes can be viewed
+        t = value.detach().cpu().resolve_conj().resolve_neg().contiguous()
         h.update(f"T{t.dtype}{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy())
     elif isinstance(value, dict):
@@ -167,11 +192,16 @@ def held_out_split(named: list[tuple[str, dict]], val_size: int | None = None,
         raise DigitsError(f"--val-size must be positive to evaluate on validation images, got {val_size}")
     seen = {}
     for path, ckpt in named:
-        data = ckpt["meta"].get("config", {}).get("data", {})
+        config = ckpt["meta"].get("config")
+        data = config.get("data") if isinstance(config, dict) else None
+        data = data if isinstance(data, dict) else {}  # a checkpoint of another writer records none
         size = val_size if val_size is not None else data.get("val_size")
         seed = split_seed if split_seed is not None else data.get("split_seed")
         if size is None or seed is None:
             raise DigitsError(f"{path}: does not record its validation split; give --val-size and --split-seed")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (size, seed)):
+            raise DigitsError(f"{path}: records its validation split as {repr(size)[:40]} images, split "
+                              f"seed {repr(seed)[:40]}, not two whole numbers; give --val-size and --split-seed")
         seen[(int(size), int(seed))] = path
     if len(seen) > 1:
         (a, pa), (b, pb) = list(seen.items())[:2]

@@ -36,6 +36,9 @@ _MAX_BYTES = 1 << 30  # no IDX file we read is near 1 GiB; refuse rather than ex
 def _read_bytes(path: Path) -> bytes:
     # Never read(cap): Python allocates the whole size asked for up front (1 GiB for a 9-byte file,
     # seen with tracemalloc), which a machine without memory overcommit refuses.
+    # before open(): opening a named pipe (FIFO) for reading blocks until a writer appears
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise DataError(f"{path}: not a regular file")
     with open(path, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # /dev/zero or a pipe would never end
             raise DataError(f"{path}: not a regular file")

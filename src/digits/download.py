@@ -8,6 +8,7 @@ files they are downloaded into the first of those that was given.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -18,6 +19,7 @@ import urllib.request
 import zlib
 from pathlib import Path
 
+from .atomic import remove_stale_temps
 from .data import FILES
 from .errors import DataError
 
@@ -91,22 +93,25 @@ def download_file(name: str, folder: Path, mirrors: tuple[str, ...] = MIRRORS,
     except OSError as e:
         raise DataError(f"cannot create {folder} for the MNIST download: {e.strerror or e}") from None
     final = folder / f"{name}.gz"
+    remove_stale_temps(final, ".part")  # left by a download that was killed (SIGKILL, power loss)
     partial = folder / f".{name}.gz.{os.getpid()}.part"
     failures = []
-    for mirror in mirrors:
-        url = f"{mirror}{name}.gz"
-        try:
-            _fetch(url, partial, progress)
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-            reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", None) or e
-            failures.append(f"{url}: {reason}")
+    try:
+        for mirror in mirrors:
+            url = f"{mirror}{name}.gz"
+            try:
+                _fetch(url, partial, progress)
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+                reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", None) or e
+                failures.append(f"{url}: {reason}")
+                continue
+            if file_matches(partial, name):
+                os.replace(partial, final)  # atomic: a file named like the real one is always complete
+                return final
+            failures.append(f"{url}: md5 mismatch")
+    finally:  # whatever ended the download, Ctrl-C included, leaves no partial file behind
+        with contextlib.suppress(OSError):  # must not hide the exception that is ending it
             partial.unlink(missing_ok=True)
-            continue
-        if file_matches(partial, name):
-            os.replace(partial, final)  # atomic: a file named like the real one is always complete
-            return final
-        failures.append(f"{url}: md5 mismatch")
-        partial.unlink(missing_ok=True)
     raise DataError(f"could not download {name}.gz ({'; '.join(failures)}); without internet, copy "
                     f"the four MNIST .gz files into {folder} or point {ENV_VAR} at them")
 

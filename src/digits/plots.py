@@ -15,14 +15,15 @@ import torch  # noqa: E402
 
 from .atomic import atomic_write  # noqa: E402
 from .errors import DigitsError  # noqa: E402
+from .figformat import figure_format  # noqa: E402
 
 
 def _save(fig, path) -> Path:
     # atomic: a full disk must not leave a truncated PNG under the figure's name. No
     # bbox_inches="tight": it draws the figure twice; the layouts below leave their own margins.
     path = Path(path)
-    fmt = path.suffix.lstrip(".").lower() or "png"
     try:
+        fmt = figure_format(path)  # matplotlib's own refusal is a ValueError and a traceback
         path.parent.mkdir(parents=True, exist_ok=True)
         return atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=100))
     except OSError as e:

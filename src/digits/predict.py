@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DigitsError
+from .figformat import figure_format
 from .predictor import Predictor
 from .preprocess import IMAGE_SUFFIXES, MAX_PIXELS, preprocess, preprocess_number
 
@@ -107,6 +108,7 @@ def to_csv(predictions: list[Prediction]) -> str:
 
 def show(predictions: list[Prediction], out: str | Path) -> Path:
     """Each preprocessed input with its prediction and probability, in a grid PNG."""
+    figure_format(out)  # before drawing anything: matplotlib refuses .bmp with a traceback
     import torch
 
     from .plots import plot_inputs

@@ -82,9 +82,11 @@ def describe_checkpoint(path: Path, ckpt: dict, parameters: int) -> dict:
     if run_metrics.is_file():
         try:
             saved = json.loads(run_metrics.read_text())
+            if not isinstance(saved, dict):
+                raise ValueError("not a JSON object")
             metrics.update({k: saved[k] for k in ("test_accuracy", "val_accuracy", "test_errors",
                                                   "train_seconds") if k in saved})
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             pass  # a damaged metrics.json only loses the test figures, not the model
     return {"file": path.name, "model_name": meta["model_name"], "model_kwargs": meta.get("model_kwargs", {}),
             "parameters": parameters, "classes": meta.get("classes"), "normalization": meta.get("normalization"),
@@ -96,7 +98,7 @@ def _onnx_predictor(path: Path, threads: int | None) -> Predictor:
     try:
         import onnxruntime as ort
     except ImportError:
-        raise CheckpointError("reading .onnx models needs onnxruntime: pip install 'digits[onnx]'") from None
+        raise CheckpointError("reading .onnx models needs onnxruntime: pip install onnxruntime") from None
     if not path.is_file():
         raise CheckpointError(f"{path}: no such model file")
     options = ort.SessionOptions()
@@ -109,19 +111,39 @@ def _onnx_predictor(path: Path, threads: int | None) -> Predictor:
         raise CheckpointError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:160]}); "
                               "make one with `digits export`") from None
     inputs = session.get_inputs()
-    if len(inputs) != 1 or inputs[0].type != "tensor(uint8)":
+    if len(inputs) != 1 or inputs[0].type != "tensor(uint8)" or not _any_batch_of_28x28(inputs[0].shape):
+        found = _describe_input(inputs[0]) if len(inputs) == 1 else f"{len(inputs)} inputs"
         raise CheckpointError(f"{path}: expected one uint8 input (N, 1, 28, 28) as `digits export` "
-                              "writes; this model was not exported by digits")
+                              f"writes, got {found}; this model was not exported by digits")
     outputs = session.get_outputs()
     if len(outputs) != 1 or outputs[0].shape[-1:] != [10]:
         raise CheckpointError(f"{path}: expected 10 class scores per image as `digits export` writes, "
                               f"got output shape {outputs[0].shape if outputs else None}")
     name = inputs[0].name
-    stored = session.get_modelmeta().custom_metadata_map.get(META_KEY)
-    description = json.loads(stored) if stored else {}
+    description = _stored_description(session)
     description["file"] = path.name
 
     def logits(images: np.ndarray) -> np.ndarray:
         return session.run(None, {name: images})[0]
 
     return Predictor(logits, description, "onnxruntime")
+
+
+def _any_batch_of_28x28(shape: list) -> bool:
+    """(N, 1, 28, 28) with N free (a name or None): a fixed batch fails for any other count."""
+    return len(shape) == 4 and not isinstance(shape[0], int) and list(shape[1:]) == [1, 28, 28]
+
+
+def _describe_input(node) -> str:
+    dims = ", ".join("?" if d is None else str(d) for d in node.shape)
+    return f"{node.type.removeprefix('tensor(').removesuffix(')')} ({dims})"
+
+
+def _stored_description(session) -> dict:
+    """The model's description from its metadata; {} when it has none or it is not a JSON object:
+    it is only shown (GET /model), so a damaged one loses the description, not the model."""
+    try:
+        stored = json.loads(session.get_modelmeta().custom_metadata_map.get(META_KEY) or "{}")
+    except (ValueError, RecursionError):
+        return {}
+    return stored if isinstance(stored, dict) else {}

@@ -16,7 +16,7 @@ import io
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import DigitsError, ImageError
 from .segment import dilate, group_digits, label_components, max_pool, significant
 
 MAX_PIXELS = 40_000_000  # decoded pixels: a 24-megapixel photo passes, a decompression bomb does not
@@ -50,7 +50,8 @@ def load_grey(source, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     except IsADirectoryError:
         raise ImageError(f"{name}: is a folder, not an image") from None
     except Image.DecompressionBombError:
-        raise ImageError(f"{name}: over the limit of {max_pixels:,} pixels (Pillow refuses it as a "
+        limit = min(max_pixels, pillow_limit() or max_pixels)
+        raise ImageError(f"{name}: over the limit of {limit:,} pixels (Pillow refuses it as a "
                          "possible decompression bomb); scale it down first") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
             EOFError, TypeError, KeyError) as e:
@@ -58,6 +59,22 @@ def load_grey(source, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         if isinstance(e, UnidentifiedImageError):
             reason = "not an image format Pillow reads (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)"
         raise ImageError(f"{name}: cannot read it as an image ({reason})") from None
+
+
+def pillow_limit() -> int | None:
+    """The most pixels Pillow opens an image of at all (None: no limit). Read when asked, since an
+    application may set Image.MAX_IMAGE_PIXELS; digits never changes it, as serve decodes in
+    several threads at once and other code in the process may use Pillow too."""
+    return None if Image.MAX_IMAGE_PIXELS is None else 2 * Image.MAX_IMAGE_PIXELS
+
+
+def check_max_pixels(max_pixels: int) -> None:
+    """DigitsError unless ``max_pixels`` is a limit that can apply: Pillow refuses larger images
+    before digits sees their size."""
+    limit = pillow_limit()
+    if limit is not None and max_pixels > limit:
+        raise DigitsError(f"--max-pixels can be at most {limit:,}, the largest image Pillow opens (it "
+                          f"refuses larger ones as possible decompression bombs), got {max_pixels:,}")
 
 
 def _checked(img: Image.Image, name: str, max_pixels: int) -> Image.Image:

@@ -27,7 +27,7 @@ from .. import __version__
 from ..errors import DigitsError
 from ..predict import predict_image, predict_pixels
 from ..predictor import Predictor, load_predictor
-from ..preprocess import MAX_PIXELS
+from ..preprocess import MAX_PIXELS, check_max_pixels
 from .inputs import ApiError, parse_input, read_body
 
 MAX_UPLOAD_BYTES = 10 * 2**20  # a phone photo is 2-8 MB
@@ -76,6 +76,7 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int = MAX_PIXELS, max_concurrent: int = MAX_CONCURRENT) -> FastAPI:
     """The app serving ``predictor``; limits in bytes (413 above) and decoded pixels (422 above),
     and at most ``max_concurrent`` images decoded and predicted at once."""
+    check_max_pixels(max_pixels)
     turns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> its semaphore
 
     def my_turns() -> asyncio.Semaphore:  # one per event loop: a semaphore is bound to the first
@@ -136,6 +137,7 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, *,
     """Load the model once and run the app with uvicorn until interrupted."""
     import uvicorn
 
+    check_max_pixels(max_pixels)  # before the model is loaded
     # one thread per request: requests run in parallel in the worker pool instead
     app = create_app(load_predictor(model_path, threads=1), max_upload_bytes, max_pixels, max_concurrent)
     sock = _listen(host, port)
