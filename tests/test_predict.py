@@ -199,7 +199,8 @@ def _drawn_one(path: Path) -> Path:
 def test_show_to_a_format_matplotlib_cannot_write_is_one_line(tmp_path, capsys):
     image = _drawn_one(tmp_path / "one.png")
     assert main(["predict", str(MODEL), str(image), "--show", str(tmp_path / "seen.bmp")]) == 2
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert out == ""  # refused before predicting, not after printing the predictions
     assert err.startswith("digits: error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert "seen.bmp: a figure cannot be written as .bmp" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.png"]  # nothing half-written
@@ -279,3 +280,19 @@ def test_a_metrics_file_that_is_not_an_object_loses_only_the_test_figures(saved,
     (tmp_path / "metrics.json").write_text(saved)
     metrics = load_predictor(tmp_path / "checkpoint.pt").description["metrics"]
     assert set(metrics) == {"iterations", "val_accuracy_per_epoch"}
+
+
+def test_an_image_pillow_warns_about_is_refused_without_its_warning(tmp_path, capsys):
+    """Pillow warns (two lines on stderr) from half its own limit up; digits' one line is enough."""
+    import warnings
+
+    from test_preprocess import png_header_only
+
+    path = tmp_path / "big.png"
+    path.write_bytes(png_header_only(10_000, 10_000))  # 100 M pixels: over Pillow's warning, under its limit
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["predict", str(MODEL), str(path)]) == 1
+    assert not [w for w in caught if "exceeds limit" in str(w.message)]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "big.png: 10000x10000 is 100,000,000 pixels, over the limit" in err

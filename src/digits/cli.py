@@ -10,9 +10,11 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 from . import __version__
 from .errors import DigitsError
+from .figformat import figure_format
 
 
 _SECTIONS = (("data", "data"), ("model", "model"), ("optim", "optimisation"), ("augment", "augmentation"),
@@ -196,6 +198,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from .data import load_mnist
     from .plots import plot_samples
 
+    figure_format(args.out)  # before the data is read
     d = _data_config(args)
     data = load_mnist(d.data_dir, val_size=0, download=d.download)
     split = data.test if args.split == "test" else data.train
@@ -247,6 +250,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if not 1 <= args.top_k <= 10:
         raise DigitsError(f"--top-k must be from 1 to 10, got {args.top_k}")
+    if args.show:
+        figure_format(args.show)  # refused before any prediction is printed
     predictor = load_predictor(args.checkpoint, args.device, threads=1)  # one image at a time
     result = predict_paths(predictor, args.paths, number=args.number)
     for file, message in result.errors:
@@ -314,7 +319,7 @@ def _add_use_commands(sub) -> None:
     p.add_argument("--max-upload-mb", type=float, default=10, help="largest request body in MiB; larger "
                    "ones get 413 (default 10)")
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image in decoded pixels; "
-                   "larger ones get 422 (default 40,000,000)")
+                   "larger ones get 422 (default 40,000,000; at most Pillow's own limit, 178,956,970)")
     p.add_argument("--max-concurrent", type=int, metavar="N", help="images decoded and predicted at "
                    "once; further requests wait (default: one per CPU core)")
     p.set_defaults(handler=cmd_serve)
@@ -431,6 +436,8 @@ def main(argv: list[str] | None = None, pin: bool = False) -> int:
     """The command line; ``pin``: this process is the command itself (entry), so the training
     commands may pin torch's threads to cores before torch is imported (affinity.py)."""
     args = build_parser().parse_args(argv)
+    # Pillow warns from half its limit up; digits refuses images over --max-pixels itself, in one line
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit", category=RuntimeWarning)
     if pin and args.command in TRAINING_COMMANDS:
         from .affinity import pin_threads
 
