@@ -145,6 +145,7 @@ def test_recipes_seed_stays_the_tutorials_and_best_uses_the_techniques():
     assert best.model.name == "bn-cnn" and best.optim.nesterov and best.augment.rotate > 0
     # another model drops the recipe's model arguments (they fit only bn-cnn)
     assert config_for(best, "lenet5", 2).model.kwargs == {} and config_for(best, "bn-cnn", 2).model.kwargs
+    assert best.tensorboard and not config_for(best, "lenet5", 2).tensorboard  # compare writes no tb/
     args = build_parser().parse_args(["run", "--recipe", "best", "--model", "resnet", "--rotate", "5"])
     config = config_from_args(args)
     assert config.model.kwargs == {} and config.augment.rotate == 5 and config.optim.lr == best.optim.lr

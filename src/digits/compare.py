@@ -35,6 +35,7 @@ def config_for(base: RunConfig, model: str, seed: int, model_args: dict | None =
     kwargs = config.model.kwargs if model == config.model.name else {}
     config.model.name, config.model.kwargs = model, kwargs | dict(model_args or {})
     config.seed = seed
+    config.tensorboard = False  # compare writes no TensorBoard logs: each run's config.json says so
     return config
 
 
