@@ -131,3 +131,35 @@ def test_fewshot_bad_counts_are_one_line(tmp_path, capsys):
     err = _error(["fewshot", "--out", str(tmp_path / "o"), "--shots", "1,x", "--no-download"],
                  capsys)
     assert "bad count 'x'" in err
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """The synthetic MNIST; with --val-size 50 its fewest training images of a digit are 22
+    (digits 0 and 5), and every test digit has 10."""
+    from conftest import write_mnist
+
+    return write_mnist(tmp_path_factory.mktemp("fewshot-data") / "mnist")
+
+
+REFUSED = {  # flags -> what the one line says
+    "--threads -1": "--threads must not be negative, got -1",
+}
+
+
+@pytest.mark.parametrize("flags", REFUSED)
+def test_fewshot_refuses_impossible_settings_before_any_work(tiny_data, tmp_path, capsys, monkeypatch, flags):
+    """Each used to fail only after the output folder was made (counts: after the long training
+    runs; --threads -1: with a traceback)."""
+    import digits.fewshot.curve as curve
+    import digits.fewshot.protonet as protonet
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr(curve, "train_classifier", no_training)
+    monkeypatch.setattr(protonet, "optimise", no_training)
+    out = tmp_path / "out"
+    err = _error(["fewshot", "--data-dir", str(tiny_data), "--out", str(out), *TINY, *flags.split()], capsys)
+    assert REFUSED[flags] in err, err
+    assert not out.exists()

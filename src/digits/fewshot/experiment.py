@@ -19,7 +19,7 @@ from ..config import DataConfig, FewShotConfig
 from ..data import load_mnist
 from ..errors import DigitsError
 from ..report import write_json, write_text
-from ..train import resolve_device
+from ..train import resolve_device, set_threads
 from .curve import learning_curve, parse_counts
 from .episodes import summary
 from .loop import quiet
@@ -77,10 +77,9 @@ def run_fewshot(cfg: FewShotConfig, data_cfg: DataConfig, out: str | Path, log=q
 
     start = time.perf_counter()
     parse_counts(cfg.shots, allow_full=True), parse_counts(cfg.eval_shots)  # fail before any work
+    set_threads(cfg.threads)  # a negative count is one line here, not torch's RuntimeError later
     out = _prepare(out)
     device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     data = load_mnist(data_cfg.data_dir, data_cfg.val_size, data_cfg.split_seed, data_cfg.download)
     cells = learning_curve(data, cfg, device, log)
     unseen, model = unseen_classes(data, cfg, device, log)
