@@ -144,13 +144,15 @@ def tiny_data(tmp_path_factory):
 
 REFUSED = {  # flags -> what the one line says
     "--threads -1": "--threads must not be negative, got -1",
+    "--curve-model protonet": "--curve-model: model 'protonet' is an embedding",
+    "--curve-model nope": "--curve-model: unknown model 'nope'",
 }
 
 
 @pytest.mark.parametrize("flags", REFUSED)
 def test_fewshot_refuses_impossible_settings_before_any_work(tiny_data, tmp_path, capsys, monkeypatch, flags):
-    """Each used to fail only after the output folder was made (counts: after the long training
-    runs; --threads -1: with a traceback)."""
+    """Each used to fail only after the output folder was made (--threads -1 and --curve-model
+    protonet with a traceback, the latter after training)."""
     import digits.fewshot.curve as curve
     import digits.fewshot.protonet as protonet
 

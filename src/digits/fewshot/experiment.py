@@ -18,6 +18,7 @@ from ..checkpoint import describe, save_checkpoint
 from ..config import DataConfig, FewShotConfig
 from ..data import load_mnist
 from ..errors import DigitsError
+from ..models import check_classifier, create_model
 from ..report import write_json, write_text
 from ..train import resolve_device, set_threads
 from .curve import learning_curve, parse_counts
@@ -71,13 +72,23 @@ def _prepare(out: str | Path) -> Path:
     return out
 
 
+def check_settings(cfg: FewShotConfig) -> None:
+    """What ``run_fewshot`` refuses before it loads data or writes anything: a DigitsError naming
+    the flag at fault."""
+    parse_counts(cfg.shots, allow_full=True), parse_counts(cfg.eval_shots)
+    set_threads(cfg.threads)  # a negative count is one line here, not torch's RuntimeError later
+    try:  # an embedding (protonet) would train, then fail in the confusion matrix of its 64 outputs
+        check_classifier(create_model(cfg.model), cfg.model)
+    except DigitsError as e:
+        raise DigitsError(f"--curve-model: {e}") from None
+
+
 def run_fewshot(cfg: FewShotConfig, data_cfg: DataConfig, out: str | Path, log=quiet) -> FewShotResult:
     """Run both experiments and write the results folder; returns what fewshot.json holds."""
     from . import plots, report  # matplotlib only when figures are drawn
 
     start = time.perf_counter()
-    parse_counts(cfg.shots, allow_full=True), parse_counts(cfg.eval_shots)  # fail before any work
-    set_threads(cfg.threads)  # a negative count is one line here, not torch's RuntimeError later
+    check_settings(cfg)
     out = _prepare(out)
     device = resolve_device(cfg.device)
     data = load_mnist(data_cfg.data_dir, data_cfg.val_size, data_cfg.split_seed, data_cfg.download)
