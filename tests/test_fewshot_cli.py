@@ -146,6 +146,7 @@ REFUSED = {  # flags -> what the one line says
     "--threads -1": "--threads must not be negative, got -1",
     "--curve-model protonet": "--curve-model: model 'protonet' is an embedding",
     "--curve-model nope": "--curve-model: unknown model 'nope'",
+    "--min-steps 5 --max-steps 4": "--min-steps 5 is above --max-steps 4",
 }
 
 

@@ -77,6 +77,9 @@ def check_settings(cfg: FewShotConfig) -> None:
     the flag at fault."""
     parse_counts(cfg.shots, allow_full=True), parse_counts(cfg.eval_shots)
     set_threads(cfg.threads)  # a negative count is one line here, not torch's RuntimeError later
+    if cfg.min_steps > cfg.max_steps:  # steps_for would quietly train for min_steps
+        raise DigitsError(f"--min-steps {cfg.min_steps} is above --max-steps {cfg.max_steps}; "
+                          "give --min-steps at most --max-steps")
     try:  # an embedding (protonet) would train, then fail in the confusion matrix of its 64 outputs
         check_classifier(create_model(cfg.model), cfg.model)
     except DigitsError as e:
