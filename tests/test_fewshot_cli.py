@@ -147,13 +147,21 @@ REFUSED = {  # flags -> what the one line says
     "--curve-model protonet": "--curve-model: model 'protonet' is an embedding",
     "--curve-model nope": "--curve-model: unknown model 'nope'",
     "--min-steps 5 --max-steps 4": "--min-steps 5 is above --max-steps 4",
+    "--shots 1,23,full": "--shots 23: training digit 0 has only 22 images",
+    "--train-shots 20 --queries 3": "--train-shots 20 + --queries 3 = 23 images of each of digits 0-4, "
+                                    "but training digit 0 has only 22",
+    "--eval-shots 1,9": "--eval-shots 9 + --queries 2 = 11 images of each of digits 5-9, "
+                        "but test digit 5 has only 10",
+    "--queries 9": "--eval-shots 2 + --queries 9 = 11 images",
+    "--no-download --data-dir /nonexistent/mnist": "/nonexistent/mnist",
 }
 
 
 @pytest.mark.parametrize("flags", REFUSED)
 def test_fewshot_refuses_impossible_settings_before_any_work(tiny_data, tmp_path, capsys, monkeypatch, flags):
-    """Each used to fail only after the output folder was made (--threads -1 and --curve-model
-    protonet with a traceback, the latter after training)."""
+    """Each used to fail only after the output folder was made: --threads -1 and --curve-model
+    protonet with a traceback (the latter after training), counts larger than a class after
+    the training runs before them, missing data with OUT left behind."""
     import digits.fewshot.curve as curve
     import digits.fewshot.protonet as protonet
 
@@ -166,3 +174,14 @@ def test_fewshot_refuses_impossible_settings_before_any_work(tiny_data, tmp_path
     err = _error(["fewshot", "--data-dir", str(tiny_data), "--out", str(out), *TINY, *flags.split()], capsys)
     assert REFUSED[flags] in err, err
     assert not out.exists()
+
+
+def test_fewshot_counts_that_just_fit_are_accepted(tiny_data, tmp_path):
+    """Each count at the edge of its check (22 training images of digit 0, 10 test images of
+    digit 5): the run goes through."""
+    flags = ["--shots", "22", "--train-shots", "19", "--queries", "3", "--eval-shots", "7",
+             "--min-steps", "1", "--max-steps", "1", "--train-episodes", "1", "--episodes", "2"]
+    assert main(["fewshot", "--data-dir", str(tiny_data), "--out", str(tmp_path / "o"), *TINY, *flags]) == 0
+    results = json.loads((tmp_path / "o" / "fewshot.json").read_text())
+    assert [r["train_images"] for r in results["learning_curve"]["rows"]] == [220]
+    assert [r["shots"] for r in results["unseen_classes"]["rows"]] == [7]
