@@ -185,3 +185,16 @@ def test_fewshot_counts_that_just_fit_are_accepted(tiny_data, tmp_path):
     results = json.loads((tmp_path / "o" / "fewshot.json").read_text())
     assert [r["train_images"] for r in results["learning_curve"]["rows"]] == [220]
     assert [r["shots"] for r in results["unseen_classes"]["rows"]] == [7]
+
+
+def test_one_episode_and_one_subset_report_no_interval(tiny_data, tmp_path, capsys):
+    """--episodes 1 used to report a 95% interval of ± 0.00; with one value there is none."""
+    flags = ["--subsets", "1", "--episodes", "1", "--eval-shots", "1"]
+    assert main(["fewshot", "--data-dir", str(tiny_data), "--out", str(tmp_path / "o"), *TINY, *flags]) == 0
+    out = capsys.readouterr().out
+    assert "+- n/a" in out and "+- 0.00" not in out
+    md = (tmp_path / "o" / "fewshot.md").read_text()
+    assert "± 0.00" not in md and "n/a: one episode gives no interval" in md
+    curve_row, unseen_row = [line for line in md.splitlines() if line.startswith("| 1 |")]  # k = 1, 1-shot
+    assert curve_row.count("± n/a") == 3 and unseen_row.count("± n/a") == 2
+    assert (tmp_path / "o" / "unseen_classes.png").stat().st_size > 0
