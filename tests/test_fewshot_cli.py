@@ -10,7 +10,7 @@ from PIL import Image
 from digits.checkpoint import describe, save_checkpoint
 from digits.cli import main
 from digits.errors import DigitsError
-from digits.fewshot.predict import Support, load_image, predict
+from digits.fewshot.predict import Support, load_image, load_support, predict
 from digits.models import create_model
 
 TINY = ["--quick", "--val-size", "50", "--shots", "1,full", "--min-steps", "3", "--max-steps", "3",
@@ -198,3 +198,15 @@ def test_one_episode_and_one_subset_report_no_interval(tiny_data, tmp_path, caps
     curve_row, unseen_row = [line for line in md.splitlines() if line.startswith("| 1 |")]  # k = 1, 1-shot
     assert curve_row.count("± n/a") == 3 and unseen_row.count("± n/a") == 2
     assert (tmp_path / "o" / "unseen_classes.png").stat().st_size > 0
+
+
+def test_support_skips_hidden_folders_and_files(tmp_path):
+    """Jupyter's .ipynb_checkpoints was taken for a class and macOS's ._a.png (AppleDouble
+    metadata, not an image) failed the command; `digits predict` skips dot-names too."""
+    for name in ("a", "b", ".ipynb_checkpoints"):
+        (tmp_path / name).mkdir()
+        _square(2, 2, False).save(tmp_path / name / "1.png")
+    (tmp_path / "a" / "._1.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble, not an image")
+    (tmp_path / "b" / ".hidden.png").write_bytes(b"")
+    support = load_support(tmp_path)
+    assert support.classes == ["a", "b"] and support.labels.tolist() == [0, 1]
