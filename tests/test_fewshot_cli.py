@@ -210,3 +210,20 @@ def test_support_skips_hidden_folders_and_files(tmp_path):
     (tmp_path / "b" / ".hidden.png").write_bytes(b"")
     support = load_support(tmp_path)
     assert support.classes == ["a", "b"] and support.labels.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("ks", [(10, 20, 50), (1, 2, 5, 10, 20, 50, 100, 500, "full")])
+def test_learning_curve_x_axis_labels_only_the_measured_k(ks, monkeypatch):
+    """With ks 10, 20, 50 the log axis also labelled minor ticks (3x10^1, 4x10^1) beside them."""
+    from digits.fewshot import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig))
+    rows = [{"k": k, **{m: {"mean": 0.9, "std": 0.01} for m in plots._LABELS}} for k in ks]
+    plots.plot_learning_curve(rows, 5500, "unused.png")
+    ax = drawn[0].axes[0]
+    drawn[0].canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(k) for k in ks]
+    minor = [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    plots.plt.close(drawn[0])
+    assert minor == []
