@@ -168,3 +168,49 @@ def test_undo_clear_and_a_phone_sized_screen(browser_page):
     assert shown_prediction(page) == "1"
     assert page.evaluate("window.scrollY") == 0  # drawing does not scroll the page
     page.set_viewport_size({"width": 900, "height": 720})
+
+
+def _touch(cdp, kind: str, fingers: dict) -> None:
+    """One DevTools touch event; ``fingers`` maps an id to (x, y). Chromium lifts the fingers a
+    touchEnd names (all of them when it names none); a finger left out of a touchMove stays down."""
+    points = [{"x": x, "y": y, "id": i} for i, (x, y) in fingers.items()]
+    cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+
+def ink_at(page, fx: float, fy: float, radius: int = 4) -> bool:
+    """Whether the pad has ink within ``radius`` canvas pixels of (fx, fy), fractions of the pad."""
+    return page.evaluate("""([fx, fy, r]) => {
+        const pad = document.querySelector('#pad');
+        const x = Math.round(fx * pad.width) - r, y = Math.round(fy * pad.height) - r;
+        const d = pad.getContext('2d').getImageData(x, y, 2 * r + 1, 2 * r + 1).data;
+        for (let i = 0; i < d.length; i += 4) if (d[i] < 128) return true;
+        return false;
+    }""", [fx, fy, radius])
+
+
+@pytest.mark.slow
+def test_a_second_finger_neither_draws_nor_ends_the_stroke(browser_page):
+    """A second touch used to start a stroke of its own that the first finger's moves then
+    extended (lines between the fingers), and lifting it ended the first finger's stroke."""
+    page = browser_page
+    clear(page)
+    box = page.locator("#pad").bounding_box()
+    at = lambda fx, fy: (box["x"] + fx * box["width"], box["y"] + fy * box["height"])  # noqa: E731
+    cdp = page.context.new_cdp_session(page)
+    _touch(cdp, "touchStart", {1: at(0.3, 0.2)})
+    for t in range(1, 9):
+        _touch(cdp, "touchMove", {1: at(0.3, 0.2 + 0.3 * t / 8)})
+    _touch(cdp, "touchStart", {1: at(0.3, 0.5), 2: at(0.8, 0.5)})  # the second finger comes down
+    for t in range(1, 9):
+        _touch(cdp, "touchMove", {1: at(0.3, 0.5 + 0.1 * t / 8), 2: at(0.8, 0.5 + 0.1 * t / 8)})
+    _touch(cdp, "touchEnd", {2: at(0.8, 0.6)})  # ... and goes up; the first one draws on
+    for t in range(1, 9):
+        _touch(cdp, "touchMove", {1: at(0.3, 0.6 + 0.2 * t / 8)})
+    _touch(cdp, "touchEnd", {})
+    cdp.detach()
+    shown_prediction(page)
+    assert ink_at(page, 0.3, 0.25) and ink_at(page, 0.3, 0.55) and ink_at(page, 0.3, 0.78)
+    assert not ink_at(page, 0.8, 0.55) and not ink_at(page, 0.55, 0.55)  # nothing from the other finger
+    page.click("#undo")  # one stroke: undoing it leaves the pad empty
+    assert shown_prediction(page) == "–" and page.locator("#undo").is_disabled()
+

@@ -16,6 +16,7 @@ const PEN = 0.07;  // stroke width as a fraction of the pad: close to MNIST's st
 
 let strokes = [];
 let current = null;
+let drawing = null;  // pointerId drawing `current`: other pointers (a second finger) are ignored till it ends
 let version = 0;
 let inFlight = false;
 let queued = false;
@@ -58,21 +59,23 @@ function changed() {
 
 pad.addEventListener("pointerdown", (e) => {
   e.preventDefault();
+  if (current) return;
   pad.setPointerCapture(e.pointerId);
+  drawing = e.pointerId;
   current = [point(e)];
   strokes.push(current);
   redraw();
   changed();
 });
 pad.addEventListener("pointermove", (e) => {
-  if (!current) return;
+  if (!current || e.pointerId !== drawing) return;
   const events = e.getCoalescedEvents ? e.getCoalescedEvents() : [e];
   for (const ev of (events.length ? events : [e])) current.push(point(ev));
   redraw();
   changed();
 });
 for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) {
-  pad.addEventListener(type, () => { current = null; });
+  pad.addEventListener(type, (e) => { if (e.pointerId === drawing) current = drawing = null; });
 }
 undoButton.addEventListener("click", () => { strokes.pop(); redraw(); changed(); });
 clearButton.addEventListener("click", () => { strokes = []; redraw(); changed(); });
