@@ -214,3 +214,27 @@ def test_a_second_finger_neither_draws_nor_ends_the_stroke(browser_page):
     page.click("#undo")  # one stroke: undoing it leaves the pad empty
     assert shown_prediction(page) == "–" and page.locator("#undo").is_disabled()
 
+
+@pytest.mark.slow
+def test_strokes_land_where_the_pointer_is_inside_the_canvas_border(browser_page):
+    """getBoundingClientRect includes the pad's 2px CSS border: points were shifted by it."""
+    page = browser_page
+    clear(page)
+    box = page.locator("#pad").bounding_box()
+    border, inner = page.evaluate("[document.querySelector('#pad').clientLeft, "
+                                  "document.querySelector('#pad').clientWidth]")
+    assert border > 0  # the page's style gives the pad a border: what this test is about
+    page.mouse.click(box["x"] + border + 0.1 * inner, box["y"] + border + 0.1 * inner)  # a dot
+    shown_prediction(page)
+    centre = page.evaluate("""() => {
+        const pad = document.querySelector('#pad');
+        const d = pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data;
+        let sum = 0, sx = 0, sy = 0;
+        for (let i = 0; i < d.length; i += 4) {
+            const w = 255 - d[i], p = i / 4;
+            sum += w; sx += w * (p % pad.width + 0.5); sy += w * (Math.floor(p / pad.width) + 0.5);
+        }
+        return [sx / sum / pad.width, sy / sum / pad.height];
+    }""")
+    assert centre == [pytest.approx(0.1, abs=0.5 / 320), pytest.approx(0.1, abs=0.5 / 320)]
+

@@ -29,8 +29,10 @@ for (let d = 0; d < 10; d++) {
 }
 
 function point(e) {
+  // the bounding box includes the pad's CSS border; the pixels fill only the box inside it
   const r = pad.getBoundingClientRect();
-  return [(e.clientX - r.left) * pad.width / r.width, (e.clientY - r.top) * pad.height / r.height];
+  return [(e.clientX - r.left - pad.clientLeft) * pad.width / pad.clientWidth,
+          (e.clientY - r.top - pad.clientTop) * pad.height / pad.clientHeight];
 }
 
 function drawStroke(s) {
