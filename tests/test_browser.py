@@ -238,3 +238,24 @@ def test_strokes_land_where_the_pointer_is_inside_the_canvas_border(browser_page
     }""")
     assert centre == [pytest.approx(0.1, abs=0.5 / 320), pytest.approx(0.1, abs=0.5 / 320)]
 
+
+@pytest.mark.slow
+def test_an_error_message_goes_when_the_result_changes(browser_page):
+    """"Could not read it: ..." stayed after Undo or Clear emptied the pad."""
+    page = browser_page
+    status = page.locator("#status")
+    for button in ("#undo", "#clear"):
+        clear(page)
+        draw(page, DIGITS[7])
+        assert shown_prediction(page) == "7"
+        page.set_input_files("#upload", files=[{"name": "x.png", "mimeType": "image/png",
+                                                "buffer": b"not an image"}])
+        page.wait_for_function("document.querySelector('#status').textContent !== ''", timeout=10_000)
+        assert status.inner_text().startswith("Could not read it: ")
+        page.click(button)
+        assert shown_prediction(page) == "–" and status.inner_text() == ""
+    draw(page, DIGITS[1])
+    page.set_input_files("#upload", files=[{"name": "x.png", "mimeType": "image/png", "buffer": b"nope"}])
+    page.wait_for_function("document.querySelector('#status').textContent !== ''", timeout=10_000)
+    draw(page, [[(0.5, 0.85), (0.52, 0.86)]])  # drawing on: a new prediction, the message goes
+    assert shown_prediction(page) == "1" and status.inner_text() == ""

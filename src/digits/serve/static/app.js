@@ -103,7 +103,6 @@ async function send(blob, v) {
     const response = await fetch("/predict", { method: "POST", body });
     const data = await response.json();
     if (!response.ok) throw new Error(data.detail || response.statusText);
-    status.textContent = "";
     show(data, v);
   } catch (err) {
     status.textContent = `Could not read it: ${err.message}`;
@@ -115,6 +114,7 @@ async function send(blob, v) {
 }
 
 function show(data, v) {
+  status.textContent = "";  // an error message is about the result it could not replace
   const probs = data ? data.probabilities : new Array(10).fill(0);
   prediction.textContent = data ? String(data.prediction) : "–";
   confidence.textContent = data ? `${(100 * probs[data.prediction]).toFixed(1)}% sure` : "\u00a0";
