@@ -168,3 +168,94 @@ def test_undo_clear_and_a_phone_sized_screen(browser_page):
     assert shown_prediction(page) == "1"
     assert page.evaluate("window.scrollY") == 0  # drawing does not scroll the page
     page.set_viewport_size({"width": 900, "height": 720})
+
+
+def _touch(cdp, kind: str, fingers: dict) -> None:
+    """One DevTools touch event; ``fingers`` maps an id to (x, y). Chromium lifts the fingers a
+    touchEnd names (all of them when it names none); a finger left out of a touchMove stays down."""
+    points = [{"x": x, "y": y, "id": i} for i, (x, y) in fingers.items()]
+    cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+
+def ink_at(page, fx: float, fy: float, radius: int = 4) -> bool:
+    """Whether the pad has ink within ``radius`` canvas pixels of (fx, fy), fractions of the pad."""
+    return page.evaluate("""([fx, fy, r]) => {
+        const pad = document.querySelector('#pad');
+        const x = Math.round(fx * pad.width) - r, y = Math.round(fy * pad.height) - r;
+        const d = pad.getContext('2d').getImageData(x, y, 2 * r + 1, 2 * r + 1).data;
+        for (let i = 0; i < d.length; i += 4) if (d[i] < 128) return true;
+        return false;
+    }""", [fx, fy, radius])
+
+
+@pytest.mark.slow
+def test_a_second_finger_neither_draws_nor_ends_the_stroke(browser_page):
+    """A second touch used to start a stroke of its own that the first finger's moves then
+    extended (lines between the fingers), and lifting it ended the first finger's stroke."""
+    page = browser_page
+    clear(page)
+    box = page.locator("#pad").bounding_box()
+    at = lambda fx, fy: (box["x"] + fx * box["width"], box["y"] + fy * box["height"])  # noqa: E731
+    cdp = page.context.new_cdp_session(page)
+    _touch(cdp, "touchStart", {1: at(0.3, 0.2)})
+    for t in range(1, 9):
+        _touch(cdp, "touchMove", {1: at(0.3, 0.2 + 0.3 * t / 8)})
+    _touch(cdp, "touchStart", {1: at(0.3, 0.5), 2: at(0.8, 0.5)})  # the second finger comes down
+    for t in range(1, 9):
+        _touch(cdp, "touchMove", {1: at(0.3, 0.5 + 0.1 * t / 8), 2: at(0.8, 0.5 + 0.1 * t / 8)})
+    _touch(cdp, "touchEnd", {2: at(0.8, 0.6)})  # ... and goes up; the first one draws on
+    for t in range(1, 9):
+        _touch(cdp, "touchMove", {1: at(0.3, 0.6 + 0.2 * t / 8)})
+    _touch(cdp, "touchEnd", {})
+    cdp.detach()
+    shown_prediction(page)
+    assert ink_at(page, 0.3, 0.25) and ink_at(page, 0.3, 0.55) and ink_at(page, 0.3, 0.78)
+    assert not ink_at(page, 0.8, 0.55) and not ink_at(page, 0.55, 0.55)  # nothing from the other finger
+    page.click("#undo")  # one stroke: undoing it leaves the pad empty
+    assert shown_prediction(page) == "–" and page.locator("#undo").is_disabled()
+
+
+@pytest.mark.slow
+def test_strokes_land_where_the_pointer_is_inside_the_canvas_border(browser_page):
+    """getBoundingClientRect includes the pad's 2px CSS border: points were shifted by it."""
+    page = browser_page
+    clear(page)
+    box = page.locator("#pad").bounding_box()
+    border, inner = page.evaluate("[document.querySelector('#pad').clientLeft, "
+                                  "document.querySelector('#pad').clientWidth]")
+    assert border > 0  # the page's style gives the pad a border: what this test is about
+    page.mouse.click(box["x"] + border + 0.1 * inner, box["y"] + border + 0.1 * inner)  # a dot
+    shown_prediction(page)
+    centre = page.evaluate("""() => {
+        const pad = document.querySelector('#pad');
+        const d = pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data;
+        let sum = 0, sx = 0, sy = 0;
+        for (let i = 0; i < d.length; i += 4) {
+            const w = 255 - d[i], p = i / 4;
+            sum += w; sx += w * (p % pad.width + 0.5); sy += w * (Math.floor(p / pad.width) + 0.5);
+        }
+        return [sx / sum / pad.width, sy / sum / pad.height];
+    }""")
+    assert centre == [pytest.approx(0.1, abs=0.5 / 320), pytest.approx(0.1, abs=0.5 / 320)]
+
+
+@pytest.mark.slow
+def test_an_error_message_goes_when_the_result_changes(browser_page):
+    """"Could not read it: ..." stayed after Undo or Clear emptied the pad."""
+    page = browser_page
+    status = page.locator("#status")
+    for button in ("#undo", "#clear"):
+        clear(page)
+        draw(page, DIGITS[7])
+        assert shown_prediction(page) == "7"
+        page.set_input_files("#upload", files=[{"name": "x.png", "mimeType": "image/png",
+                                                "buffer": b"not an image"}])
+        page.wait_for_function("document.querySelector('#status').textContent !== ''", timeout=10_000)
+        assert status.inner_text().startswith("Could not read it: ")
+        page.click(button)
+        assert shown_prediction(page) == "–" and status.inner_text() == ""
+    draw(page, DIGITS[1])
+    page.set_input_files("#upload", files=[{"name": "x.png", "mimeType": "image/png", "buffer": b"nope"}])
+    page.wait_for_function("document.querySelector('#status').textContent !== ''", timeout=10_000)
+    draw(page, [[(0.5, 0.85), (0.52, 0.86)]])  # drawing on: a new prediction, the message goes
+    assert shown_prediction(page) == "1" and status.inner_text() == ""

@@ -10,7 +10,7 @@ from PIL import Image
 from digits.checkpoint import describe, save_checkpoint
 from digits.cli import main
 from digits.errors import DigitsError
-from digits.fewshot.predict import Support, load_image, predict
+from digits.fewshot.predict import Support, load_image, load_support, predict
 from digits.models import create_model
 
 TINY = ["--quick", "--val-size", "50", "--shots", "1,full", "--min-steps", "3", "--max-steps", "3",
@@ -131,3 +131,99 @@ def test_fewshot_bad_counts_are_one_line(tmp_path, capsys):
     err = _error(["fewshot", "--out", str(tmp_path / "o"), "--shots", "1,x", "--no-download"],
                  capsys)
     assert "bad count 'x'" in err
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """The synthetic MNIST; with --val-size 50 its fewest training images of a digit are 22
+    (digits 0 and 5), and every test digit has 10."""
+    from conftest import write_mnist
+
+    return write_mnist(tmp_path_factory.mktemp("fewshot-data") / "mnist")
+
+
+REFUSED = {  # flags -> what the one line says
+    "--threads -1": "--threads must not be negative, got -1",
+    "--curve-model protonet": "--curve-model: model 'protonet' is an embedding",
+    "--curve-model nope": "--curve-model: unknown model 'nope'",
+    "--min-steps 5 --max-steps 4": "--min-steps 5 is above --max-steps 4",
+    "--shots 1,23,full": "--shots 23: training digit 0 has only 22 images",
+    "--train-shots 20 --queries 3": "--train-shots 20 + --queries 3 = 23 images of each of digits 0-4, "
+                                    "but training digit 0 has only 22",
+    "--eval-shots 1,9": "--eval-shots 9 + --queries 2 = 11 images of each of digits 5-9, "
+                        "but test digit 5 has only 10",
+    "--queries 9": "--eval-shots 2 + --queries 9 = 11 images",
+    "--no-download --data-dir /nonexistent/mnist": "/nonexistent/mnist",
+}
+
+
+@pytest.mark.parametrize("flags", REFUSED)
+def test_fewshot_refuses_impossible_settings_before_any_work(tiny_data, tmp_path, capsys, monkeypatch, flags):
+    """Each used to fail only after the output folder was made: --threads -1 and --curve-model
+    protonet with a traceback (the latter after training), counts larger than a class after
+    the training runs before them, missing data with OUT left behind."""
+    import digits.fewshot.curve as curve
+    import digits.fewshot.protonet as protonet
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr(curve, "train_classifier", no_training)
+    monkeypatch.setattr(protonet, "optimise", no_training)
+    out = tmp_path / "out"
+    err = _error(["fewshot", "--data-dir", str(tiny_data), "--out", str(out), *TINY, *flags.split()], capsys)
+    assert REFUSED[flags] in err, err
+    assert not out.exists()
+
+
+def test_fewshot_counts_that_just_fit_are_accepted(tiny_data, tmp_path):
+    """Each count at the edge of its check (22 training images of digit 0, 10 test images of
+    digit 5): the run goes through."""
+    flags = ["--shots", "22", "--train-shots", "19", "--queries", "3", "--eval-shots", "7",
+             "--min-steps", "1", "--max-steps", "1", "--train-episodes", "1", "--episodes", "2"]
+    assert main(["fewshot", "--data-dir", str(tiny_data), "--out", str(tmp_path / "o"), *TINY, *flags]) == 0
+    results = json.loads((tmp_path / "o" / "fewshot.json").read_text())
+    assert [r["train_images"] for r in results["learning_curve"]["rows"]] == [220]
+    assert [r["shots"] for r in results["unseen_classes"]["rows"]] == [7]
+
+
+def test_one_episode_and_one_subset_report_no_interval(tiny_data, tmp_path, capsys):
+    """--episodes 1 used to report a 95% interval of ± 0.00; with one value there is none."""
+    flags = ["--subsets", "1", "--episodes", "1", "--eval-shots", "1"]
+    assert main(["fewshot", "--data-dir", str(tiny_data), "--out", str(tmp_path / "o"), *TINY, *flags]) == 0
+    out = capsys.readouterr().out
+    assert "+- n/a" in out and "+- 0.00" not in out
+    md = (tmp_path / "o" / "fewshot.md").read_text()
+    assert "± 0.00" not in md and "n/a: one episode gives no interval" in md
+    curve_row, unseen_row = [line for line in md.splitlines() if line.startswith("| 1 |")]  # k = 1, 1-shot
+    assert curve_row.count("± n/a") == 3 and unseen_row.count("± n/a") == 2
+    assert (tmp_path / "o" / "unseen_classes.png").stat().st_size > 0
+
+
+def test_support_skips_hidden_folders_and_files(tmp_path):
+    """Jupyter's .ipynb_checkpoints was taken for a class and macOS's ._a.png (AppleDouble
+    metadata, not an image) failed the command; `digits predict` skips dot-names too."""
+    for name in ("a", "b", ".ipynb_checkpoints"):
+        (tmp_path / name).mkdir()
+        _square(2, 2, False).save(tmp_path / name / "1.png")
+    (tmp_path / "a" / "._1.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble, not an image")
+    (tmp_path / "b" / ".hidden.png").write_bytes(b"")
+    support = load_support(tmp_path)
+    assert support.classes == ["a", "b"] and support.labels.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("ks", [(10, 20, 50), (1, 2, 5, 10, 20, 50, 100, 500, "full")])
+def test_learning_curve_x_axis_labels_only_the_measured_k(ks, monkeypatch):
+    """With ks 10, 20, 50 the log axis also labelled minor ticks (3x10^1, 4x10^1) beside them."""
+    from digits.fewshot import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig))
+    rows = [{"k": k, **{m: {"mean": 0.9, "std": 0.01} for m in plots._LABELS}} for k in ks]
+    plots.plot_learning_curve(rows, 5500, "unused.png")
+    ax = drawn[0].axes[0]
+    drawn[0].canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(k) for k in ks]
+    minor = [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    plots.plt.close(drawn[0])
+    assert minor == []

@@ -8,7 +8,7 @@ from digits.fewshot.augment import AffineRange, random_affine
 from digits.fewshot.baselines import (class_means, nearest_neighbour, nearest_prototype, pixels,
                                       squared_distances)
 from digits.fewshot.curve import parse_counts, steps_for
-from digits.fewshot.episodes import episode_accuracies, summary
+from digits.fewshot.episodes import episode_accuracies, percent_pm, summary
 from digits.fewshot.protonet import prototype_logits
 from digits.config import FewShotConfig
 from digits.errors import DigitsError
@@ -56,6 +56,15 @@ def test_summary_is_mean_sample_std_and_normal_ci():
     s = summary([0.5, 0.7, 0.9])
     assert s["mean"] == pytest.approx(0.7) and s["std"] == pytest.approx(0.2)
     assert s["ci95"] == pytest.approx(1.96 * 0.2 / math.sqrt(3)) and s["n"] == 3
+    assert percent_pm(s) == "70.00 ± 20.00" and percent_pm(s, "ci95", "+-") == "70.00 +- 22.63"
+
+
+def test_one_value_has_no_spread_and_it_reads_n_a():
+    """One episode (or subset) says nothing about the spread: NaN, shown as n/a, never ± 0.00."""
+    s = summary([0.8])
+    assert s["mean"] == pytest.approx(0.8) and s["n"] == 1
+    assert math.isnan(s["std"]) and math.isnan(s["ci95"])
+    assert percent_pm(s, "ci95") == "80.00 ± n/a" and percent_pm(s) == "80.00 ± n/a"
 
 
 def test_augmentation_keeps_shape_repeats_by_seed_and_is_identity_at_zero_range():

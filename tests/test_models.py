@@ -97,6 +97,10 @@ def test_resnet_and_inception_structure():
     assert {(1, 1), (3, 3), (5, 5)} <= kernels
     with pytest.raises(DigitsError, match="bad arguments for model 'resnet'"):
         create_model("resnet", width=0)
+    for width in (1, 2, 3):  # 2 and 3 passed the old "at least 2" check, then failed inside torch
+        with pytest.raises(DigitsError, match=f"'inception': width must be at least 4, got {width}$"):
+            create_model("inception", width=width)
+    assert create_model("inception", width=4)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_fast_without_pooling_strides_its_convolutions_to_the_same_shapes():

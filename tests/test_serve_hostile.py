@@ -57,6 +57,17 @@ def test_any_json(client, value):
     _clean_4xx(client.post("/predict", content=body, headers={"content-type": "application/json"}))
 
 
+@pytest.mark.parametrize("body", [b"[" * 20000 + b"]" * 20000, b"{\"pixels\": " + b"[" * 20000,
+                                  b'{"pixels": ' + b"[" * 900 + b"0" + b"]" * 900 + b"}"],
+                         ids=["nested-20000", "nested-unclosed", "pixels-nested-900"])
+def test_deeply_nested_json_is_a_400_not_a_crash(client, body):
+    """json.loads raises RecursionError past Python's recursion limit: that is a bad body, not a 500."""
+    r = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    _clean_4xx(r, allowed=())
+    assert r.status_code == 400 and r.json()["detail"] in ("the body is not valid JSON",
+                                                            "'pixels' must be 28 rows of 28 numbers")
+
+
 @FUZZ
 @given(st.binary(min_size=1, max_size=2000), st.text(max_size=80))
 def test_any_uploaded_file_and_file_name(client, data, name):

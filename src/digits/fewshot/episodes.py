@@ -32,8 +32,15 @@ def episode_accuracies(features: dict[str, torch.Tensor], labels: torch.Tensor, 
 
 def summary(values: list[float]) -> dict[str, float]:
     """Mean, sample standard deviation and the half-width of the normal 95% confidence interval
-    of the mean (1.96 standard errors)."""
+    of the mean (1.96 standard errors). From fewer than 2 values the spread is unknown: NaN, not 0."""
     n = len(values)
     mean = sum(values) / n if n else float("nan")
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return {"mean": mean, "std": std, "ci95": 1.96 * std / math.sqrt(n) if n else float("nan"), "n": n}
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
+    return {"mean": mean, "std": std, "ci95": 1.96 * std / math.sqrt(n) if n > 1 else float("nan"), "n": n}
+
+
+def percent_pm(stats: dict, spread: str = "std", sign: str = "±") -> str:
+    """"97.12 ± 0.85": the mean and ``spread`` in percent; an unknown spread (NaN) is "n/a"."""
+    value = stats[spread]
+    text = "n/a" if value is None or math.isnan(value) else f"{100 * value:.2f}"
+    return f"{100 * stats['mean']:.2f} {sign} {text}"

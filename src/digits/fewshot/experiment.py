@@ -16,15 +16,16 @@ import torch
 
 from ..checkpoint import describe, save_checkpoint
 from ..config import DataConfig, FewShotConfig
-from ..data import load_mnist
+from ..data import MNIST, load_mnist
 from ..errors import DigitsError
+from ..models import check_classifier, create_model
 from ..report import write_json, write_text
-from ..train import resolve_device
-from .curve import learning_curve, parse_counts
+from ..train import resolve_device, set_threads
+from .curve import FULL, learning_curve, parse_counts
 from .episodes import summary
 from .loop import quiet
 from .protonet import EMBEDDING_MODEL
-from .unseen import SEEN, unseen_classes
+from .unseen import SEEN, UNSEEN, unseen_classes
 
 METHODS = ("network", "nearest_neighbour", "nearest_class_mean")
 
@@ -71,17 +72,55 @@ def _prepare(out: str | Path) -> Path:
     return out
 
 
+def check_settings(cfg: FewShotConfig) -> None:
+    """What ``run_fewshot`` refuses before it loads data or writes anything: a DigitsError naming
+    the flag at fault."""
+    parse_counts(cfg.shots, allow_full=True), parse_counts(cfg.eval_shots)
+    set_threads(cfg.threads)  # a negative count is one line here, not torch's RuntimeError later
+    if cfg.min_steps > cfg.max_steps:  # steps_for would quietly train for min_steps
+        raise DigitsError(f"--min-steps {cfg.min_steps} is above --max-steps {cfg.max_steps}; "
+                          "give --min-steps at most --max-steps")
+    try:  # an embedding (protonet) would train, then fail in the confusion matrix of its 64 outputs
+        check_classifier(create_model(cfg.model), cfg.model)
+    except DigitsError as e:
+        raise DigitsError(f"--curve-model: {e}") from None
+
+
+def _fewest(labels: torch.Tensor, classes: list[int]) -> tuple[int, int]:
+    """(digit, count) of the class in ``classes`` with the fewest images in ``labels``."""
+    counts = torch.bincount(labels.cpu(), minlength=10)
+    return min(((c, int(counts[c])) for c in classes), key=lambda dc: dc[1])
+
+
+def check_sizes(cfg: FewShotConfig, data: MNIST) -> None:
+    """The largest counts against the smallest class each draws from, before any training: the
+    learning curve samples the training split's digits, the embedding trains on episodes of the
+    training split's SEEN digits, and it is tested on episodes of the test set's UNSEEN digits."""
+    ks = [k for k in parse_counts(cfg.shots, allow_full=True) if k != FULL]
+    digit, n = _fewest(data.train.labels, sorted(set(data.train.labels.tolist())))
+    if ks and max(ks) > n:
+        raise DigitsError(f"--shots {max(ks)}: training digit {digit} has only {n:,} images in the "
+                          f"training split; give at most {n:,} images per class (or 'full')")
+    for flag, shots, split, name, classes in (
+            ("--train-shots", cfg.train_shots, data.train, "training", SEEN),
+            ("--eval-shots", max(parse_counts(cfg.eval_shots)), data.test, "test", UNSEEN)):
+        digit, n = _fewest(split.labels, classes)
+        if shots + cfg.queries > n:
+            raise DigitsError(f"{flag} {shots} + --queries {cfg.queries} = {shots + cfg.queries:,} images "
+                              f"of each of digits {classes[0]}-{classes[-1]}, but {name} digit {digit} has "
+                              f"only {n:,}; lower {flag} or --queries")
+
+
 def run_fewshot(cfg: FewShotConfig, data_cfg: DataConfig, out: str | Path, log=quiet) -> FewShotResult:
     """Run both experiments and write the results folder; returns what fewshot.json holds."""
     from . import plots, report  # matplotlib only when figures are drawn
 
     start = time.perf_counter()
-    parse_counts(cfg.shots, allow_full=True), parse_counts(cfg.eval_shots)  # fail before any work
-    out = _prepare(out)
+    check_settings(cfg)
     device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     data = load_mnist(data_cfg.data_dir, data_cfg.val_size, data_cfg.split_seed, data_cfg.download)
+    check_sizes(cfg, data)  # OUT is made only once nothing is left to refuse
+    out = _prepare(out)
     cells = learning_curve(data, cfg, device, log)
     unseen, model = unseen_classes(data, cfg, device, log)
     meta = describe(EMBEDDING_MODEL, {}, {"fewshot": asdict(cfg), "data": asdict(data_cfg)},

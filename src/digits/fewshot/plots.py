@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from ..plots import _save  # noqa: E402
 
@@ -28,6 +29,8 @@ def plot_learning_curve(rows: list[dict], full_per_class: float, path) -> Path:
         ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
     ax.set_xscale("log")
     ax.set_xticks(xs, [str(r["k"]) for r in rows])
+    # the log axis labels some minor ticks by itself ("3x10^1" beside 20 and 50): only k is labelled
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set(xlabel="training images per class (log scale)", ylabel="test accuracy (%)",
            title="MNIST accuracy against training images per class")
     ax.grid(alpha=0.3, which="both")

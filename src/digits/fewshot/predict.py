@@ -41,18 +41,21 @@ class Support:
 
 
 def load_support(folder: str | Path) -> Support:
-    """Every image in each sub-folder of ``folder``; the sub-folder's name is its class."""
+    """Every image in each sub-folder of ``folder``; the sub-folder's name is its class. Names
+    starting with "." are skipped."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DigitsError(f"--support {folder}: no such folder; give a folder with one sub-folder of "
                           "example images per class")
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    # hidden names (.ipynb_checkpoints, macOS's ._a.png) are not classes or images, as in `digits predict`
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
         raise DigitsError(f"--support {folder}: found {len(classes)} class sub-folder(s); need at least 2 "
                           "(one sub-folder of example images per class)")
     images, labels = [], []
     for i, name in enumerate(classes):
-        files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in (folder / name).iterdir()
+                       if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
         if not files:
             raise DigitsError(f"--support {folder / name}: no images in this class folder; add at least "
                               f"one ({', '.join(sorted(IMAGE_SUFFIXES))})")

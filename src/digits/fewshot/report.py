@@ -7,13 +7,10 @@ from __future__ import annotations
 import json
 
 from .curve import FULL
+from .episodes import percent_pm as _pm
 
 NETWORK_TARGET_K, NETWORK_TARGET = 10, 0.90  # the targets
 UNSEEN_TARGET_SHOTS, UNSEEN_TARGET_POINTS = 1, 10.0
-
-
-def _pm(stats: dict, spread: str = "std") -> str:
-    return f"{100 * stats['mean']:.2f} ± {100 * stats[spread]:.2f}"
 
 
 def curve_table(rows: list[dict]) -> list[str]:
@@ -66,7 +63,8 @@ def render(results: dict) -> str:
         f"split (never the {sizes['val']:,} validation or {sizes['test']:,} test images); `{FULL}` is the "
         f"whole split. Network `{cfg['model']}`, Adam lr {cfg['lr']} with cosine decay, batches of "
         f"{cfg['batch_size']} drawn with replacement{', randomly shifted, rotated, zoomed and sheared' if cfg['augment'] else ''}. "
-        "Test accuracy on all test images, mean ± sample std over subsets.", "",
+        "Test accuracy on all test images, mean ± sample std over subsets"
+        f"{' (n/a: one subset has no spread)' if cfg['subsets'] < 2 else ''}.", "",
         *curve_table(results["learning_curve"]["rows"]), "",
         "![test accuracy against images per class](learning_curve.png)", "",
         "## Unseen classes: embedding learned on digits 0-4, used on digits 5-9", "",
@@ -74,7 +72,8 @@ def render(results: dict) -> str:
         f"Then {u['episodes']} {u['ways']}-way episodes per row, drawn from the test images of digits "
         f"5-9 ({u['queries_per_class']} queries per class), each query given the class of the nearest "
         "prototype (mean of the support images); the raw-pixel baseline does the same on pixels, on the "
-        "same episodes. Mean ± 95% confidence interval (1.96 standard errors) over episodes.", "",
+        "same episodes. Mean ± 95% confidence interval (1.96 standard errors) over episodes"
+        f"{' (n/a: one episode gives no interval)' if u['episodes'] < 2 else ''}.", "",
         *unseen_table(u["rows"]), "",
         "![unseen-class accuracy](unseen_classes.png)", "",
         f"The embedding is saved as `{results['embedding_checkpoint']}`: use it with "

@@ -13,7 +13,7 @@ from ..config import FewShotConfig
 from ..data import MNIST
 from .baselines import pixels
 from .curve import parse_counts
-from .episodes import episode_accuracies, summary
+from .episodes import episode_accuracies, percent_pm, summary
 from .loop import quiet
 from .protonet import embed, train_embedding
 
@@ -36,8 +36,8 @@ def unseen_classes(data: MNIST, cfg: FewShotConfig, device: torch.device, log=qu
         rows.append({"shots": shots, "embedding": summary(accs["embedding"]),
                      "pixels": summary(accs["pixels"])})
         e, p = rows[-1]["embedding"], rows[-1]["pixels"]
-        log(f"unseen 5-way {shots}-shot: embedding {100 * e['mean']:.2f} +- {100 * e['ci95']:.2f}%, "
-            f"raw-pixel class mean {100 * p['mean']:.2f} +- {100 * p['ci95']:.2f}%")
+        log(f"unseen 5-way {shots}-shot (%): embedding {percent_pm(e, 'ci95', '+-')}, "
+            f"raw-pixel class mean {percent_pm(p, 'ci95', '+-')}")
     result = {"train_classes": SEEN, "test_classes": UNSEEN, "ways": len(UNSEEN),
               "queries_per_class": cfg.queries, "episodes": cfg.episodes, "train_seconds": seconds,
               "train_episodes": cfg.train_episodes, "final_train_loss": _tail_mean(losses), "rows": rows}

@@ -38,8 +38,8 @@ class InceptionNet(nn.Module):
 
     def __init__(self, width: int = 8, dropout: float = 0.2):
         super().__init__()
-        if width < 2:
-            raise TypeError(f"width must be at least 2, got {width}")
+        if width < 4:  # module a's 5x5 branch squeezes to w // 2 // 2 channels: none below 4
+            raise TypeError(f"width must be at least 4, got {width}")
         w = width
         a = Inception(w, w, 2 * w, w // 2, w // 2)  # 4w out
         b = Inception(a.out_channels, w, 2 * w, w, w)  # 5w

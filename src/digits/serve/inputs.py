@@ -77,7 +77,7 @@ async def _from_form(headers: Headers, body: bytes) -> bytes:
 def _from_json(body: bytes) -> bytes | np.ndarray:
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[" * 50000 nests too deep
         raise ApiError(400, "the body is not valid JSON") from None
     if not isinstance(payload, dict) or ("image" in payload) == ("pixels" in payload):
         raise ApiError(400, "JSON must be an object with exactly one of 'image' (base64 of an image "
@@ -103,7 +103,7 @@ def _from_json(body: bytes) -> bytes | np.ndarray:
 def _pixels(value) -> np.ndarray:
     try:
         pixels = np.asarray(value, dtype=np.float64)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # numpy refuses depth > 32 itself; be sure
         raise ApiError(400, "'pixels' must be 28 rows of 28 numbers") from None
     except OverflowError:  # an integer too large for a float
         raise ApiError(400, "'pixels' values must be numbers from 0 to 255 (light ink on black)") from None

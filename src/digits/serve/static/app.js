@@ -16,6 +16,7 @@ const PEN = 0.07;  // stroke width as a fraction of the pad: close to MNIST's st
 
 let strokes = [];
 let current = null;
+let drawing = null;  // pointerId drawing `current`: other pointers (a second finger) are ignored till it ends
 let version = 0;
 let inFlight = false;
 let queued = false;
@@ -28,8 +29,10 @@ for (let d = 0; d < 10; d++) {
 }
 
 function point(e) {
+  // the bounding box includes the pad's CSS border; the pixels fill only the box inside it
   const r = pad.getBoundingClientRect();
-  return [(e.clientX - r.left) * pad.width / r.width, (e.clientY - r.top) * pad.height / r.height];
+  return [(e.clientX - r.left - pad.clientLeft) * pad.width / pad.clientWidth,
+          (e.clientY - r.top - pad.clientTop) * pad.height / pad.clientHeight];
 }
 
 function drawStroke(s) {
@@ -58,21 +61,23 @@ function changed() {
 
 pad.addEventListener("pointerdown", (e) => {
   e.preventDefault();
+  if (current) return;
   pad.setPointerCapture(e.pointerId);
+  drawing = e.pointerId;
   current = [point(e)];
   strokes.push(current);
   redraw();
   changed();
 });
 pad.addEventListener("pointermove", (e) => {
-  if (!current) return;
+  if (!current || e.pointerId !== drawing) return;
   const events = e.getCoalescedEvents ? e.getCoalescedEvents() : [e];
   for (const ev of (events.length ? events : [e])) current.push(point(ev));
   redraw();
   changed();
 });
 for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) {
-  pad.addEventListener(type, () => { current = null; });
+  pad.addEventListener(type, (e) => { if (e.pointerId === drawing) current = drawing = null; });
 }
 undoButton.addEventListener("click", () => { strokes.pop(); redraw(); changed(); });
 clearButton.addEventListener("click", () => { strokes = []; redraw(); changed(); });
@@ -98,7 +103,6 @@ async function send(blob, v) {
     const response = await fetch("/predict", { method: "POST", body });
     const data = await response.json();
     if (!response.ok) throw new Error(data.detail || response.statusText);
-    status.textContent = "";
     show(data, v);
   } catch (err) {
     status.textContent = `Could not read it: ${err.message}`;
@@ -110,6 +114,7 @@ async function send(blob, v) {
 }
 
 function show(data, v) {
+  status.textContent = "";  // an error message is about the result it could not replace
   const probs = data ? data.probabilities : new Array(10).fill(0);
   prediction.textContent = data ? String(data.prediction) : "–";
   confidence.textContent = data ? `${(100 * probs[data.prediction]).toFixed(1)}% sure` : "\u00a0";
