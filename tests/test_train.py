@@ -121,6 +121,22 @@ def test_epoch_permutation_depends_on_seed_and_epoch_only():
     assert not torch.equal(epoch_permutation(100, 1, 2), epoch_permutation(100, 2, 2))
 
 
+def test_any_integer_seed_trains_and_ordinary_seeds_keep_their_streams(tiny_mnist):
+    """A 13-digit --seed (a timestamp) raised "Overflow when unpacking long long" at the first
+    augmented step: the derived keys left torch's 64-bit range. Seeds torch took keep their stream."""
+    def perm(key):
+        return torch.randperm(100, generator=torch.Generator().manual_seed(key))
+
+    assert torch.equal(epoch_permutation(100, 3, 1), perm(3 * 100_003 + 1))
+    assert torch.equal(epoch_permutation(100, -2, 0), perm(-2 * 100_003))  # torch wraps negatives itself
+    assert torch.equal(epoch_permutation(100, 2**64 + 3, 1), perm(3 * 100_003 + 1))
+    data = load_mnist(tiny_mnist, val_size=50)
+    for seed in (1_732_700_000_000, -(2**70)):
+        config = _config(epochs=1)
+        config.seed, config.augment.rotate, config.augment.elastic = seed, 10.0, 2.0
+        assert fit(config, data).iter_num == 8
+
+
 def test_an_embedding_model_is_refused_with_a_clear_message(tiny_mnist):
     data = load_mnist(tiny_mnist, val_size=50)
     config = _config()

@@ -21,7 +21,7 @@ from . import distributed
 from .augment import augment_batch, check_augment, is_enabled
 from .checkpoint import describe, read_checkpoint, save_checkpoint
 from .config import OptimConfig, RunConfig
-from .data import MNIST, normalize
+from .data import MNIST, normalize, seed_value
 from .errors import DigitsError
 from .evaluate import evaluate
 from .models import check_classifier, create_model
@@ -69,7 +69,7 @@ def scaled_for_world(cfg: OptimConfig, world_size: int) -> OptimConfig:
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The shuffle of epoch ``epoch``: a function of (seed, epoch) only, identical on every rank."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed_value(seed * 100_003 + epoch)))
 
 
 @dataclass
@@ -176,7 +176,7 @@ def _step_generator(config: RunConfig, state: _State, device) -> torch.Generator
     """The augmentation's random numbers for one step: a function of (seed, step, rank), so resume is
     exact and each process distorts its shard differently."""
     key = (config.seed * 1_000_003 + state.iter_num) * 1_009 + distributed.rank()
-    return torch.Generator(device=device).manual_seed(key)
+    return torch.Generator(device=device).manual_seed(seed_value(key))
 
 
 def _run_epoch(model, optimizer, scheduler, ema, x, y, config: RunConfig, state: _State, save) -> list[float]:
@@ -267,7 +267,7 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
     check_startable(config, model=False)
     set_threads(config.threads)
     device = distributed.init(resolve_device(config.device))
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seed_value(config.seed))
     model = check_classifier(create_model(config.model.name, **config.model.kwargs), config.model.name).to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
