@@ -1,4 +1,6 @@
 """Batch augmentation: shape and dtype kept, background stays blank, digits are never mirrored."""
+import math
+
 import pytest
 import torch
 
@@ -73,3 +75,11 @@ def test_bad_settings_are_clear_errors():
         check_augment(AugmentConfig(zoom=1.5))
     with pytest.raises(DigitsError, match="must not be negative"):
         check_augment(AugmentConfig(rotate=-1))
+
+
+@pytest.mark.parametrize("field", ["rotate", "zoom", "shift", "shear", "elastic", "elastic_sigma"])
+def test_values_that_are_not_finite_are_refused(field):
+    flag = "--" + field.replace("_", "-")
+    for value in (math.nan, math.inf):  # NaN passed "< 0"; --rotate nan made every image NaN
+        with pytest.raises(DigitsError, match=f"^{flag} must be a finite number, got {value}$"):
+            check_augment(AugmentConfig(**{field: value}))

@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .config import AugmentConfig
+from .config import AugmentConfig, non_finite
 from .data import MEAN, STD
 from .errors import DigitsError
 
@@ -26,6 +26,8 @@ def is_enabled(cfg: AugmentConfig) -> bool:
 
 
 def check_augment(cfg: AugmentConfig) -> None:
+    if bad := non_finite(cfg):
+        raise DigitsError(f"{bad[0]} must be a finite number, got {bad[1]}")
     if not 0 <= cfg.zoom < 1:
         raise DigitsError(f"--zoom must be in [0, 1) (a fraction of the size), got {cfg.zoom}")
     if not 0 <= cfg.shear < 90 or min(cfg.rotate, cfg.shift, cfg.elastic) < 0 or cfg.elastic_sigma <= 0:
