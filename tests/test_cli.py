@@ -196,6 +196,7 @@ def test_bad_numbers_are_rejected(tiny_mnist, capsys):
     (["--rotate", "nan"], "--rotate must be a finite number, got nan"),
     (["--lr", "nan"], "--lr must be positive and finite, got nan"),
     (["--lr", "inf"], "--lr must be positive and finite, got inf"),
+    (["--elastic", "2", "--elastic-sigma", "10"], "--elastic-sigma must be at least 0.01 and less than 28/3"),
 ])
 def test_out_of_range_settings_are_one_line_errors(tiny_mnist, tmp_path, capsys, flags, message):
     err = _error(["train", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "o"), *FAST, *flags], capsys)

@@ -89,7 +89,8 @@ class AugmentConfig:
     shift: float = setting(0.0, "random translation, up to +-this many pixels in x and in y")
     shear: float = setting(0.0, "random shear, up to +-this many degrees")
     elastic: float = setting(0.0, "elastic distortion: displacement strength in pixels (e.g. 2); 0: off")
-    elastic_sigma: float = setting(4.0, "elastic distortion: smoothness of the field, in pixels")
+    elastic_sigma: float = setting(4.0, "elastic distortion: smoothness of the field, in pixels (at least 0.01, "
+                                 "under 28/3: its kernel reaches 3 sigma either side)")
 
 
 @dataclass
