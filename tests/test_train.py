@@ -188,3 +188,14 @@ def test_the_seed_and_fast_recipes_hold_their_documented_settings():
     assert (fast.model.name, fast.model.kwargs) == ("fast", {"c1": 8, "c2": 24, "hidden": 96})
     assert (o.optimizer, o.lr, o.beta1, o.beta2, o.weight_decay, o.scheduler, o.warmup_epochs, o.epochs,
             o.batch_size) == ("adam", 0.01, 0.7, 0.9, 0.0, "onecycle_cos", 0.5, 2, 256)
+
+
+def test_a_cuda_index_beyond_the_machine_s_gpus_is_refused(monkeypatch):
+    from digits.train import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(DigitsError, match=r"^--device cuda:7: this machine has 2 GPU\(s\), cuda:0 to cuda:1$"):
+        resolve_device("cuda:7")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1) and resolve_device("cuda") == torch.device("cuda")
+

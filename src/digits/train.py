@@ -57,9 +57,13 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise DigitsError("--device mps: Apple's MPS backend is not available on this machine")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise DigitsError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and device.index is not None and device.index >= count:  # else: a traceback later
+        raise DigitsError(f"--device {name}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    return device
 
 
 def scaled_for_world(cfg: OptimConfig, world_size: int) -> OptimConfig:
