@@ -110,6 +110,27 @@ def test_check_startable_reads_the_resume_checkpoint_without_data(tiny_mnist, tm
         check_startable(config, resume=tmp_path / "none.pt")
 
 
+def test_resume_refuses_other_optimizer_settings_but_lets_lr_and_epochs_change(tiny_mnist, tmp_path):
+    """Resuming an sgd run with --optimizer adam --weight-decay 0 failed at the first step with
+    KeyError 'exp_avg'; another --weight-decay or --momentum was silently replaced by the saved one."""
+    from digits.train import check_startable
+
+    data = load_mnist(tiny_mnist, val_size=50)
+    fit(_config(epochs=1), data, tmp_path / "a")
+    ckpt = tmp_path / "a" / "checkpoint.pt"
+    for optim, message in (({"optimizer": "adam", "weight_decay": 0.0}, "--optimizer 'sgd', not 'adam'"),
+                           ({"weight_decay": 0.1}, "--weight-decay 0.0005, not 0.1"),
+                           ({"momentum": 0.5}, "--momentum 0.9, not 0.5"),
+                           ({"nesterov": True}, "--nesterov off, not on"),
+                           ({"batch_size": 16}, "--batch-size 32, not 16")):
+        expected = f"^--resume {ckpt}: the run was trained with {message}; resume with its settings"
+        with pytest.raises(DigitsError, match=expected):
+            check_startable(_config(**optim), model=False, resume=ckpt)  # before any folder is made
+        with pytest.raises(DigitsError, match=expected):
+            fit(_config(**optim), data, resume=ckpt)
+    assert fit(_config(lr=0.01, epochs=3), data, resume=ckpt).iter_num == 24
+
+
 def test_divergence_stops_with_a_clear_message(tiny_mnist):
     with pytest.raises(DigitsError, match="training diverged"):
         fit(_config(lr=1e6), load_mnist(tiny_mnist, val_size=50))

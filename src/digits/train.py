@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from . import distributed
 from .augment import augment_batch, check_augment, is_enabled
 from .checkpoint import describe, read_checkpoint, save_checkpoint
-from .config import OptimConfig, RunConfig
+from .config import OptimConfig, RunConfig, flag_of
 from .data import MNIST, normalize, seed_value
 from .errors import DigitsError
 from .evaluate import evaluate
@@ -94,7 +94,29 @@ def read_resumable(path, config: RunConfig) -> dict:
     if missing:  # e.g. a checkpoint made for serving: weights only
         raise DigitsError(f"--resume {path}: it has no training state ({', '.join(missing)}); resume "
                           "from the checkpoint.pt in a training run's folder")
+    _check_same_optim(path, ckpt, config.optim)
     return ckpt
+
+
+def _check_same_optim(path, ckpt: dict, cfg: OptimConfig) -> None:
+    """The saved optimizer state and schedule belong to the run's own settings: another --optimizer
+    failed at the first step (KeyError 'exp_avg'), and others (--weight-decay, --momentum...) were
+    silently replaced by the saved ones while config.json recorded them. --lr and --epochs may change."""
+    recorded = ckpt["meta"].get("config")
+    recorded = recorded.get("optim") if isinstance(recorded, dict) else None
+    if not isinstance(recorded, dict):
+        return  # a checkpoint of another writer: nothing to compare with
+    for f in fields(cfg):
+        if f.name in ("lr", "epochs") or f.name not in recorded:  # (a setting newer than the checkpoint)
+            continue
+        then, now = recorded[f.name], getattr(cfg, f.name)
+        if then != now:
+            raise DigitsError(f"--resume {path}: the run was trained with {flag_of(f)} {_shown(then)}, not "
+                              f"{_shown(now)}; resume with its settings (only --lr and --epochs may change)")
+
+
+def _shown(value) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else repr(value)[:40]
 
 
 def _cannot_continue(path, error: Exception) -> DigitsError:
