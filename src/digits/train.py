@@ -125,7 +125,7 @@ def _cannot_continue(path, error: Exception) -> DigitsError:
     return DigitsError(f"--resume {path}: cannot continue from it ({lines[-1][:200]})")
 
 
-def _restore(path, model, optimizer, scheduler, config: RunConfig, ema=None) -> _State:
+def _restore(path, model, optimizer, scheduler, config: RunConfig, steps_per_epoch: int, ema=None) -> _State:
     ckpt = read_resumable(path, config)
     try:
         model.load_state_dict(ckpt.get("train_model", ckpt["model"]))  # "model" holds the EMA if on
@@ -137,23 +137,28 @@ def _restore(path, model, optimizer, scheduler, config: RunConfig, ema=None) -> 
         scheduler.load_state_dict(ckpt["scheduler"])
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise _cannot_continue(path, e) from None
-    _rebase_lr(optimizer, scheduler, lr)
     progress = ckpt["progress"]
     saved, now = progress.get("world_size", 1), distributed.world_size()
     if progress["step"] and saved != now:  # the epoch's shards, and so its steps, depend on the count
         raise DigitsError(f"--resume {path}: stopped mid-epoch with {saved} process(es), resumed with {now}; "
                           f"resume with {saved}, or from a checkpoint written at the end of an epoch")
+    _place_schedule(optimizer, scheduler, lr, progress["epoch"] * steps_per_epoch + progress["step"])
     return _State(progress["epoch"], progress["step"], ckpt["iter_num"], History(**progress["history"]))
 
 
-def _rebase_lr(optimizer, scheduler, lr) -> None:
-    """Resuming with another --lr (say, lower after a divergence) continues the schedule from
-    where it stopped, scaled to the new rate; the optimizer's state alone would restore the old."""
-    if not isinstance(lr, float) or all(base == lr for base in scheduler.base_lrs):
+def _place_schedule(optimizer, scheduler, lr, position: int) -> None:
+    """Continue the schedule at step ``position`` (epochs done times this run's steps per epoch, plus
+    the step within the epoch), at this run's --lr. The saved count of steps is the position only with
+    the run's own number of processes: each takes 1/N of an epoch, so after 1 epoch of 1 process
+    (8 steps), 2 processes went on at their epoch 3 (a one-cycle rate of 0). And the optimizer's state
+    alone would restore the old rate: resuming with another --lr (say, lower after a divergence)
+    continues the schedule from where it stopped, scaled to the new rate."""
+    bases = [lr] * len(scheduler.base_lrs) if isinstance(lr, float) else list(scheduler.base_lrs)
+    if bases == scheduler.base_lrs and position == scheduler.last_epoch:
         return
-    scheduler.base_lrs = [lr] * len(scheduler.base_lrs)
-    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
-        group["initial_lr"], group["lr"] = lr, lr * factor(scheduler.last_epoch)
+    scheduler.base_lrs, scheduler.last_epoch = bases, position
+    for group, base, factor in zip(optimizer.param_groups, bases, scheduler.lr_lambdas):
+        group["initial_lr"], group["lr"] = base, base * factor(position)
 
 
 def _check_saveable(model, state: _State) -> None:
@@ -301,7 +306,7 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
     steps_per_epoch = math.ceil(distributed.shard_size(len(data.train)) / config.optim.batch_size)
     scheduler = make_scheduler(optimizer, config.optim, steps_per_epoch)
     ema = make_ema(model, config.optim)
-    state = _restore(resume, model, optimizer, scheduler, config, ema) if resume else _State()
+    state = _restore(resume, model, optimizer, scheduler, config, steps_per_epoch, ema) if resume else _State()
     ddp = distributed.wrap(model, device)  # steps through DDP; model stays the bare module that is saved
     x = normalize(data.train.images.to(device)).contiguous(memory_format=memory_format)
     y = data.train.labels.to(device)
