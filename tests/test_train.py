@@ -36,6 +36,23 @@ def test_resume_continues_exactly(tiny_mnist, tmp_path):
     assert resumed.iter_num == straight.iter_num
 
 
+def test_resume_is_exact_for_a_model_with_dropout(tiny_mnist, tmp_path):
+    """Dropout draws its masks from torch's global generator, which a resumed run reseeded with
+    torch.manual_seed(seed): the masks of epoch 2 differed from an uninterrupted run's."""
+    from digits.checkpoint import load_checkpoint
+
+    data = load_mnist(tiny_mnist, val_size=50)
+    config, first = _config(), _config(epochs=1)
+    config.model.name = first.model.name = "seed-bn"
+    straight = fit(config, data, tmp_path / "a")
+    fit(first, data, tmp_path / "b")
+    resumed = fit(config, data, tmp_path / "b", resume=tmp_path / "b" / "checkpoint.pt")
+    assert torch.equal(_weights(straight.model), _weights(resumed.model))
+    assert resumed.history.loss == straight.history.loss
+    model, _ = load_checkpoint(tmp_path / "b" / "checkpoint.pt")  # still a checkpoint predict and serve load
+    assert torch.equal(_weights(model), _weights(resumed.model))
+
+
 def test_resume_with_another_lr_continues_the_schedule_at_that_rate(tiny_mnist, tmp_path):
     from digits.checkpoint import read_checkpoint
 

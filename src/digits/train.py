@@ -135,6 +135,8 @@ def _restore(path, model, optimizer, scheduler, config: RunConfig, steps_per_epo
         lr = optimizer.defaults["lr"]  # what this run's --lr asks for
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if "rng" in ckpt:  # (checkpoints written before it was saved go on with the seed's stream, as they did)
+            _set_rng_state(ckpt["rng"], next(model.parameters()).device)
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise _cannot_continue(path, e) from None
     progress = ckpt["progress"]
@@ -144,6 +146,22 @@ def _restore(path, model, optimizer, scheduler, config: RunConfig, steps_per_epo
                           f"resume with {saved}, or from a checkpoint written at the end of an epoch")
     _place_schedule(optimizer, scheduler, lr, progress["epoch"] * steps_per_epoch + progress["step"])
     return _State(progress["epoch"], progress["step"], ckpt["iter_num"], History(**progress["history"]))
+
+
+def _rng_state(device: torch.device) -> dict:
+    """torch's global random state, which dropout draws its masks from: without it, a resumed run
+    drew them from torch.manual_seed(seed) again (less what building the model took), not where the
+    run had got to. Every process of a run draws the same sequence, so rank 0's serves them all."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:  # (a CPU run's checkpoint has none)
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _place_schedule(optimizer, scheduler, lr, position: int) -> None:
@@ -179,6 +197,7 @@ def _save(out_dir, model, optimizer, scheduler, config: RunConfig, state: _State
     # with EMA on, "model" (what evaluate and predict load) is the average; training resumes from train_model
     extra = {} if ema is None else {"train_model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                                     "ema_updates": ema.updates}
+    extra["rng"] = _rng_state(next(model.parameters()).device)
     return save_checkpoint(Path(out_dir) / "checkpoint.pt", model if ema is None else ema.module, meta,
                            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                            iter_num=state.iter_num, progress=progress, **extra)
