@@ -97,6 +97,33 @@ def test_resume_from_mid_epoch_checkpoint(tiny_mnist, tmp_path, monkeypatch):
     assert resumed.history.loss == pytest.approx(straight.history.loss, abs=1e-5)
 
 
+def test_mid_epoch_resume_records_the_accuracy_windows_of_an_uninterrupted_run(tiny_mnist, tmp_path, monkeypatch):
+    """Training accuracy is recorded per 10 batches of an epoch: resumed at step 15, the window that ends
+    at step 20 held only batches 16-20 (its first five were in the killed process)."""
+    import shutil
+
+    import importlib
+
+    train_module = importlib.import_module("digits.train")
+    data = load_mnist(tiny_mnist, val_size=50)
+    straight = fit(_config(epochs=1, batch_size=8), data, tmp_path / "a")  # 32 steps: windows end at 10, 20, 30
+    real_save = train_module.save_checkpoint
+
+    def save_and_keep_step_15(path, *args, **kwargs):
+        written = real_save(path, *args, **kwargs)
+        if kwargs["iter_num"] == 15:
+            shutil.copy(written, tmp_path / "step15.pt")
+        return written
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_and_keep_step_15)
+    config = _config(epochs=1, batch_size=8)
+    config.checkpoint_every = 15
+    fit(config, data, tmp_path / "b")
+    resumed = fit(_config(epochs=1, batch_size=8), data, tmp_path / "c", resume=tmp_path / "step15.pt")
+    assert [step for step, _ in straight.history.train_acc_10] == [10, 20, 30]
+    assert resumed.history.train_acc_10 == straight.history.train_acc_10
+
+
 def test_resume_rejects_another_model(tiny_mnist, tmp_path):
     from digits.checkpoint import describe, save_checkpoint
     from digits.models import create_model

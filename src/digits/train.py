@@ -82,6 +82,8 @@ class _State:
     step: int = 0  # steps completed within the current epoch
     iter_num: int = 0
     history: History = field(default_factory=History)
+    window: list[int] = field(default_factory=lambda: [0, 0])  # [hits, images] of this 10-batch window's
+    # batches so far, over all processes: a mid-epoch checkpoint's first window began before it
 
 
 def read_resumable(path, config: RunConfig) -> dict:
@@ -145,7 +147,8 @@ def _restore(path, model, optimizer, scheduler, config: RunConfig, steps_per_epo
         raise DigitsError(f"--resume {path}: stopped mid-epoch with {saved} process(es), resumed with {now}; "
                           f"resume with {saved}, or from a checkpoint written at the end of an epoch")
     _place_schedule(optimizer, scheduler, lr, progress["epoch"] * steps_per_epoch + progress["step"])
-    return _State(progress["epoch"], progress["step"], ckpt["iter_num"], History(**progress["history"]))
+    return _State(progress["epoch"], progress["step"], ckpt["iter_num"], History(**progress["history"]),
+                  list(progress.get("window", [0, 0])))  # (older checkpoints: an incomplete first window)
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -193,7 +196,7 @@ def _save(out_dir, model, optimizer, scheduler, config: RunConfig, state: _State
     _check_saveable(model, state)  # also here: nothing writes a diverged model
     meta = describe(config.model.name, config.model.kwargs, config.to_dict())
     progress = {"epoch": state.epoch, "step": state.step, "history": asdict(state.history),
-                "world_size": distributed.world_size()}
+                "world_size": distributed.world_size(), "window": list(state.window)}
     # with EMA on, "model" (what evaluate and predict load) is the average; training resumes from train_model
     extra = {} if ema is None else {"train_model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                                     "ema_updates": ema.updates}
@@ -235,7 +238,10 @@ def _run_epoch(model, optimizer, scheduler, ema, x, y, config: RunConfig, state:
 
     order = distributed.shard(epoch_permutation(len(y), config.seed, state.epoch))
     batches = order.to(x.device).split(config.optim.batch_size)
-    losses, hits, sizes = [], [], []
+    losses = []
+    # the accuracy window's counts; after a mid-epoch resume rank 0 holds the saved ones (ratio sums all ranks')
+    hits, seen = state.window if distributed.is_main() else (0, 0)
+    hits = torch.tensor(hits, device=x.device)
     bar = tqdm(total=len(batches), initial=state.step, desc=f"epoch {state.epoch + 1}/{config.optim.epochs}",
                disable=not (config.progress and distributed.is_main()), file=sys.stderr, leave=False,
                mininterval=0.5)
@@ -255,18 +261,19 @@ def _run_epoch(model, optimizer, scheduler, ema, x, y, config: RunConfig, state:
             if ema is not None:
                 ema.update(model)
             losses.append(loss.detach())
-            hits.append((logits.argmax(1) == labels).sum())
-            sizes.append(len(labels))
+            hits, seen = hits + (logits.argmax(1) == labels).sum(), seen + len(labels)
             state.step += 1
             state.iter_num += 1
             if state.step % 10 == 0:  # read values back every 10 steps, not every step (host sync)
                 recent = distributed.mean(torch.stack(losses[-10:])).tolist()
                 _check_finite(max(recent, key=lambda v: v if math.isfinite(v) else math.inf), state)
-                acc = distributed.ratio(torch.stack(hits[-10:]).sum(), sum(sizes[-10:]))
+                acc = distributed.ratio(hits, seen)
+                hits, seen = torch.zeros_like(hits), 0
                 state.history.train_acc_10.append([state.iter_num, acc])
                 bar.set_postfix(loss=f"{recent[-1]:.3f}", acc=f"{acc:.3f}", refresh=False)
             bar.update()
             if config.checkpoint_every and state.iter_num % config.checkpoint_every == 0:
+                state.window = [int(v) for v in distributed.all_sum(torch.tensor([float(hits), float(seen)]))]
                 save(state, distributed.mean(torch.stack(losses)).tolist())
     values = distributed.mean(torch.stack(losses)).tolist() if losses else []
     for v in values:  # all of them: after a mid-epoch resume the every-10 checks are offset
@@ -341,7 +348,7 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
         # mid-epoch, the epoch's losses are not yet in the history: store them with it
         h = at.history
         snapshot = _State(at.epoch, at.step, at.iter_num, History(
-            h.loss + epoch_losses, h.train_acc_10, h.val_acc, h.epoch_seconds))
+            h.loss + epoch_losses, h.train_acc_10, h.val_acc, h.epoch_seconds), at.window)
         _check_saveable(model, snapshot)  # on every rank: all stop where rank 0 refuses to save
         path, failure = None, None
         if out_dir:
@@ -369,7 +376,7 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
         bs, m = config.optim.batch_size, distributed.shard_size(len(y))
         images_seen += distributed.world_size() * (min(m, state.step * bs) - min(m, first_step * bs))
         _log_epoch(writer, state.history, first_iter, losses, state.epoch)
-        state.epoch, state.step = state.epoch + 1, 0
+        state.epoch, state.step, state.window = state.epoch + 1, 0, [0, 0]  # a window never spans epochs
         checkpoint = save(state, []) or checkpoint
     return TrainResult(evaluated.eval(), state.history, state.iter_num, seconds,
                        images_seen / step_seconds if step_seconds else 0.0, checkpoint)
