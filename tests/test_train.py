@@ -264,3 +264,34 @@ def test_a_cuda_index_beyond_the_machine_s_gpus_is_refused(monkeypatch):
         resolve_device("cuda:7")
     assert resolve_device("cuda:1") == torch.device("cuda", 1) and resolve_device("cuda") == torch.device("cuda")
 
+
+def test_the_kernels_are_built_before_training_is_timed(tiny_mnist, monkeypatch):
+    """On a machine's first run, convpool.c was compiled inside the first training step, and its
+    compilation counted in epoch_seconds, train_seconds and images per second."""
+    import importlib
+    from types import SimpleNamespace
+
+    from digits import convpool
+
+    train_module, clock, built = importlib.import_module("digits.train"), [0.0], []
+    library = convpool.library()
+
+    def slow_build():  # a compilation that takes 100 s of a clock that stands still otherwise
+        clock[0] += 100.0
+        built.append(True)
+        return library
+
+    monkeypatch.setattr(train_module, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(convpool, "_build", slow_build)
+    monkeypatch.setattr(convpool, "_tried", False)
+    data = load_mnist(tiny_mnist, val_size=50)
+    result = fit(_config(epochs=1), data)
+    assert built and result.train_seconds == 0.0 and result.history.epoch_seconds == [0.0]
+    monkeypatch.setattr(convpool, "_tried", False)
+    previous = convpool.set_enabled(False)  # kernels off: nothing is built
+    try:
+        fit(_config(epochs=1), data)
+    finally:
+        convpool.set_enabled(previous)
+    assert len(built) == 1
+

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import distributed
+from . import convpool, distributed
 from .augment import augment_batch, check_augment, is_enabled
 from .checkpoint import describe, read_checkpoint, save_checkpoint
 from .config import OptimConfig, RunConfig, flag_of
@@ -361,6 +361,8 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
             raise failure or DigitsError("training stopped: process 0 could not write the checkpoint")
         return path
 
+    if device.type == "cpu":
+        convpool.prepare()  # compiled once per machine: not in the first epoch's time
     seconds, step_seconds, images_seen = 0.0, 0.0, 0
     evaluated = model if ema is None else ema.module  # with EMA on, the average is what is validated
     while state.epoch < config.optim.epochs:
