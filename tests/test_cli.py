@@ -204,6 +204,20 @@ def test_out_of_range_settings_are_one_line_errors(tiny_mnist, tmp_path, capsys,
     assert not (tmp_path / "o").exists()  # refused before the run folder is made
 
 
+def test_an_os_error_without_tensorboard_is_not_blamed_on_tensorboard(tiny_mnist, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import digits.pipeline
+
+    def fails(*args, **kwargs):  # e.g. the progress bar writing to a stderr that is gone
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(digits.pipeline, "fit", fails)
+    err = _error(["train", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "o"), *FAST, "--no-tensorboard"],
+                 capsys)
+    assert err == "digits: error: Input/output error"  # was: "cannot write TensorBoard logs ... --no-tensorboard"
+
+
 def test_evaluate_and_show_check_their_numbers(tiny_mnist, tmp_path, capsys):
     assert "--batch-size must be positive" in _error(
         ["evaluate", SEED_PT, "--data-dir", str(tiny_mnist), "--batch-size", "0"], capsys)
