@@ -1,8 +1,10 @@
 """Batch augmentation: shape and dtype kept, background stays blank, digits are never mirrored."""
+import math
+
 import pytest
 import torch
 
-from digits.augment import BACKGROUND, augment_batch, check_augment, random_affine_matrices
+from digits.augment import BACKGROUND, augment_batch, check_augment, elastic_field, random_affine_matrices
 from digits.config import AugmentConfig
 from digits.data import normalize
 from digits.errors import DigitsError
@@ -73,3 +75,23 @@ def test_bad_settings_are_clear_errors():
         check_augment(AugmentConfig(zoom=1.5))
     with pytest.raises(DigitsError, match="must not be negative"):
         check_augment(AugmentConfig(rotate=-1))
+
+
+@pytest.mark.parametrize("field", ["rotate", "zoom", "shift", "shear", "elastic", "elastic_sigma"])
+def test_values_that_are_not_finite_are_refused(field):
+    flag = "--" + field.replace("_", "-")
+    for value in (math.nan, math.inf):  # NaN passed "< 0"; --rotate nan made every image NaN
+        with pytest.raises(DigitsError, match=f"^{flag} must be a finite number, got {value}$"):
+            check_augment(AugmentConfig(**{field: value}))
+
+
+def test_elastic_sigma_is_refused_where_its_kernel_does_not_fit_the_image():
+    """--elastic-sigma 10: the kernel's radius int(3 sigma) = 30 reflect-padded a 28-pixel image and the
+    first step crashed with a RuntimeError; the largest sigma accepted still makes a smooth field."""
+    for sigma in (28 / 3, 10.0, 1e-30):  # 1e-30: 2 sigma**2 underflows in float32, the field was NaN
+        with pytest.raises(DigitsError, match=r"^--elastic-sigma must be at least 0.01 and less than 28/3 "):
+            check_augment(AugmentConfig(elastic=2, elastic_sigma=sigma))
+    for sigma in (0.01, 9.333):
+        check_augment(AugmentConfig(elastic=2, elastic_sigma=sigma))
+        field = elastic_field(3, 2.0, sigma, generator=torch.Generator().manual_seed(0))
+        assert field.shape == (3, 28, 28, 2) and torch.isfinite(field).all()

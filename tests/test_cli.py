@@ -188,10 +188,34 @@ def test_bad_numbers_are_rejected(tiny_mnist, capsys):
     (["--optimizer", "adam", "--beta1", "1.5"], "--beta1 must be in [0, 1), got 1.5"),
     (["--momentum", "-1"], "--momentum and --weight-decay must not be negative"),
     (["--ema-decay", "1"], "--ema-decay must be in [0, 1)"),
+    # NaN passed every range check (value <= 0, min(...) < 0): tracebacks, "training diverged", or no clipping
+    (["--warmup-epochs", "nan"], "--warmup-epochs must be a finite number, got nan"),
+    (["--warmup-epochs", "inf"], "--warmup-epochs must be a finite number, got inf"),
+    (["--clip-grad-norm", "nan"], "--clip-grad-norm must be a finite number, got nan"),
+    (["--gamma=-inf"], "--gamma must be a finite number, got -inf"),
+    (["--rotate", "nan"], "--rotate must be a finite number, got nan"),
+    (["--lr", "nan"], "--lr must be positive and finite, got nan"),
+    (["--lr", "inf"], "--lr must be positive and finite, got inf"),
+    (["--elastic", "2", "--elastic-sigma", "10"], "--elastic-sigma must be at least 0.01 and less than 28/3"),
 ])
 def test_out_of_range_settings_are_one_line_errors(tiny_mnist, tmp_path, capsys, flags, message):
     err = _error(["train", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "o"), *FAST, *flags], capsys)
     assert message in err
+    assert not (tmp_path / "o").exists()  # refused before the run folder is made
+
+
+def test_an_os_error_without_tensorboard_is_not_blamed_on_tensorboard(tiny_mnist, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import digits.pipeline
+
+    def fails(*args, **kwargs):  # e.g. the progress bar writing to a stderr that is gone
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(digits.pipeline, "fit", fails)
+    err = _error(["train", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "o"), *FAST, "--no-tensorboard"],
+                 capsys)
+    assert err == "digits: error: Input/output error"  # was: "cannot write TensorBoard logs ... --no-tensorboard"
 
 
 def test_evaluate_and_show_check_their_numbers(tiny_mnist, tmp_path, capsys):

@@ -81,6 +81,19 @@ def test_split_is_seeded_disjoint_and_complete():
     assert torch.equal(ids, torch.arange(100, dtype=torch.uint8))
 
 
+def test_split_takes_any_integer_seed_and_keeps_the_streams_torch_took():
+    full = Split(torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1).expand(100, 1, 28, 28),
+                 torch.arange(100) % 10)
+
+    def val_ids(seed):
+        return split_train_val(full, 20, seed)[1].images[:, 0, 0, 0]
+
+    perm = torch.randperm(100, generator=torch.Generator().manual_seed(-1))  # torch took -1 already
+    assert torch.equal(val_ids(-1), perm[:20].sort().values.to(torch.uint8))
+    assert torch.equal(val_ids(2**64 - 1), val_ids(-1)) and torch.equal(val_ids(2**64 + 7), val_ids(7))
+    assert len(val_ids(-(10**30))) == 20  # beyond 64 bits: "Overflow when unpacking long long" before
+
+
 def test_split_keeps_file_order_as_sorted_indices_would():
     # the split picks rows by a mask (fast); it must equal sorting the permutation's halves
     full = Split(torch.randint(0, 255, (500, 1, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (500,)))

@@ -104,6 +104,22 @@ def test_mid_epoch_checkpoint_resumes_only_with_its_world_size(tiny_mnist, tmp_p
         fit(config, data, resume=path)
 
 
+def test_end_of_epoch_checkpoint_resumes_with_another_number_of_processes(tiny_mnist, tmp_path, monkeypatch):
+    """The schedule goes on at (epochs done) x (steps per epoch now): by the saved step count, the 8
+    steps of 1 process's epoch were 2 epochs of rank 0 of 2 (4 steps each), and its rate was 2 decays
+    ahead (with a one-cycle schedule, 0 to the end)."""
+    config = RunConfig(optim=OptimConfig(epochs=1, batch_size=32, lr=0.02, scheduler="step", step_size=1,
+                                         gamma=0.5), data=DataConfig(val_size=50), progress=False, tensorboard=False)
+    data = load_mnist(tiny_mnist, val_size=50)
+    fit(config, data, tmp_path / "one")
+    _as_rank(monkeypatch, 0, 2)  # half of every epoch: 125 images, 4 steps of 32
+    config.optim.epochs = 3
+    fit(config, data, tmp_path / "two", resume=tmp_path / "one" / "checkpoint.pt")
+    ckpt = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
+    assert (ckpt["iter_num"], ckpt["scheduler"]["last_epoch"]) == (8 + 2 * 4, 3 * 4)
+    assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.02 * 0.5 ** 3)  # 3 epochs done
+
+
 def test_two_processes_train_as_one_process_with_the_global_batch(tiny_mnist, tmp_path, capsys):
     """torchrun, 2 processes on gloo: train 1 epoch by the CLI, resume to 2 (tests/ddp_worker.py)."""
     out = tmp_path / "ddp"

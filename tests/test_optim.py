@@ -1,4 +1,6 @@
 """Optimisers, per-step schedules, clipping and EMA against hand-computed values."""
+import math
+
 import pytest
 import torch
 
@@ -83,6 +85,17 @@ def test_check_optim_refuses_what_building_the_optimizer_or_schedule_would(cfg, 
     with pytest.raises(DigitsError, match=message):  # and building them still refuses (no ZeroDivisionError)
         opt = make_optimizer(torch.nn.Linear(2, 2), cfg)
         make_scheduler(opt, cfg, 3)
+
+
+@pytest.mark.parametrize("field, value", [("lr", math.nan), ("warmup_epochs", math.inf), ("warmup_epochs", math.nan),
+                                          ("clip_grad_norm", math.nan), ("momentum", math.nan),
+                                          ("weight_decay", math.inf), ("gamma", -math.inf)])
+def test_check_optim_refuses_values_that_are_not_finite(field, value):
+    """NaN slipped through every range check: --warmup-epochs nan raised ValueError (inf OverflowError)
+    at the first step, --clip-grad-norm nan turned clipping off, --lr nan ran until "diverged"."""
+    flag = "--" + field.replace("_", "-")
+    with pytest.raises(DigitsError, match=f"^{flag} must be a finite number, got {value}$"):
+        check_optim(OptimConfig(**{field: value}))
 
 
 def test_check_optim_ignores_the_step_size_of_other_schedules():

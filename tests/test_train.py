@@ -36,6 +36,23 @@ def test_resume_continues_exactly(tiny_mnist, tmp_path):
     assert resumed.iter_num == straight.iter_num
 
 
+def test_resume_is_exact_for_a_model_with_dropout(tiny_mnist, tmp_path):
+    """Dropout draws its masks from torch's global generator, which a resumed run reseeded with
+    torch.manual_seed(seed): the masks of epoch 2 differed from an uninterrupted run's."""
+    from digits.checkpoint import load_checkpoint
+
+    data = load_mnist(tiny_mnist, val_size=50)
+    config, first = _config(), _config(epochs=1)
+    config.model.name = first.model.name = "seed-bn"
+    straight = fit(config, data, tmp_path / "a")
+    fit(first, data, tmp_path / "b")
+    resumed = fit(config, data, tmp_path / "b", resume=tmp_path / "b" / "checkpoint.pt")
+    assert torch.equal(_weights(straight.model), _weights(resumed.model))
+    assert resumed.history.loss == straight.history.loss
+    model, _ = load_checkpoint(tmp_path / "b" / "checkpoint.pt")  # still a checkpoint predict and serve load
+    assert torch.equal(_weights(model), _weights(resumed.model))
+
+
 def test_resume_with_another_lr_continues_the_schedule_at_that_rate(tiny_mnist, tmp_path):
     from digits.checkpoint import read_checkpoint
 
@@ -80,6 +97,33 @@ def test_resume_from_mid_epoch_checkpoint(tiny_mnist, tmp_path, monkeypatch):
     assert resumed.history.loss == pytest.approx(straight.history.loss, abs=1e-5)
 
 
+def test_mid_epoch_resume_records_the_accuracy_windows_of_an_uninterrupted_run(tiny_mnist, tmp_path, monkeypatch):
+    """Training accuracy is recorded per 10 batches of an epoch: resumed at step 15, the window that ends
+    at step 20 held only batches 16-20 (its first five were in the killed process)."""
+    import shutil
+
+    import importlib
+
+    train_module = importlib.import_module("digits.train")
+    data = load_mnist(tiny_mnist, val_size=50)
+    straight = fit(_config(epochs=1, batch_size=8), data, tmp_path / "a")  # 32 steps: windows end at 10, 20, 30
+    real_save = train_module.save_checkpoint
+
+    def save_and_keep_step_15(path, *args, **kwargs):
+        written = real_save(path, *args, **kwargs)
+        if kwargs["iter_num"] == 15:
+            shutil.copy(written, tmp_path / "step15.pt")
+        return written
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_and_keep_step_15)
+    config = _config(epochs=1, batch_size=8)
+    config.checkpoint_every = 15
+    fit(config, data, tmp_path / "b")
+    resumed = fit(_config(epochs=1, batch_size=8), data, tmp_path / "c", resume=tmp_path / "step15.pt")
+    assert [step for step, _ in straight.history.train_acc_10] == [10, 20, 30]
+    assert resumed.history.train_acc_10 == straight.history.train_acc_10
+
+
 def test_resume_rejects_another_model(tiny_mnist, tmp_path):
     from digits.checkpoint import describe, save_checkpoint
     from digits.models import create_model
@@ -110,6 +154,27 @@ def test_check_startable_reads_the_resume_checkpoint_without_data(tiny_mnist, tm
         check_startable(config, resume=tmp_path / "none.pt")
 
 
+def test_resume_refuses_other_optimizer_settings_but_lets_lr_and_epochs_change(tiny_mnist, tmp_path):
+    """Resuming an sgd run with --optimizer adam --weight-decay 0 failed at the first step with
+    KeyError 'exp_avg'; another --weight-decay or --momentum was silently replaced by the saved one."""
+    from digits.train import check_startable
+
+    data = load_mnist(tiny_mnist, val_size=50)
+    fit(_config(epochs=1), data, tmp_path / "a")
+    ckpt = tmp_path / "a" / "checkpoint.pt"
+    for optim, message in (({"optimizer": "adam", "weight_decay": 0.0}, "--optimizer 'sgd', not 'adam'"),
+                           ({"weight_decay": 0.1}, "--weight-decay 0.0005, not 0.1"),
+                           ({"momentum": 0.5}, "--momentum 0.9, not 0.5"),
+                           ({"nesterov": True}, "--nesterov off, not on"),
+                           ({"batch_size": 16}, "--batch-size 32, not 16")):
+        expected = f"^--resume {ckpt}: the run was trained with {message}; resume with its settings"
+        with pytest.raises(DigitsError, match=expected):
+            check_startable(_config(**optim), model=False, resume=ckpt)  # before any folder is made
+        with pytest.raises(DigitsError, match=expected):
+            fit(_config(**optim), data, resume=ckpt)
+    assert fit(_config(lr=0.01, epochs=3), data, resume=ckpt).iter_num == 24
+
+
 def test_divergence_stops_with_a_clear_message(tiny_mnist):
     with pytest.raises(DigitsError, match="training diverged"):
         fit(_config(lr=1e6), load_mnist(tiny_mnist, val_size=50))
@@ -119,6 +184,22 @@ def test_epoch_permutation_depends_on_seed_and_epoch_only():
     assert torch.equal(epoch_permutation(100, 1, 2), epoch_permutation(100, 1, 2))
     assert not torch.equal(epoch_permutation(100, 1, 2), epoch_permutation(100, 1, 3))
     assert not torch.equal(epoch_permutation(100, 1, 2), epoch_permutation(100, 2, 2))
+
+
+def test_any_integer_seed_trains_and_ordinary_seeds_keep_their_streams(tiny_mnist):
+    """A 13-digit --seed (a timestamp) raised "Overflow when unpacking long long" at the first
+    augmented step: the derived keys left torch's 64-bit range. Seeds torch took keep their stream."""
+    def perm(key):
+        return torch.randperm(100, generator=torch.Generator().manual_seed(key))
+
+    assert torch.equal(epoch_permutation(100, 3, 1), perm(3 * 100_003 + 1))
+    assert torch.equal(epoch_permutation(100, -2, 0), perm(-2 * 100_003))  # torch wraps negatives itself
+    assert torch.equal(epoch_permutation(100, 2**64 + 3, 1), perm(3 * 100_003 + 1))
+    data = load_mnist(tiny_mnist, val_size=50)
+    for seed in (1_732_700_000_000, -(2**70)):
+        config = _config(epochs=1)
+        config.seed, config.augment.rotate, config.augment.elastic = seed, 10.0, 2.0
+        assert fit(config, data).iter_num == 8
 
 
 def test_an_embedding_model_is_refused_with_a_clear_message(tiny_mnist):
@@ -172,3 +253,45 @@ def test_the_seed_and_fast_recipes_hold_their_documented_settings():
     assert (fast.model.name, fast.model.kwargs) == ("fast", {"c1": 8, "c2": 24, "hidden": 96})
     assert (o.optimizer, o.lr, o.beta1, o.beta2, o.weight_decay, o.scheduler, o.warmup_epochs, o.epochs,
             o.batch_size) == ("adam", 0.01, 0.7, 0.9, 0.0, "onecycle_cos", 0.5, 2, 256)
+
+
+def test_a_cuda_index_beyond_the_machine_s_gpus_is_refused(monkeypatch):
+    from digits.train import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(DigitsError, match=r"^--device cuda:7: this machine has 2 GPU\(s\), cuda:0 to cuda:1$"):
+        resolve_device("cuda:7")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1) and resolve_device("cuda") == torch.device("cuda")
+
+
+def test_the_kernels_are_built_before_training_is_timed(tiny_mnist, monkeypatch):
+    """On a machine's first run, convpool.c was compiled inside the first training step, and its
+    compilation counted in epoch_seconds, train_seconds and images per second."""
+    import importlib
+    from types import SimpleNamespace
+
+    from digits import convpool
+
+    train_module, clock, built = importlib.import_module("digits.train"), [0.0], []
+    library = convpool.library()
+
+    def slow_build():  # a compilation that takes 100 s of a clock that stands still otherwise
+        clock[0] += 100.0
+        built.append(True)
+        return library
+
+    monkeypatch.setattr(train_module, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(convpool, "_build", slow_build)
+    monkeypatch.setattr(convpool, "_tried", False)
+    data = load_mnist(tiny_mnist, val_size=50)
+    result = fit(_config(epochs=1), data)
+    assert built and result.train_seconds == 0.0 and result.history.epoch_seconds == [0.0]
+    monkeypatch.setattr(convpool, "_tried", False)
+    previous = convpool.set_enabled(False)  # kernels off: nothing is built
+    try:
+        fit(_config(epochs=1), data)
+    finally:
+        convpool.set_enabled(previous)
+    assert len(built) == 1
+

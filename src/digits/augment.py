@@ -14,11 +14,16 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .config import AugmentConfig
+from .config import AugmentConfig, non_finite
 from .data import MEAN, STD
 from .errors import DigitsError
 
 BACKGROUND = (0.0 - MEAN) / STD  # a blank pixel after normalisation
+SIDE = 28  # MNIST's images are SIDE x SIDE pixels
+# the elastic field's Gaussian reaches 3 sigma either side and is reflect-padded, so it must fit in
+# the image (3 sigma < SIDE); below MIN_SIGMA its float32 kernel is exactly [0, 1, 0] (a field of
+# unsmoothed noise), and far below it 2 sigma**2 underflows to 0 and the kernel is NaN
+MIN_SIGMA = 0.01
 
 
 def is_enabled(cfg: AugmentConfig) -> bool:
@@ -26,18 +31,24 @@ def is_enabled(cfg: AugmentConfig) -> bool:
 
 
 def check_augment(cfg: AugmentConfig) -> None:
+    if bad := non_finite(cfg):
+        raise DigitsError(f"{bad[0]} must be a finite number, got {bad[1]}")
     if not 0 <= cfg.zoom < 1:
         raise DigitsError(f"--zoom must be in [0, 1) (a fraction of the size), got {cfg.zoom}")
-    if not 0 <= cfg.shear < 90 or min(cfg.rotate, cfg.shift, cfg.elastic) < 0 or cfg.elastic_sigma <= 0:
-        raise DigitsError("augmentation: --rotate, --shift, --elastic must not be negative, --shear must "
-                          "be in [0, 90) degrees and --elastic-sigma positive")
+    if not 0 <= cfg.shear < 90 or min(cfg.rotate, cfg.shift, cfg.elastic) < 0:
+        raise DigitsError("augmentation: --rotate, --shift, --elastic must not be negative and --shear must "
+                          "be in [0, 90) degrees")
+    if not (cfg.elastic_sigma >= MIN_SIGMA and _radius(cfg.elastic_sigma) < SIDE):
+        raise DigitsError(f"--elastic-sigma must be at least {MIN_SIGMA} and less than {SIDE}/3 (about "
+                          f"{SIDE / 3:.2f}) pixels (3 sigma must fit in the {SIDE}-pixel image), "
+                          f"got {cfg.elastic_sigma}")
 
 
 def _uniform(n: int, limit: float, generator, device) -> torch.Tensor:
     return (torch.rand(n, generator=generator, device=device) * 2 - 1) * limit
 
 
-def random_affine_matrices(n: int, cfg: AugmentConfig, size: int = 28, generator=None,
+def random_affine_matrices(n: int, cfg: AugmentConfig, size: int = SIDE, generator=None,
                            device="cpu") -> torch.Tensor:
     """(n, 2, 3) maps from output to input coordinates in grid_sample's [-1, 1] units."""
     angle = _uniform(n, math.radians(cfg.rotate), generator, device)
@@ -51,14 +62,18 @@ def random_affine_matrices(n: int, cfg: AugmentConfig, size: int = 28, generator
     return torch.cat([linear, shift.unsqueeze(2)], 2)
 
 
+def _radius(sigma: float) -> int:
+    return max(1, int(3 * sigma))
+
+
 def _gaussian_kernel(sigma: float, device) -> torch.Tensor:
-    radius = max(1, int(3 * sigma))
+    radius = _radius(sigma)
     x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
     k = torch.exp(-x ** 2 / (2 * sigma ** 2))
     return k / k.sum()
 
 
-def elastic_field(n: int, alpha: float, sigma: float, size: int = 28, generator=None,
+def elastic_field(n: int, alpha: float, sigma: float, size: int = SIDE, generator=None,
                   device="cpu") -> torch.Tensor:
     """(n, size, size, 2) smooth random displacements of about ``alpha`` pixels, in [-1, 1] units."""
     noise = torch.rand(n * 2, 1, size, size, generator=generator, device=device) * 2 - 1

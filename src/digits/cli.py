@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import warnings
@@ -48,6 +49,8 @@ def _add_config_args(p: argparse.ArgumentParser, sections=("data", "model", "opt
     shown); ``skip``: dests of fields the command does not offer."""
     from dataclasses import MISSING, fields
 
+    from .config import flag_of
+
     helps, classes = helps or {}, _config_classes()
     for section, title in _SECTIONS:
         if section not in sections:
@@ -58,7 +61,7 @@ def _add_config_args(p: argparse.ArgumentParser, sections=("data", "model", "opt
             if "help" not in f.metadata or dest in skip:
                 continue
             text = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
-            flag = "--" + f.metadata.get("flag", f.name.replace("_", "-"))
+            flag = flag_of(f)
             default = f.default if f.default is not MISSING else None
             if f.type == "bool":
                 kw = {"action": argparse.BooleanOptionalAction,
@@ -127,8 +130,8 @@ def _check_positive(config, *names: str) -> None:
     for name in names:
         section, _, attr = name.rpartition(".")
         value = getattr(getattr(config, section) if section else config, attr)
-        if value <= 0:
-            raise DigitsError(f"--{attr.replace('_', '-')} must be positive, got {value}")
+        if not value > 0 or value == math.inf:  # not "value <= 0": NaN is not positive either
+            raise DigitsError(f"--{attr.replace('_', '-')} must be positive and finite, got {value}")
 
 
 def cmd_run(args: argparse.Namespace, test: bool = True) -> int:

@@ -9,6 +9,7 @@ Each field's help text is also its command-line help: the CLI builds a flag per 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -18,6 +19,21 @@ def setting(default, help: str, **kw):  # noqa: A002 (argparse's word)
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help, **kw})
     return field(default=default, metadata={"help": help, **kw})
+
+
+def flag_of(f) -> str:
+    """The command-line flag of a config field (``optim.batch_size`` -> ``--batch-size``)."""
+    return "--" + f.metadata.get("flag", f.name.replace("_", "-"))
+
+
+def non_finite(section) -> tuple[str, float] | None:
+    """The flag and value of the first float setting of ``section`` that is NaN or infinite: every
+    range check (``value < 0``, ``min(...)``) lets NaN through, and inf breaks the arithmetic later."""
+    for f in fields(section):
+        value = getattr(section, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            return flag_of(f), value
+    return None
 
 
 @dataclass
@@ -73,7 +89,8 @@ class AugmentConfig:
     shift: float = setting(0.0, "random translation, up to +-this many pixels in x and in y")
     shear: float = setting(0.0, "random shear, up to +-this many degrees")
     elastic: float = setting(0.0, "elastic distortion: displacement strength in pixels (e.g. 2); 0: off")
-    elastic_sigma: float = setting(4.0, "elastic distortion: smoothness of the field, in pixels")
+    elastic_sigma: float = setting(4.0, "elastic distortion: smoothness of the field, in pixels (at least 0.01, "
+                                 "under 28/3: its kernel reaches 3 sigma either side)")
 
 
 @dataclass

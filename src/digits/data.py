@@ -30,6 +30,7 @@ FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
 # IDX type code -> big-endian numpy dtype (the format as published with MNIST).
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_SEED_RANGE = 2 ** 64  # torch's generators take seeds in [-2**63, 2**64) and wrap negative ones modulo this
 _MAX_BYTES = 1 << 30  # no IDX file we read is near 1 GiB; refuse rather than exhaust memory
 
 
@@ -146,11 +147,18 @@ def _existing(folder: Path, name: str) -> Path:
     raise DataError(f"{folder}: {name}[.gz] is missing")
 
 
+def seed_value(seed: int) -> int:
+    """Any integer as a seed torch takes. Its generators take [-2**63, 2**64) and wrap negative seeds
+    modulo 2**64, so every seed that worked keeps its stream, and larger ones (a key derived from a
+    13-digit --seed, say) no longer raise "Overflow when unpacking long long"."""
+    return seed % _SEED_RANGE
+
+
 def split_train_val(full: Split, val_size: int, seed: int = 0) -> tuple[Split, Split]:
     """A seeded random split of the training file; the same seed gives the same split anywhere."""
     if not 0 <= val_size < len(full):
         raise DataError(f"--val-size must be between 0 and {len(full) - 1}, got {val_size}")
-    perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
+    perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed_value(seed)))
     # a mask's nonzero() is perm[:val_size].sort() (and the rest's), but ~20x faster: torch's CPU
     # sort of 60,000 int64 took 0.19 s here
     in_val = torch.zeros(len(full), dtype=torch.bool)

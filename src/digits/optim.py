@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .config import OptimConfig
+from .config import OptimConfig, non_finite
 from .errors import DigitsError
 from .optimizers import SGD, Adam
 
@@ -123,6 +123,8 @@ def check_schedule(cfg: OptimConfig) -> None:
 def check_optim(cfg: OptimConfig) -> None:
     """Reject settings a user can get wrong, with the flag's name: everything make_optimizer,
     make_scheduler and make_ema would refuse, checked before a run writes anything."""
+    if bad := non_finite(cfg):  # --lr nan ran until "training diverged"; --clip-grad-norm nan turned clipping off
+        raise DigitsError(f"{bad[0]} must be a finite number, got {bad[1]}")
     if cfg.optimizer not in OPTIMIZERS:
         raise _unknown("optimizer", cfg.optimizer, OPTIMIZERS)
     check_schedule(cfg)

@@ -121,6 +121,8 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
                 for i, acc in enumerate(result.batch_accuracies):
                     writer.add_scalar("test accuracy per batch", 100.0 * acc, i)
     except OSError as e:  # raised by TensorBoard's writer (a full disk); checkpoints say so themselves
+        if writer is None:  # not TensorBoard's (say, a closed stderr): main() reports it as it is, in one line
+            raise
         raise _tensorboard_error(out, e) from None
     finally:
         if writer is not None:

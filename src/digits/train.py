@@ -11,17 +11,17 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from . import distributed
+from . import convpool, distributed
 from .augment import augment_batch, check_augment, is_enabled
 from .checkpoint import describe, read_checkpoint, save_checkpoint
-from .config import OptimConfig, RunConfig
-from .data import MNIST, normalize
+from .config import OptimConfig, RunConfig, flag_of
+from .data import MNIST, normalize, seed_value
 from .errors import DigitsError
 from .evaluate import evaluate
 from .models import check_classifier, create_model
@@ -57,9 +57,13 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise DigitsError("--device mps: Apple's MPS backend is not available on this machine")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise DigitsError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and device.index is not None and device.index >= count:  # else: a traceback later
+        raise DigitsError(f"--device {name}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    return device
 
 
 def scaled_for_world(cfg: OptimConfig, world_size: int) -> OptimConfig:
@@ -69,7 +73,7 @@ def scaled_for_world(cfg: OptimConfig, world_size: int) -> OptimConfig:
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The shuffle of epoch ``epoch``: a function of (seed, epoch) only, identical on every rank."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed_value(seed * 100_003 + epoch)))
 
 
 @dataclass
@@ -78,6 +82,8 @@ class _State:
     step: int = 0  # steps completed within the current epoch
     iter_num: int = 0
     history: History = field(default_factory=History)
+    window: list[int] = field(default_factory=lambda: [0, 0])  # [hits, images] of this 10-batch window's
+    # batches so far, over all processes: a mid-epoch checkpoint's first window began before it
 
 
 def read_resumable(path, config: RunConfig) -> dict:
@@ -90,7 +96,29 @@ def read_resumable(path, config: RunConfig) -> dict:
     if missing:  # e.g. a checkpoint made for serving: weights only
         raise DigitsError(f"--resume {path}: it has no training state ({', '.join(missing)}); resume "
                           "from the checkpoint.pt in a training run's folder")
+    _check_same_optim(path, ckpt, config.optim)
     return ckpt
+
+
+def _check_same_optim(path, ckpt: dict, cfg: OptimConfig) -> None:
+    """The saved optimizer state and schedule belong to the run's own settings: another --optimizer
+    failed at the first step (KeyError 'exp_avg'), and others (--weight-decay, --momentum...) were
+    silently replaced by the saved ones while config.json recorded them. --lr and --epochs may change."""
+    recorded = ckpt["meta"].get("config")
+    recorded = recorded.get("optim") if isinstance(recorded, dict) else None
+    if not isinstance(recorded, dict):
+        return  # a checkpoint of another writer: nothing to compare with
+    for f in fields(cfg):
+        if f.name in ("lr", "epochs") or f.name not in recorded:  # (a setting newer than the checkpoint)
+            continue
+        then, now = recorded[f.name], getattr(cfg, f.name)
+        if then != now:
+            raise DigitsError(f"--resume {path}: the run was trained with {flag_of(f)} {_shown(then)}, not "
+                              f"{_shown(now)}; resume with its settings (only --lr and --epochs may change)")
+
+
+def _shown(value) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else repr(value)[:40]
 
 
 def _cannot_continue(path, error: Exception) -> DigitsError:
@@ -99,7 +127,7 @@ def _cannot_continue(path, error: Exception) -> DigitsError:
     return DigitsError(f"--resume {path}: cannot continue from it ({lines[-1][:200]})")
 
 
-def _restore(path, model, optimizer, scheduler, config: RunConfig, ema=None) -> _State:
+def _restore(path, model, optimizer, scheduler, config: RunConfig, steps_per_epoch: int, ema=None) -> _State:
     ckpt = read_resumable(path, config)
     try:
         model.load_state_dict(ckpt.get("train_model", ckpt["model"]))  # "model" holds the EMA if on
@@ -109,25 +137,49 @@ def _restore(path, model, optimizer, scheduler, config: RunConfig, ema=None) -> 
         lr = optimizer.defaults["lr"]  # what this run's --lr asks for
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if "rng" in ckpt:  # (checkpoints written before it was saved go on with the seed's stream, as they did)
+            _set_rng_state(ckpt["rng"], next(model.parameters()).device)
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise _cannot_continue(path, e) from None
-    _rebase_lr(optimizer, scheduler, lr)
     progress = ckpt["progress"]
     saved, now = progress.get("world_size", 1), distributed.world_size()
     if progress["step"] and saved != now:  # the epoch's shards, and so its steps, depend on the count
         raise DigitsError(f"--resume {path}: stopped mid-epoch with {saved} process(es), resumed with {now}; "
                           f"resume with {saved}, or from a checkpoint written at the end of an epoch")
-    return _State(progress["epoch"], progress["step"], ckpt["iter_num"], History(**progress["history"]))
+    _place_schedule(optimizer, scheduler, lr, progress["epoch"] * steps_per_epoch + progress["step"])
+    return _State(progress["epoch"], progress["step"], ckpt["iter_num"], History(**progress["history"]),
+                  list(progress.get("window", [0, 0])))  # (older checkpoints: an incomplete first window)
 
 
-def _rebase_lr(optimizer, scheduler, lr) -> None:
-    """Resuming with another --lr (say, lower after a divergence) continues the schedule from
-    where it stopped, scaled to the new rate; the optimizer's state alone would restore the old."""
-    if not isinstance(lr, float) or all(base == lr for base in scheduler.base_lrs):
+def _rng_state(device: torch.device) -> dict:
+    """torch's global random state, which dropout draws its masks from: without it, a resumed run
+    drew them from torch.manual_seed(seed) again (less what building the model took), not where the
+    run had got to. Every process of a run draws the same sequence, so rank 0's serves them all."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:  # (a CPU run's checkpoint has none)
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _place_schedule(optimizer, scheduler, lr, position: int) -> None:
+    """Continue the schedule at step ``position`` (epochs done times this run's steps per epoch, plus
+    the step within the epoch), at this run's --lr. The saved count of steps is the position only with
+    the run's own number of processes: each takes 1/N of an epoch, so after 1 epoch of 1 process
+    (8 steps), 2 processes went on at their epoch 3 (a one-cycle rate of 0). And the optimizer's state
+    alone would restore the old rate: resuming with another --lr (say, lower after a divergence)
+    continues the schedule from where it stopped, scaled to the new rate."""
+    bases = [lr] * len(scheduler.base_lrs) if isinstance(lr, float) else list(scheduler.base_lrs)
+    if bases == scheduler.base_lrs and position == scheduler.last_epoch:
         return
-    scheduler.base_lrs = [lr] * len(scheduler.base_lrs)
-    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
-        group["initial_lr"], group["lr"] = lr, lr * factor(scheduler.last_epoch)
+    scheduler.base_lrs, scheduler.last_epoch = bases, position
+    for group, base, factor in zip(optimizer.param_groups, bases, scheduler.lr_lambdas):
+        group["initial_lr"], group["lr"] = base, base * factor(position)
 
 
 def _check_saveable(model, state: _State) -> None:
@@ -144,10 +196,11 @@ def _save(out_dir, model, optimizer, scheduler, config: RunConfig, state: _State
     _check_saveable(model, state)  # also here: nothing writes a diverged model
     meta = describe(config.model.name, config.model.kwargs, config.to_dict())
     progress = {"epoch": state.epoch, "step": state.step, "history": asdict(state.history),
-                "world_size": distributed.world_size()}
+                "world_size": distributed.world_size(), "window": list(state.window)}
     # with EMA on, "model" (what evaluate and predict load) is the average; training resumes from train_model
     extra = {} if ema is None else {"train_model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                                     "ema_updates": ema.updates}
+    extra["rng"] = _rng_state(next(model.parameters()).device)
     return save_checkpoint(Path(out_dir) / "checkpoint.pt", model if ema is None else ema.module, meta,
                            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                            iter_num=state.iter_num, progress=progress, **extra)
@@ -176,7 +229,7 @@ def _step_generator(config: RunConfig, state: _State, device) -> torch.Generator
     """The augmentation's random numbers for one step: a function of (seed, step, rank), so resume is
     exact and each process distorts its shard differently."""
     key = (config.seed * 1_000_003 + state.iter_num) * 1_009 + distributed.rank()
-    return torch.Generator(device=device).manual_seed(key)
+    return torch.Generator(device=device).manual_seed(seed_value(key))
 
 
 def _run_epoch(model, optimizer, scheduler, ema, x, y, config: RunConfig, state: _State, save) -> list[float]:
@@ -185,7 +238,10 @@ def _run_epoch(model, optimizer, scheduler, ema, x, y, config: RunConfig, state:
 
     order = distributed.shard(epoch_permutation(len(y), config.seed, state.epoch))
     batches = order.to(x.device).split(config.optim.batch_size)
-    losses, hits, sizes = [], [], []
+    losses = []
+    # the accuracy window's counts; after a mid-epoch resume rank 0 holds the saved ones (ratio sums all ranks')
+    hits, seen = state.window if distributed.is_main() else (0, 0)
+    hits = torch.tensor(hits, device=x.device)
     bar = tqdm(total=len(batches), initial=state.step, desc=f"epoch {state.epoch + 1}/{config.optim.epochs}",
                disable=not (config.progress and distributed.is_main()), file=sys.stderr, leave=False,
                mininterval=0.5)
@@ -205,18 +261,19 @@ def _run_epoch(model, optimizer, scheduler, ema, x, y, config: RunConfig, state:
             if ema is not None:
                 ema.update(model)
             losses.append(loss.detach())
-            hits.append((logits.argmax(1) == labels).sum())
-            sizes.append(len(labels))
+            hits, seen = hits + (logits.argmax(1) == labels).sum(), seen + len(labels)
             state.step += 1
             state.iter_num += 1
             if state.step % 10 == 0:  # read values back every 10 steps, not every step (host sync)
                 recent = distributed.mean(torch.stack(losses[-10:])).tolist()
                 _check_finite(max(recent, key=lambda v: v if math.isfinite(v) else math.inf), state)
-                acc = distributed.ratio(torch.stack(hits[-10:]).sum(), sum(sizes[-10:]))
+                acc = distributed.ratio(hits, seen)
+                hits, seen = torch.zeros_like(hits), 0
                 state.history.train_acc_10.append([state.iter_num, acc])
                 bar.set_postfix(loss=f"{recent[-1]:.3f}", acc=f"{acc:.3f}", refresh=False)
             bar.update()
             if config.checkpoint_every and state.iter_num % config.checkpoint_every == 0:
+                state.window = [int(v) for v in distributed.all_sum(torch.tensor([float(hits), float(seen)]))]
                 save(state, distributed.mean(torch.stack(losses)).tolist())
     values = distributed.mean(torch.stack(losses)).tolist() if losses else []
     for v in values:  # all of them: after a mid-epoch resume the every-10 checks are offset
@@ -267,7 +324,7 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
     check_startable(config, model=False)
     set_threads(config.threads)
     device = distributed.init(resolve_device(config.device))
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seed_value(config.seed))
     model = check_classifier(create_model(config.model.name, **config.model.kwargs), config.model.name).to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -275,7 +332,7 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
     steps_per_epoch = math.ceil(distributed.shard_size(len(data.train)) / config.optim.batch_size)
     scheduler = make_scheduler(optimizer, config.optim, steps_per_epoch)
     ema = make_ema(model, config.optim)
-    state = _restore(resume, model, optimizer, scheduler, config, ema) if resume else _State()
+    state = _restore(resume, model, optimizer, scheduler, config, steps_per_epoch, ema) if resume else _State()
     ddp = distributed.wrap(model, device)  # steps through DDP; model stays the bare module that is saved
     x = normalize(data.train.images.to(device)).contiguous(memory_format=memory_format)
     y = data.train.labels.to(device)
@@ -291,7 +348,7 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
         # mid-epoch, the epoch's losses are not yet in the history: store them with it
         h = at.history
         snapshot = _State(at.epoch, at.step, at.iter_num, History(
-            h.loss + epoch_losses, h.train_acc_10, h.val_acc, h.epoch_seconds))
+            h.loss + epoch_losses, h.train_acc_10, h.val_acc, h.epoch_seconds), at.window)
         _check_saveable(model, snapshot)  # on every rank: all stop where rank 0 refuses to save
         path, failure = None, None
         if out_dir:
@@ -304,6 +361,8 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
             raise failure or DigitsError("training stopped: process 0 could not write the checkpoint")
         return path
 
+    if device.type == "cpu":
+        convpool.prepare()  # compiled once per machine: not in the first epoch's time
     seconds, step_seconds, images_seen = 0.0, 0.0, 0
     evaluated = model if ema is None else ema.module  # with EMA on, the average is what is validated
     while state.epoch < config.optim.epochs:
@@ -319,7 +378,7 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
         bs, m = config.optim.batch_size, distributed.shard_size(len(y))
         images_seen += distributed.world_size() * (min(m, state.step * bs) - min(m, first_step * bs))
         _log_epoch(writer, state.history, first_iter, losses, state.epoch)
-        state.epoch, state.step = state.epoch + 1, 0
+        state.epoch, state.step, state.window = state.epoch + 1, 0, [0, 0]  # a window never spans epochs
         checkpoint = save(state, []) or checkpoint
     return TrainResult(evaluated.eval(), state.history, state.iter_num, seconds,
                        images_seen / step_seconds if step_seconds else 0.0, checkpoint)
