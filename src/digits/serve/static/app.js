@@ -20,6 +20,7 @@ let drawing = null;  // pointerId drawing `current`: other pointers (a second fi
 let version = 0;
 let inFlight = false;
 let queued = false;
+let shown = 0;  // the version on show: a slower reply for an older one must not replace it
 
 for (let d = 0; d < 10; d++) {
   const li = document.createElement("li");
@@ -83,7 +84,7 @@ undoButton.addEventListener("click", () => { strokes.pop(); redraw(); changed();
 clearButton.addEventListener("click", () => { strokes = []; redraw(); changed(); });
 document.getElementById("upload").addEventListener("change", (e) => {
   const file = e.target.files[0];
-  if (file) send(file, ++version);
+  if (file) { queued = false; send(file, ++version); }  // the file replaces the drawing's pending request
   e.target.value = "";
 });
 
@@ -105,8 +106,11 @@ async function send(blob, v) {
     if (!response.ok) throw new Error(data.detail || response.statusText);
     show(data, v);
   } catch (err) {
-    status.textContent = `Could not read it: ${err.message}`;
-    prediction.dataset.version = String(v);
+    if (v >= shown) {
+      shown = v;
+      status.textContent = `Could not read it: ${err.message}`;
+      prediction.dataset.version = String(v);
+    }
   } finally {
     inFlight = false;
     if (queued) { queued = false; request(); }
@@ -114,6 +118,8 @@ async function send(blob, v) {
 }
 
 function show(data, v) {
+  if (v < shown) return;
+  shown = v;
   status.textContent = "";  // an error message is about the result it could not replace
   const probs = data ? data.probabilities : new Array(10).fill(0);
   prediction.textContent = data ? String(data.prediction) : "–";
