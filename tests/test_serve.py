@@ -131,9 +131,20 @@ def test_an_unexpected_failure_is_a_500_without_details(client):
     assert json.loads(r.text)["detail"].startswith("internal error")
 
 
+def health_seconds_while_held(client, started, release) -> float:
+    """How long GET /health took while a request was held in progress; then lets it go on."""
+    import time
+
+    assert started.wait(5)
+    t0 = time.perf_counter()
+    assert client.get("/health").status_code == 200
+    answered = time.perf_counter() - t0
+    release.set()
+    return answered
+
+
 def test_inference_does_not_block_the_event_loop():
     import threading
-    import time
 
     slow = create_app(load_predictor(MODEL))
     model_logits = slow.state.predictor._logits
@@ -148,11 +159,7 @@ def test_inference_does_not_block_the_event_loop():
     with TestClient(slow) as c:
         worker = threading.Thread(target=c.post, args=("/predict",), kwargs={"json": {"pixels": [[0] * 28] * 28}})
         worker.start()
-        assert started.wait(5)
-        t0 = time.perf_counter()
-        assert c.get("/health").status_code == 200
-        answered = time.perf_counter() - t0
-        release.set()
+        answered = health_seconds_while_held(c, started, release)
         worker.join()
     # a blocked event loop could answer only after the 10 s hold; the margin absorbs a loaded CPU
     assert answered < 5, f"/health waited {answered:.2f} s for a prediction in progress"
@@ -162,7 +169,6 @@ def test_json_is_decoded_outside_the_event_loop_and_waits_its_turn(monkeypatch):
     """A large JSON body takes a while to parse and to decode from base64: /health must answer
     meanwhile, and no more bodies are decoded at once than images predicted."""
     import threading
-    import time
 
     from digits.serve import inputs
 
@@ -188,11 +194,7 @@ def test_json_is_decoded_outside_the_event_loop_and_waits_its_turn(monkeypatch):
         workers = [threading.Thread(target=post) for _ in range(3)]
         for w in workers:
             w.start()
-        assert started.wait(5)
-        t0 = time.perf_counter()
-        assert c.get("/health").status_code == 200
-        answered = time.perf_counter() - t0
-        release.set()
+        answered = health_seconds_while_held(c, started, release)
         for w in workers:
             w.join()
     assert answered < 5, f"/health waited {answered:.2f} s for JSON being decoded"
