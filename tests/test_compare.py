@@ -24,7 +24,7 @@ def test_compare_writes_csv_markdown_and_chart(tiny_mnist, tmp_path, capsys):
     table = (out / "results.md").read_text()
     mean = statistics.fmean(float(r["test_accuracy"]) for r in rows[2:])
     std = statistics.stdev(float(r["test_accuracy"]) for r in rows[2:])
-    assert f"| lenet5 | 61,706 | 1 |" in table and f"{mean:.4f} +- {std:.4f}" in table
+    assert "| lenet5 | 61,706 | 1 |" in table and f"{mean:.4f} +- {std:.4f}" in table
     assert (out / "comparison.png").stat().st_size > 0
     assert (out / "lenet5-seed1" / "checkpoint.pt").exists()
 

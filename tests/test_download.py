@@ -1,5 +1,4 @@
 """The download path against HTTP servers on loopback: failing, corrupt and good mirrors."""
-import functools
 import http.server
 import threading
 from pathlib import Path
