@@ -89,7 +89,7 @@ def _check_layout(path: Path, ckpt: dict) -> None:
         raise CheckpointError(f"{path}: holds no model weights; not a usable checkpoint")
     if not all(isinstance(k, str) for k in weights):
         raise CheckpointError(f"{path}: its weights are not all named by strings; not a usable checkpoint")
-    odd = next((_unusual(v) for v in weights.values() if _unusual(v)), None)
+    odd = next(filter(None, map(_unusual, weights.values())), None)
     if odd:  # load_state_dict would fail on it with another exception type, or copy nothing
         raise CheckpointError(f"{path}: its weights include {odd}; not a usable checkpoint")
 
