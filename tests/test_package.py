@@ -30,3 +30,17 @@ def test_an_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         digits.nothing  # noqa: B018
     assert digits.create_model("seed") is not None and "seed" in digits.list_models()
+
+
+
+def test_predicting_needs_no_training_or_plotting_code(tmp_path):
+    """STYLE's one-way flow: predict and serve need checkpoint, models and preprocess only (the
+    predictor took resolve_device from the training loop until it moved to digits.device)."""
+    code = ("import sys, torch\nfrom digits.checkpoint import describe, save_checkpoint\n"
+            "from digits.models import create_model\nfrom digits.predictor import load_predictor\n"
+            "import digits.serve.app\n"
+            f"path = save_checkpoint({str(tmp_path / 'c.pt')!r}, create_model('seed'), describe('seed', {{}}, {{}}))\n"
+            "load_predictor(path, device='auto')\n"
+            "print(sorted(m for m in ('digits.train', 'digits.optim', 'digits.pipeline', 'digits.cli', "
+            "'matplotlib') if m in sys.modules))")
+    assert _python(code) == "[]"

@@ -256,7 +256,7 @@ def test_the_seed_and_fast_recipes_hold_their_documented_settings():
 
 
 def test_a_cuda_index_beyond_the_machine_s_gpus_is_refused(monkeypatch):
-    from digits.train import resolve_device
+    from digits.device import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

@@ -158,7 +158,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_mnist
     from .evaluate import evaluate_ensemble
     from .models import check_classifier
-    from .train import resolve_device
+    from .device import resolve_device
 
     if args.batch_size <= 0:
         raise DigitsError(f"--batch-size must be positive, got {args.batch_size}")

@@ -21,7 +21,8 @@ from .evaluate import EvalResult, evaluate
 from .forked import run_both
 from .models import count_parameters
 from .report import render_report, write_json, write_text
-from .train import TrainResult, check_startable, epoch_permutation, fit, resolve_device, set_threads
+from .device import resolve_device, set_threads
+from .train import TrainResult, check_startable, epoch_permutation, fit
 
 
 @dataclass

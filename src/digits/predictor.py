@@ -58,7 +58,7 @@ def _torch_predictor(path: Path, device: str, threads: int | None) -> Predictor:
     from .checkpoint import load_checkpoint
     from .evaluate import predict_logits
     from .models import check_classifier, count_parameters
-    from .train import resolve_device
+    from .device import resolve_device
 
     if threads:
         torch.set_num_threads(threads)

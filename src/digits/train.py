@@ -22,6 +22,7 @@ from .augment import augment_batch, check_augment, is_enabled
 from .checkpoint import describe, read_checkpoint, save_checkpoint
 from .config import OptimConfig, RunConfig, flag_of
 from .data import MNIST, normalize, seed_value
+from .device import resolve_device, set_threads
 from .errors import DigitsError
 from .evaluate import evaluate
 from .models import check_classifier, create_model
@@ -44,26 +45,6 @@ class TrainResult:
     train_seconds: float  # time in training steps and per-epoch validation, this process only
     images_per_second: float  # over the training steps alone (validation not counted)
     checkpoint: Path | None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DigitsError(f"--device {name}: CUDA is not available on this machine")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DigitsError("--device mps: Apple's MPS backend is not available on this machine")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DigitsError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
-    count = torch.cuda.device_count() if device.type == "cuda" else 0
-    if device.type == "cuda" and device.index is not None and device.index >= count:  # else: a traceback later
-        raise DigitsError(f"--device {name}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
-    return device
 
 
 def scaled_for_world(cfg: OptimConfig, world_size: int) -> OptimConfig:
@@ -286,14 +267,6 @@ def _val_accuracy(model, images, labels, config: RunConfig) -> float:
     idx = distributed.shard(torch.arange(len(labels)), pad=False)
     result = evaluate(model, images[idx], labels[idx], config.test_batch_size, config.channels_last)
     return distributed.ratio((result.predictions == labels[idx].cpu()).sum(), len(idx))
-
-
-def set_threads(threads: int) -> None:
-    """torch's CPU threads; 0 keeps its default (one per core)."""
-    if threads < 0:
-        raise DigitsError(f"--threads must not be negative, got {threads}")
-    if threads:
-        torch.set_num_threads(threads)
 
 
 def check_startable(config: RunConfig, model: bool = True, resume: str | Path | None = None) -> None:

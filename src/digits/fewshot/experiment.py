@@ -20,7 +20,7 @@ from ..data import MNIST, load_mnist
 from ..errors import DigitsError
 from ..models import check_classifier, create_model
 from ..report import write_json, write_text
-from ..train import resolve_device, set_threads
+from ..device import resolve_device, set_threads
 from .curve import FULL, learning_curve, parse_counts
 from .episodes import summary
 from .loop import quiet
