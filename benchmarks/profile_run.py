@@ -53,7 +53,7 @@ def instrument() -> None:
     """Wrap the pipeline's phases (the functions it calls by name) with timers."""
     import importlib
 
-    pipeline, train = (importlib.import_module(f"digits.{m}") for m in ("pipeline", "train"))
+    pipeline, train, resume = (importlib.import_module(f"digits.{m}") for m in ("pipeline", "train", "resume"))
 
     pipeline.load_mnist = timed("data: read + split", pipeline.load_mnist)
     pipeline.evaluate = timed("test pass (10,000 images)", pipeline.evaluate)
@@ -62,7 +62,7 @@ def instrument() -> None:
     for name in ("write_json", "write_text", "render_report"):
         setattr(pipeline, name, timed("config.json, metrics.json, report.md", getattr(pipeline, name)))
     train.evaluate = timed("validation passes", train.evaluate)
-    train.save_checkpoint = timed("checkpoints", train.save_checkpoint)
+    resume.save_checkpoint = timed("checkpoints", resume.save_checkpoint)
     train._log_epoch = timed("TensorBoard scalars", train._log_epoch)
 
 

@@ -157,19 +157,19 @@ def test_weights_that_are_not_finite_are_never_saved(tmp_path):
     from digits.config import RunConfig
     from digits.errors import DigitsError
     from digits.optim import make_optimizer, make_scheduler
-    from digits.train import _save, _State
+    from digits.resume import TrainState, save_state
 
     config = RunConfig()
     model = create_model("seed")
     optimizer = make_optimizer(model, config.optim)
     scheduler = make_scheduler(optimizer, config.optim, steps_per_epoch=8)
-    _save(tmp_path, model, optimizer, scheduler, config, _State(iter_num=4))
+    save_state(tmp_path, model, optimizer, scheduler, config, TrainState(iter_num=4))
     with torch.no_grad():
         model.fc[2].bias[3] = float("inf")  # the step's loss was finite; its update was not
-    state = _State(iter_num=8)
+    state = TrainState(iter_num=8)
     state.history.loss = [2.3] * 8
     with pytest.raises(DigitsError, match="weights are not finite at step 8"):
-        _save(tmp_path, model, optimizer, scheduler, config, state)
+        save_state(tmp_path, model, optimizer, scheduler, config, state)
     assert read_checkpoint(tmp_path / "checkpoint.pt")["iter_num"] == 4
     shutil.rmtree(tmp_path)
 

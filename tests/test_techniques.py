@@ -11,6 +11,7 @@ from digits.errors import DigitsError
 from digits.train import fit
 
 train_module = importlib.import_module("digits.train")
+resume_module = importlib.import_module("digits.resume")
 
 
 def _config(epochs=2, augment=None, **optim) -> RunConfig:
@@ -49,7 +50,7 @@ def test_resume_is_exact_with_augmentation_onecycle_adam_and_ema(tiny_mnist, tmp
     data = load_mnist(tiny_mnist, val_size=50)
     config = _config(epochs=1, augment=AugmentConfig(rotate=10, shift=2, elastic=1), optimizer="adam", lr=3e-3,
                      scheduler="onecycle", ema_decay=0.9, clip_grad_norm=1.0)
-    real_save = train_module.save_checkpoint
+    real_save = resume_module.save_checkpoint
 
     def save_and_keep_step_3(path, *args, **kwargs):
         written = real_save(path, *args, **kwargs)
@@ -57,7 +58,7 @@ def test_resume_is_exact_with_augmentation_onecycle_adam_and_ema(tiny_mnist, tmp
             shutil.copy(written, tmp_path / "step3.pt")
         return written
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_and_keep_step_3)
+    monkeypatch.setattr(resume_module, "save_checkpoint", save_and_keep_step_3)
     config.checkpoint_every = 3
     straight = fit(config, data, tmp_path / "a")
     resumed = fit(config, data, tmp_path / "b", resume=tmp_path / "step3.pt")

@@ -73,11 +73,11 @@ def test_resume_from_mid_epoch_checkpoint(tiny_mnist, tmp_path, monkeypatch):
 
     import importlib
 
-    train_module = importlib.import_module("digits.train")
+    resume_module = importlib.import_module("digits.resume")
 
     data = load_mnist(tiny_mnist, val_size=50)
     straight = fit(_config(), data, tmp_path / "a")
-    real_save = train_module.save_checkpoint
+    real_save = resume_module.save_checkpoint
 
     def save_and_keep_step_10(path, *args, **kwargs):
         written = real_save(path, *args, **kwargs)
@@ -85,7 +85,7 @@ def test_resume_from_mid_epoch_checkpoint(tiny_mnist, tmp_path, monkeypatch):
             shutil.copy(written, tmp_path / "step10.pt")
         return written
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_and_keep_step_10)
+    monkeypatch.setattr(resume_module, "save_checkpoint", save_and_keep_step_10)
     config = _config()
     config.checkpoint_every = 5
     fit(config, data, tmp_path / "b")
@@ -104,10 +104,10 @@ def test_mid_epoch_resume_records_the_accuracy_windows_of_an_uninterrupted_run(t
 
     import importlib
 
-    train_module = importlib.import_module("digits.train")
+    resume_module = importlib.import_module("digits.resume")
     data = load_mnist(tiny_mnist, val_size=50)
     straight = fit(_config(epochs=1, batch_size=8), data, tmp_path / "a")  # 32 steps: windows end at 10, 20, 30
-    real_save = train_module.save_checkpoint
+    real_save = resume_module.save_checkpoint
 
     def save_and_keep_step_15(path, *args, **kwargs):
         written = real_save(path, *args, **kwargs)
@@ -115,7 +115,7 @@ def test_mid_epoch_resume_records_the_accuracy_windows_of_an_uninterrupted_run(t
             shutil.copy(written, tmp_path / "step15.pt")
         return written
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_and_keep_step_15)
+    monkeypatch.setattr(resume_module, "save_checkpoint", save_and_keep_step_15)
     config = _config(epochs=1, batch_size=8)
     config.checkpoint_every = 15
     fit(config, data, tmp_path / "b")

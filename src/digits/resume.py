@@ -1,0 +1,162 @@
+"""A run's training state as its checkpoint carries it, and ``--resume``: progress within the
+epochs, the history of losses and accuracies, optimiser, schedule, EMA and torch's random state,
+written after every epoch (and every ``checkpoint_every`` steps) and read back to continue exactly.
+
+    state = restore(path, model, optimizer, scheduler, config, steps_per_epoch)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from . import distributed
+from .checkpoint import describe, read_checkpoint, save_checkpoint
+from .config import OptimConfig, RunConfig, flag_of
+from .errors import DigitsError
+
+
+@dataclass
+class History:
+    loss: list[float] = field(default_factory=list)  # per training step ("Loss/train")
+    train_acc_10: list[list[float]] = field(default_factory=list)  # [step, accuracy of last 10 batches]
+    val_acc: list[float] = field(default_factory=list)  # per epoch
+    epoch_seconds: list[float] = field(default_factory=list)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps completed within the current epoch
+    iter_num: int = 0
+    history: History = field(default_factory=History)
+    window: list[int] = field(default_factory=lambda: [0, 0])  # [hits, images] of this 10-batch window's
+    # batches so far, over all processes: a mid-epoch checkpoint's first window began before it
+
+
+def read_resumable(path, config: RunConfig) -> dict:
+    """The checkpoint ``--resume`` names, if it holds ``config``'s model and a training state."""
+    ckpt = read_checkpoint(path)
+    name = ckpt["meta"]["model_name"]
+    if name != config.model.name:
+        raise DigitsError(f"--resume {path}: the checkpoint is a {name!r} model, not {config.model.name!r}")
+    missing = [k for k in ("optimizer", "scheduler", "iter_num", "progress") if k not in ckpt]
+    if missing:  # e.g. a checkpoint made for serving: weights only
+        raise DigitsError(f"--resume {path}: it has no training state ({', '.join(missing)}); resume "
+                          "from the checkpoint.pt in a training run's folder")
+    _check_same_optim(path, ckpt, config.optim)
+    return ckpt
+
+
+def _check_same_optim(path, ckpt: dict, cfg: OptimConfig) -> None:
+    """The saved optimizer state and schedule belong to the run's own settings: another --optimizer
+    failed at the first step (KeyError 'exp_avg'), and others (--weight-decay, --momentum...) were
+    silently replaced by the saved ones while config.json recorded them. --lr and --epochs may change."""
+    recorded = ckpt["meta"].get("config")
+    recorded = recorded.get("optim") if isinstance(recorded, dict) else None
+    if not isinstance(recorded, dict):
+        return  # a checkpoint of another writer: nothing to compare with
+    for f in fields(cfg):
+        if f.name in ("lr", "epochs") or f.name not in recorded:  # (a setting newer than the checkpoint)
+            continue
+        then, now = recorded[f.name], getattr(cfg, f.name)
+        if then != now:
+            raise DigitsError(f"--resume {path}: the run was trained with {flag_of(f)} {_shown(then)}, not "
+                              f"{_shown(now)}; resume with its settings (only --lr and --epochs may change)")
+
+
+def _shown(value) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else repr(value)[:40]
+
+
+def cannot_continue(path, error: Exception) -> DigitsError:
+    # load_state_dict's first line only names the class ("Error(s) in loading ..."); the last says what differs
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+    return DigitsError(f"--resume {path}: cannot continue from it ({lines[-1][:200]})")
+
+
+def restore(path, model, optimizer, scheduler, config: RunConfig, steps_per_epoch: int, ema=None) -> TrainState:
+    ckpt = read_resumable(path, config)
+    try:
+        model.load_state_dict(ckpt.get("train_model", ckpt["model"]))  # "model" holds the EMA if on
+        if ema is not None:
+            ema.module.load_state_dict(ckpt["model"])
+            ema.updates = ckpt.get("ema_updates", ckpt["iter_num"])
+        lr = optimizer.defaults["lr"]  # what this run's --lr asks for
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if "rng" in ckpt:  # (checkpoints written before it was saved go on with the seed's stream, as they did)
+            _set_rng_state(ckpt["rng"], next(model.parameters()).device)
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        raise cannot_continue(path, e) from None
+    progress = ckpt["progress"]
+    saved, now = progress.get("world_size", 1), distributed.world_size()
+    if progress["step"] and saved != now:  # the epoch's shards, and so its steps, depend on the count
+        raise DigitsError(f"--resume {path}: stopped mid-epoch with {saved} process(es), resumed with {now}; "
+                          f"resume with {saved}, or from a checkpoint written at the end of an epoch")
+    _place_schedule(optimizer, scheduler, lr, progress["epoch"] * steps_per_epoch + progress["step"])
+    return TrainState(progress["epoch"], progress["step"], ckpt["iter_num"], History(**progress["history"]),
+                  list(progress.get("window", [0, 0])))  # (older checkpoints: an incomplete first window)
+
+
+def _rng_state(device: torch.device) -> dict:
+    """torch's global random state, which dropout draws its masks from: without it, a resumed run
+    drew them from torch.manual_seed(seed) again (less what building the model took), not where the
+    run had got to. Every process of a run draws the same sequence, so rank 0's serves them all."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:  # (a CPU run's checkpoint has none)
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _place_schedule(optimizer, scheduler, lr, position: int) -> None:
+    """Continue the schedule at step ``position`` (epochs done times this run's steps per epoch, plus
+    the step within the epoch), at this run's --lr. The saved count of steps is the position only with
+    the run's own number of processes: each takes 1/N of an epoch, so after 1 epoch of 1 process
+    (8 steps), 2 processes went on at their epoch 3 (a one-cycle rate of 0). And the optimizer's state
+    alone would restore the old rate: resuming with another --lr (say, lower after a divergence)
+    continues the schedule from where it stopped, scaled to the new rate."""
+    bases = [lr] * len(scheduler.base_lrs) if isinstance(lr, float) else list(scheduler.base_lrs)
+    if bases == scheduler.base_lrs and position == scheduler.last_epoch:
+        return
+    scheduler.base_lrs, scheduler.last_epoch = bases, position
+    for group, base, factor in zip(optimizer.param_groups, bases, scheduler.lr_lambdas):
+        group["initial_lr"], group["lr"] = base, base * factor(position)
+
+
+def check_saveable(model, state: TrainState) -> None:
+    """Never overwrite the last good checkpoint with a diverged model: the loop reads losses back
+    only every 10 steps, and a step can turn the weights to inf/NaN while its loss was finite."""
+    for v in state.history.loss[-10:]:
+        check_finite(v, state)
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise DigitsError(f"training diverged: the weights are not finite at step {state.iter_num}; "
+                          "lower --lr (a diverged model is never written to the checkpoint)")
+
+
+def save_state(out_dir, model, optimizer, scheduler, config: RunConfig, state: TrainState, ema=None) -> Path:
+    check_saveable(model, state)  # also here: nothing writes a diverged model
+    meta = describe(config.model.name, config.model.kwargs, config.to_dict())
+    progress = {"epoch": state.epoch, "step": state.step, "history": asdict(state.history),
+                "world_size": distributed.world_size(), "window": list(state.window)}
+    # with EMA on, "model" (what evaluate and predict load) is the average; training resumes from train_model
+    extra = {} if ema is None else {"train_model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                    "ema_updates": ema.updates}
+    extra["rng"] = _rng_state(next(model.parameters()).device)
+    return save_checkpoint(Path(out_dir) / "checkpoint.pt", model if ema is None else ema.module, meta,
+                           optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                           iter_num=state.iter_num, progress=progress, **extra)
+
+
+def check_finite(loss: float, state: TrainState) -> None:
+    if not math.isfinite(loss):
+        raise DigitsError(f"training diverged: loss is {loss} by step {state.iter_num}; lower --lr "
+                          "(a diverged model is never written to the checkpoint)")
