@@ -13,9 +13,9 @@ import os
 import sys
 import warnings
 
-from . import __version__
-from .errors import DigitsError
-from .figformat import figure_format
+from .. import __version__
+from ..errors import DigitsError
+from ..figformat import figure_format
 
 
 _SECTIONS = (("data", "data"), ("model", "model"), ("optim", "optimisation"), ("augment", "augmentation"),
@@ -24,7 +24,7 @@ _TYPES = {"int": int, "float": float, "str": str, "str | None": str}
 
 
 def _config_classes():
-    from .config import AugmentConfig, DataConfig, FewShotConfig, ModelConfig, OptimConfig, RunConfig
+    from ..config import AugmentConfig, DataConfig, FewShotConfig, ModelConfig, OptimConfig, RunConfig
 
     return {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "augment": AugmentConfig,
             "": RunConfig, "fewshot": FewShotConfig}
@@ -49,7 +49,7 @@ def _add_config_args(p: argparse.ArgumentParser, sections=("data", "model", "opt
     shown); ``skip``: dests of fields the command does not offer."""
     from dataclasses import MISSING, fields
 
-    from .config import flag_of
+    from ..config import flag_of
 
     helps, classes = helps or {}, _config_classes()
     for section, title in _SECTIONS:
@@ -83,7 +83,7 @@ _COMPARE_HELPS = {"model.name": argparse.SUPPRESS, "seed": argparse.SUPPRESS, "t
 
 
 def _add_train_args(p: argparse.ArgumentParser, compare: bool = False) -> None:
-    from .recipes import list_recipes
+    from ..recipes import list_recipes
 
     p.add_argument("--recipe", default="seed", help="starting configuration that the flags below "
                    f"override: {', '.join(list_recipes())} (default seed, the tutorial's)")
@@ -101,7 +101,7 @@ def _add_data_args(p: argparse.ArgumentParser, **kw) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The recipe's configuration with every flag that was given applied on top."""
-    from .recipes import recipe
+    from ..recipes import recipe
 
     config = recipe(args.recipe)
     for dest, value in vars(args).items():
@@ -120,7 +120,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _data_config(args: argparse.Namespace):
-    from .config import DataConfig
+    from ..config import DataConfig
 
     given = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("data.") and v is not None}
     return DataConfig(**given)
@@ -135,7 +135,7 @@ def _check_positive(config, *names: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace, test: bool = True) -> int:
-    from .pipeline import run
+    from ..pipeline import run
 
     config = config_from_args(args)
     _check_positive(config, "optim.epochs", "optim.batch_size", "test_batch_size", "optim.lr")
@@ -154,11 +154,11 @@ def cmd_run(args: argparse.Namespace, test: bool = True) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .checkpoint import held_out_split, load_checkpoint
-    from .data import load_mnist
-    from .evaluate import evaluate_ensemble
-    from .models import check_classifier
-    from .device import resolve_device
+    from ..checkpoint import held_out_split, load_checkpoint
+    from ..data import load_mnist
+    from ..evaluate import evaluate_ensemble
+    from ..models import check_classifier
+    from ..device import resolve_device
 
     if args.batch_size <= 0:
         raise DigitsError(f"--batch-size must be positive, got {args.batch_size}")
@@ -198,8 +198,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .data import load_mnist
-    from .plots import plot_samples
+    from ..data import load_mnist
+    from ..plots import plot_samples
 
     figure_format(args.out)  # before the data is read
     d = _data_config(args)
@@ -214,7 +214,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare
+    from ..compare import compare
 
     for given, message in (
             (args.resume, "compare trains every run from scratch; --resume applies to `digits run` and `train`"),
@@ -238,7 +238,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models import count_parameters, create_model, list_models
+    from ..models import count_parameters, create_model, list_models
 
     for name in list_models():
         model = create_model(name)
@@ -248,8 +248,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import predict_paths, show, to_csv
-    from .predictor import load_predictor
+    from ..predict import predict_paths, show, to_csv
+    from ..predictor import load_predictor
 
     if not 1 <= args.top_k <= 10:
         raise DigitsError(f"--top-k must be from 1 to 10, got {args.top_k}")
@@ -274,14 +274,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_model
+    from ..export import export_model
 
     print(f"wrote {export_model(args.checkpoint, args.format, args.out)}")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import serve
+    from ..serve import serve
 
     limits = {} if args.max_concurrent is None else {"max_concurrent": args.max_concurrent}
     if not 0 < args.max_upload_mb < float("inf") or args.max_pixels <= 0 or limits.get("max_concurrent", 1) <= 0:
@@ -328,8 +328,8 @@ def _add_use_commands(sub) -> None:
     p.set_defaults(handler=cmd_serve)
 
 def cmd_fewshot(args: argparse.Namespace) -> int:
-    from .fewshot.experiment import run_fewshot
-    from .recipes import fewshot_recipe
+    from ..fewshot.experiment import run_fewshot
+    from ..recipes import fewshot_recipe
 
     config = fewshot_recipe(args.quick)
     for dest, value in vars(args).items():
@@ -344,7 +344,7 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
 
 
 def cmd_fewshot_predict(args: argparse.Namespace) -> int:
-    from .fewshot.predict import load_embedding, load_images, load_support, predict
+    from ..fewshot.predict import load_embedding, load_images, load_support, predict
 
     model = load_embedding(args.checkpoint)
     support = load_support(args.support)
@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None, pin: bool = False) -> int:
     # Pillow warns from half its limit up; digits refuses images over --max-pixels itself, in one line
     warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit", category=RuntimeWarning)
     if pin and args.command in TRAINING_COMMANDS:
-        from .affinity import pin_threads
+        from ..affinity import pin_threads
 
         pin_threads(getattr(args, "threads", None) or 0, getattr(args, "device", None) or "auto")
     try:
@@ -474,6 +474,3 @@ def entry() -> int:
     gc.freeze()  # the process ends now: nothing is left for the collector to free
     return code
 
-
-if __name__ == "__main__":
-    sys.exit(entry())
