@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import warnings
@@ -16,63 +15,8 @@ import warnings
 from .. import __version__
 from ..errors import DigitsError
 from ..figformat import figure_format
-
-
-_SECTIONS = (("data", "data"), ("model", "model"), ("optim", "optimisation"), ("augment", "augmentation"),
-             ("", "run"), ("fewshot", "few-shot"))
-_TYPES = {"int": int, "float": float, "str": str, "str | None": str}
-
-
-def _config_classes():
-    from ..config import AugmentConfig, DataConfig, FewShotConfig, ModelConfig, OptimConfig, RunConfig
-
-    return {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "augment": AugmentConfig,
-            "": RunConfig, "fewshot": FewShotConfig}
-
-
-def _key_value(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
-def _add_config_args(p: argparse.ArgumentParser, sections=("data", "model", "optim", "augment", ""),
-                     defaults_from: str = "seed recipe", helps: dict[str, str] | None = None,
-                     skip: tuple[str, ...] = ()) -> None:
-    """One flag per config field, help text from the field; every default is None so that only
-    the flags given override the recipe. ``helps``: a command's own help text for some flags, by
-    dest (argparse.SUPPRESS: accepted, so that the command can refuse it with a reason, but not
-    shown); ``skip``: dests of fields the command does not offer."""
-    from dataclasses import MISSING, fields
-
-    from ..config import flag_of
-
-    helps, classes = helps or {}, _config_classes()
-    for section, title in _SECTIONS:
-        if section not in sections:
-            continue
-        group = p.add_argument_group(title)
-        for f in fields(classes[section]):
-            dest = f"{section}.{f.name}" if section else f.name
-            if "help" not in f.metadata or dest in skip:
-                continue
-            text = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
-            flag = flag_of(f)
-            default = f.default if f.default is not MISSING else None
-            if f.type == "bool":
-                kw = {"action": argparse.BooleanOptionalAction,
-                      "help": f"{text} ({defaults_from}: {'on' if default else 'off'})"}
-            elif f.type.startswith("dict"):
-                kw = {"type": _key_value, "action": "append", "metavar": "KEY=VALUE", "help": text}
-            else:
-                metavar = f.metadata.get("metavar", {"int": "N", "float": "X"}.get(f.type, "NAME"))
-                shown = "" if default is None else f" ({defaults_from}: {default})"
-                kw = {"type": _TYPES[f.type], "metavar": metavar, "help": f"{text}{shown}"}
-            group.add_argument(flag, dest=dest, default=None, **{**kw, "help": helps.get(dest, kw["help"])})
+from .options import (add_config_args, add_data_args, check_positive, config_from_args,
+                      data_config)
 
 
 # compare takes its models and seeds from --models and --seeds and writes no TensorBoard logs: it
@@ -87,7 +31,7 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool = False) -> None:
 
     p.add_argument("--recipe", default="seed", help="starting configuration that the flags below "
                    f"override: {', '.join(list_recipes())} (default seed, the tutorial's)")
-    _add_config_args(p, helps=_COMPARE_HELPS if compare else None)
+    add_config_args(p, helps=_COMPARE_HELPS if compare else None)
     p.add_argument("--out", help="folder of the comparison (default runs/compare-<recipe>)" if compare
                    else "run folder (default runs/<model>-<timestamp>)")
     # compare accepts --resume only to refuse it with a reason (cmd_compare), so its help hides it
@@ -95,50 +39,11 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool = False) -> None:
                    else "continue an interrupted run from its checkpoint.pt")
 
 
-def _add_data_args(p: argparse.ArgumentParser, **kw) -> None:
-    _add_config_args(p, sections=("data",), defaults_from="default", **kw)
-
-
-def config_from_args(args: argparse.Namespace):
-    """The recipe's configuration with every flag that was given applied on top."""
-    from ..recipes import recipe
-
-    config = recipe(args.recipe)
-    for dest, value in vars(args).items():
-        if value is None or dest in ("recipe", "out", "resume", "handler", "command"):
-            continue
-        section, _, name = dest.rpartition(".")
-        target = getattr(config, section) if section else config
-        if not hasattr(target, name):
-            continue
-        if dest == "model.name" and value != config.model.name:
-            config.model.kwargs = {}  # a recipe's model arguments fit only its own model
-        if dest == "model.kwargs":  # --model-arg overrides one argument, keeping the recipe's others
-            value = config.model.kwargs | dict(value)
-        setattr(target, name, dict(value) if isinstance(value, list) else value)
-    return config
-
-
-def _data_config(args: argparse.Namespace):
-    from ..config import DataConfig
-
-    given = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("data.") and v is not None}
-    return DataConfig(**given)
-
-
-def _check_positive(config, *names: str) -> None:
-    for name in names:
-        section, _, attr = name.rpartition(".")
-        value = getattr(getattr(config, section) if section else config, attr)
-        if not value > 0 or value == math.inf:  # not "value <= 0": NaN is not positive either
-            raise DigitsError(f"--{attr.replace('_', '-')} must be positive and finite, got {value}")
-
-
 def cmd_run(args: argparse.Namespace, test: bool = True) -> int:
     from ..pipeline import run
 
     config = config_from_args(args)
-    _check_positive(config, "optim.epochs", "optim.batch_size", "test_batch_size", "optim.lr")
+    check_positive(config, "optim.epochs", "optim.batch_size", "test_batch_size", "optim.lr")
     result = run(config, args.out, args.resume, figures=test, test=test)
     if not result.main:  # under torchrun, rank 0 alone prints the summary
         return 0
@@ -166,7 +71,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     loaded = [load_checkpoint(path, device) for path in args.checkpoint]
     for model, ckpt in loaded:
         check_classifier(model, ckpt["meta"]["model_name"])
-    d = _data_config(args)
+    d = data_config(args)
     if args.split == "val":
         val_size, split_seed = held_out_split(list(zip(args.checkpoint, [c for _, c in loaded])),
                                               vars(args).get("data.val_size"), vars(args).get("data.split_seed"))
@@ -202,7 +107,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from ..plots import plot_samples
 
     figure_format(args.out)  # before the data is read
-    d = _data_config(args)
+    d = data_config(args)
     data = load_mnist(d.data_dir, val_size=0, download=d.download)
     split = data.test if args.split == "test" else data.train
     start = args.start
@@ -229,7 +134,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except ValueError:
         raise DigitsError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
     config = config_from_args(args)
-    _check_positive(config, "optim.epochs", "optim.batch_size", "test_batch_size", "optim.lr")
+    check_positive(config, "optim.epochs", "optim.batch_size", "test_batch_size", "optim.lr")
     out = args.out or f"runs/compare-{args.recipe}"
     compare([m for m in args.models.split(",") if m], seeds, config, out, args.recipe,
             model_args=dict(vars(args)["model.kwargs"] or []))  # the user's alone: they go to every model
@@ -335,9 +240,9 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
     for dest, value in vars(args).items():
         if dest.startswith("fewshot.") and value is not None:
             setattr(config, dest.split(".", 1)[1], value)
-    _check_positive(config, "subsets", "min_steps", "max_steps", "epochs", "batch_size", "lr",
+    check_positive(config, "subsets", "min_steps", "max_steps", "epochs", "batch_size", "lr",
                     "train_episodes", "train_shots", "queries", "episodes")
-    result = run_fewshot(config, _data_config(args), args.out, log=print)
+    result = run_fewshot(config, data_config(args), args.out, log=print)
     print(f"wrote {result.out / 'fewshot.md'}, fewshot.json, learning_curve.png, unseen_classes.png "
           f"and embedding.pt in {result.results['total_seconds'] / 60:.1f} min")
     return 0
@@ -364,7 +269,7 @@ def _add_fewshot_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="results folder: fewshot.json, fewshot.md, plots, embedding.pt")
     p.add_argument("--quick", action="store_true", help="fewer k, subsets, steps and episodes (about "
                    "a minute); the flags below still override")
-    _add_config_args(p, sections=("data", "fewshot"), defaults_from="default")
+    add_config_args(p, sections=("data", "fewshot"), defaults_from="default")
     p.set_defaults(handler=cmd_fewshot)
 
     p = sub.add_parser("fewshot-predict", help="classify images by nearest prototype of example folders")
@@ -394,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "(or the validation split)")
     p.add_argument("checkpoint", nargs="+", help="a checkpoint.pt written by `digits run` or `digits train`; "
                    "several: evaluate their ensemble (the mean of their class probabilities)")
-    _add_data_args(p, helps={
+    add_data_args(p, helps={
         "data.val_size": "with --split val: how many training images the checkpoints held out (default: "
         "the number each checkpoint recorded); unused with --split test",
         "data.split_seed": "with --split val: the seed of that train/validation split (default: the value "
@@ -411,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("show", help="draw a 6x10 grid of MNIST images to a PNG")
-    _add_data_args(p, skip=("data.val_size", "data.split_seed"))  # it draws from the whole files
+    add_data_args(p, skip=("data.val_size", "data.split_seed"))  # it draws from the whole files
     p.add_argument("--split", choices=("train", "test"), default="train", help="which file (default train)")
     p.add_argument("--start", type=int, default=0, help="index of the first image (default 0)")
     p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
