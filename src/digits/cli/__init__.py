@@ -15,6 +15,7 @@ import warnings
 from .. import __version__
 from ..errors import DigitsError
 from ..figformat import figure_format
+from . import fewshot, use
 from .options import (add_config_args, add_data_args, check_positive, config_from_args,
                       data_config)
 
@@ -152,135 +153,6 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from ..predict import predict_paths, show, to_csv
-    from ..predictor import load_predictor
-
-    if not 1 <= args.top_k <= 10:
-        raise DigitsError(f"--top-k must be from 1 to 10, got {args.top_k}")
-    if args.show:
-        figure_format(args.show)  # refused before any prediction is printed
-    predictor = load_predictor(args.checkpoint, args.device, threads=1)  # one image at a time
-    result = predict_paths(predictor, args.paths, number=args.number)
-    for file, message in result.errors:
-        print(f"digits: error: {file}: {message}", file=sys.stderr)
-    if args.json:
-        print("[" + ",\n ".join(json.dumps(p.to_dict()) for p in result.predictions) + "]")
-    elif args.csv:
-        print(to_csv(result.predictions), end="")
-    else:
-        for p in result.predictions:
-            top = "  ".join(f"{d}: {100 * q:.1f}%" for d, q in p.top(args.top_k))
-            print(f"{p.file}: {p.prediction}   ({top})" if isinstance(p.prediction, int) else
-                  f"{p.file}: {p.prediction}   ({len(p.pixels)} digits)")
-    if args.show and result.predictions:
-        print(f"wrote {show(result.predictions, args.show)}", file=sys.stderr)
-    return 1 if result.errors else 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export_model
-
-    print(f"wrote {export_model(args.checkpoint, args.format, args.out)}")
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from ..serve import serve
-
-    limits = {} if args.max_concurrent is None else {"max_concurrent": args.max_concurrent}
-    if not 0 < args.max_upload_mb < float("inf") or args.max_pixels <= 0 or limits.get("max_concurrent", 1) <= 0:
-        raise DigitsError("--max-upload-mb, --max-pixels and --max-concurrent must be positive "
-                          "(and finite) numbers")
-    if not 0 <= args.port <= 65535:
-        raise DigitsError(f"--port must be from 0 to 65535 (0: any free port), not {args.port}")
-    serve(args.checkpoint, args.host, args.port, max_upload_bytes=int(args.max_upload_mb * 2**20),
-          max_pixels=args.max_pixels, **limits)
-    return 0
-
-
-def _add_use_commands(sub) -> None:
-    p = sub.add_parser("predict", help="predict the digit in image files (photos, scans, drawings)")
-    p.add_argument("checkpoint", help="a checkpoint.pt, or a model.onnx written by `digits export`")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of them")
-    p.add_argument("--top-k", type=int, default=3, help="probabilities shown per file (default 3)")
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="print a JSON array: file, prediction, probabilities")
-    out.add_argument("--csv", action="store_true", help="print CSV: file, prediction, p0..p9")
-    p.add_argument("--show", metavar="OUT.png", help="also draw each preprocessed input with its prediction")
-    p.add_argument("--number", action="store_true", help="read each image as a number of several digits, "
-                   "left to right")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
-    p.set_defaults(handler=cmd_predict)
-
-    p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript for deployment")
-    p.add_argument("checkpoint", help="a checkpoint.pt written by `digits run` or `digits train`")
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="default onnx")
-    p.add_argument("--out", required=True, metavar="FILE", help="file to write, e.g. model.onnx")
-    p.set_defaults(handler=cmd_export)
-
-    p = sub.add_parser("serve", help="web app and REST API: draw a digit, see the prediction")
-    p.add_argument("checkpoint", help="a checkpoint.pt, or a model.onnx written by `digits export`")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: "
-                   "this machine only; 0.0.0.0 for every interface)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--max-upload-mb", type=float, default=10, help="largest request body in MiB; larger "
-                   "ones get 413 (default 10)")
-    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image in decoded pixels; "
-                   "larger ones get 422 (default 40,000,000; at most Pillow's own limit, 178,956,970)")
-    p.add_argument("--max-concurrent", type=int, metavar="N", help="images decoded and predicted at "
-                   "once; further requests wait (default: one per CPU core)")
-    p.set_defaults(handler=cmd_serve)
-
-def cmd_fewshot(args: argparse.Namespace) -> int:
-    from ..fewshot.experiment import run_fewshot
-    from ..recipes import fewshot_recipe
-
-    config = fewshot_recipe(args.quick)
-    for dest, value in vars(args).items():
-        if dest.startswith("fewshot.") and value is not None:
-            setattr(config, dest.split(".", 1)[1], value)
-    check_positive(config, "subsets", "min_steps", "max_steps", "epochs", "batch_size", "lr",
-                    "train_episodes", "train_shots", "queries", "episodes")
-    result = run_fewshot(config, data_config(args), args.out, log=print)
-    print(f"wrote {result.out / 'fewshot.md'}, fewshot.json, learning_curve.png, unseen_classes.png "
-          f"and embedding.pt in {result.results['total_seconds'] / 60:.1f} min")
-    return 0
-
-
-def cmd_fewshot_predict(args: argparse.Namespace) -> int:
-    from ..fewshot.predict import load_embedding, load_images, load_support, predict
-
-    model = load_embedding(args.checkpoint)
-    support = load_support(args.support)
-    result = predict(model, support, load_images(args.query))
-    rows = [{"path": path, "class": support.classes[c], "probability": result.probs[i, c].item()}
-            for i, (path, c) in enumerate(zip(args.query, result.classes))]
-    if args.json:
-        print(json.dumps({"classes": support.classes, "predictions": rows}, indent=2))
-        return 0
-    for row in rows:
-        print(f"{row['path']}: {row['class']} (p={row['probability']:.3f})")
-    return 0
-
-
-def _add_fewshot_parsers(sub) -> None:
-    p = sub.add_parser("fewshot", help="accuracy from k images per class, and on digits never trained on")
-    p.add_argument("--out", required=True, help="results folder: fewshot.json, fewshot.md, plots, embedding.pt")
-    p.add_argument("--quick", action="store_true", help="fewer k, subsets, steps and episodes (about "
-                   "a minute); the flags below still override")
-    add_config_args(p, sections=("data", "fewshot"), defaults_from="default")
-    p.set_defaults(handler=cmd_fewshot)
-
-    p = sub.add_parser("fewshot-predict", help="classify images by nearest prototype of example folders")
-    p.add_argument("checkpoint", help="an embedding.pt written by `digits fewshot`")
-    p.add_argument("--support", required=True, metavar="DIR", help="one sub-folder of example images "
-                   "per class; the sub-folder names are the class names")
-    p.add_argument("--query", required=True, nargs="+", metavar="PATH", help="images to classify")
-    p.add_argument("--json", action="store_true", help="print the predictions as JSON")
-    p.set_defaults(handler=cmd_fewshot_predict)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="digits", description="Train, evaluate and use CNNs that "
                                      "recognise handwritten digits (MNIST).")
@@ -322,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
     p.set_defaults(handler=cmd_show)
 
-    _add_fewshot_parsers(sub)
+    fewshot.add_fewshot(sub)
+    fewshot.add_fewshot_predict(sub)
 
     p = sub.add_parser("compare", help="train several models on several seeds with one recipe; write "
                        "results.csv, results.md and a bar chart")
@@ -333,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the registered models and their parameter counts")
     p.set_defaults(handler=cmd_models)
-    _add_use_commands(sub)
+    use.add_predict(sub)
+    use.add_export(sub)
+    use.add_serve(sub)
     return parser
 
 
