@@ -65,8 +65,7 @@ def add_train(sub) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..checkpoint import held_out_split, load_checkpoint
-    from ..data import load_mnist
+    from ..checkpoint import load_checkpoint
     from ..evaluate import evaluate_ensemble
     from ..models import check_classifier
     from ..device import resolve_device
@@ -77,25 +76,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     loaded = [load_checkpoint(path, device) for path in args.checkpoint]
     for model, ckpt in loaded:
         check_classifier(model, ckpt["meta"]["model_name"])
-    d = data_config(args)
-    if args.split == "val":
-        val_size, split_seed = held_out_split(list(zip(args.checkpoint, [c for _, c in loaded])),
-                                              vars(args).get("data.val_size"), vars(args).get("data.split_seed"))
-        data = load_mnist(d.data_dir, val_size=val_size, split_seed=split_seed, download=d.download)
-        split = data.val
-    else:
-        split = load_mnist(d.data_dir, val_size=0, download=d.download).test
+    split = _evaluation_split(args, [ckpt for _, ckpt in loaded])
     result = evaluate_ensemble([m for m, _ in loaded], split.images, split.labels, args.batch_size,
                                tta=args.tta)
     if args.json:
         print(json.dumps({"split": args.split, "images": len(split), **result.to_dict()}, indent=2))
         return 0
-    what = " + ".join(f"{ckpt['meta']['model_name']} from {path}"
-                      for (_, ckpt), path in zip(loaded, args.checkpoint))
-    how = ((" (ensemble: mean probability)" if len(loaded) > 1 else "")
+    _print_evaluation(args, [ckpt for _, ckpt in loaded], len(split), result)
+    return 0
+
+
+def _evaluation_split(args: argparse.Namespace, checkpoints: list[dict]):
+    """The test set, or with --split val the validation images the checkpoints were trained without."""
+    from ..checkpoint import held_out_split
+    from ..data import load_mnist
+
+    d = data_config(args)
+    if args.split != "val":
+        return load_mnist(d.data_dir, val_size=0, download=d.download).test
+    val_size, split_seed = held_out_split(list(zip(args.checkpoint, checkpoints)),
+                                          vars(args).get("data.val_size"), vars(args).get("data.split_seed"))
+    return load_mnist(d.data_dir, val_size=val_size, split_seed=split_seed, download=d.download).val
+
+
+def _print_evaluation(args: argparse.Namespace, checkpoints: list[dict], images: int, result) -> None:
+    what = " + ".join(f"{ckpt['meta']['model_name']} from {path}" for ckpt, path in zip(checkpoints, args.checkpoint))
+    how = ((" (ensemble: mean probability)" if len(checkpoints) > 1 else "")
            + (" with shifted views" if args.tta else ""))
     name = "validation" if args.split == "val" else "test"
-    print(f"{what}{how}: {name} accuracy {100 * result.accuracy:.2f}% on {len(split)} images")
+    print(f"{what}{how}: {name} accuracy {100 * result.accuracy:.2f}% on {images} images")
     print("accuracy per batch: " + " ".join(f"{100 * a:.1f}" for a in result.batch_accuracies))
     print("confusion matrix (rows: true class, columns: predicted class)")
     print("true\\pred " + "".join(f"{c:>6}" for c in range(10)))
@@ -105,7 +114,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print("class  precision  recall      F1  support")
     for c in range(10):
         print(f"{c:>5}  {pc['precision'][c]:9.4f}  {pc['recall'][c]:6.4f}  {pc['f1'][c]:6.4f}  {pc['support'][c]:7d}")
-    return 0
 
 
 def add_evaluate(sub) -> None:
