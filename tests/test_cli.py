@@ -259,8 +259,8 @@ def test_python_dash_m_and_console_script(tmp_path):
 
 def test_output_piped_into_a_closed_reader_is_not_a_traceback(tmp_path):
     script = tmp_path / "many_lines.py"  # `digits models` made to print far more than a pipe holds
-    script.write_text("import sys\nimport digits.cli as cli\n"
-                      "cli.cmd_models = lambda args: [print('x' * 99) for _ in range(100_000)] and 0\n"
+    script.write_text("import sys\nimport digits.cli as cli\nfrom digits.cli import training\n"
+                      "training.cmd_models = lambda args: [print('x' * 99) for _ in range(100_000)] and 0\n"
                       "sys.exit(cli.main(['models']))\n")
     done = subprocess.run(f"{sys.executable} {script} | head -c 1", shell=True, capture_output=True, text=True)
     assert done.stderr == "", done.stderr
