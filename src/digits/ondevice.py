@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .augment import augment_batch, is_enabled
 from .config import RunConfig
-from .data import MNIST, normalize
+from .data import MNIST, normalize, seed_value
 from .models import create_model
 from .optim import lr_factor, make_optimizer
 
@@ -116,7 +116,7 @@ class DeviceTrainer:
         self.config, self.data, self.mode, self.bf16 = copy.deepcopy(config), data, mode, bf16
         self.device = device = data.train.images.device
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        torch.manual_seed(config.seed)
+        torch.manual_seed(seed_value(config.seed))
         self.model = create_model(config.model.name, **config.model.kwargs).to(device, memory_format=self.memory_format)
         self._fresh_seed = config.seed  # the model holds this seed's initial weights until trained
         self.lr = torch.tensor(config.optim.lr, device=device)  # a device tensor: no host value read per step
@@ -134,7 +134,7 @@ class DeviceTrainer:
 
     def _start_from(self, seed: int) -> None:
         """The seed's fresh network in the model's tensors, and the optimiser's state zeroed."""
-        torch.manual_seed(seed)
+        torch.manual_seed(seed_value(seed))
         fresh = create_model(self.config.model.name, **self.config.model.kwargs)
         self.model.load_state_dict(fresh.state_dict())  # copied into the same tensors, matched by name
         for state in self.optimizer.state.values():
@@ -158,7 +158,7 @@ class DeviceTrainer:
         y = data.train.labels
         per_epoch = len(y) // bs
         lrs = schedule(config, per_epoch * config.optim.epochs, per_epoch, device)
-        gen = torch.Generator(device).manual_seed(seed)
+        gen = torch.Generator(device).manual_seed(seed_value(seed))
         graphs, augment = "graph" in self.mode and device.type == "cuda", is_enabled(config.augment)
         # the first steps run eagerly, on a side stream when a graph is to be captured (CUDA's rule)
         side = torch.cuda.Stream(device) if graphs and self.graph is None else None
