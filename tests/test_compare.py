@@ -38,6 +38,17 @@ def test_compare_writes_csv_markdown_and_chart(tiny_mnist, tmp_path, capsys):
     assert sum(map(sum, json.loads(capsys.readouterr().out)["confusion_matrix"])) == 100
 
 
+def test_a_run_without_validation_split_records_its_val_accuracy_as_null(tiny_mnist, tmp_path):
+    # it was NaN, which is not JSON (JSON.parse and jq refuse the file); `digits run` writes null there too
+    out = tmp_path / "cmp"
+    args = ["compare", "--models", "seed", "--seeds", "0", "--data-dir", str(tiny_mnist), "--out", str(out),
+            *FAST, "--val-size", "0"]
+    assert main(args) == 0
+    text = (out / "seed-seed0" / "metrics.json").read_text()
+    metrics = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in metrics.json"))
+    assert metrics["val_accuracy"] is None and 0 <= metrics["test_accuracy"] <= 1
+
+
 def test_compare_rejects_unknown_models_and_bad_seeds(tiny_mnist, tmp_path, capsys):
     assert main(["compare", "--models", "seed,nope", "--data-dir", str(tiny_mnist), "--out",
                  str(tmp_path / "x"), *FAST]) == 2
