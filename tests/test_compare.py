@@ -135,6 +135,31 @@ def test_a_rerun_removes_the_previous_results_first_and_a_refused_one_keeps_them
     assert not any((out / name).exists() for name in results)
 
 
+def test_a_rerun_removes_a_runs_old_metrics_before_it_trains_so_a_failure_leaves_none(tiny_mnist, tmp_path,
+                                                                                    capsys, monkeypatch):
+    # a run that failed in its folder left the previous metrics.json beside its own new config.json
+    from digits import compare as compare_module
+    from digits.errors import DigitsError
+
+    folder = tmp_path / "cmp" / "seed-seed0"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"seed": 0, "optim": {"epochs": 9}}')
+    (folder / "metrics.json").write_text('{"test_accuracy": 0.5}')
+    seen = []
+
+    def diverge(config, data, out):
+        seen.append(sorted(p.name for p in out.iterdir()))
+        raise DigitsError("training diverged")
+
+    monkeypatch.setattr(compare_module, "fit", diverge)
+    args = ["compare", "--models", "seed", "--seeds", "0", "--data-dir", str(tiny_mnist), "--out",
+            str(tmp_path / "cmp"), *FAST]
+    assert "training diverged" in _refused(args, capsys)
+    assert seen == [["config.json"]]  # the run started with its own config.json, and no metrics
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json"]
+    assert json.loads((folder / "config.json").read_text())["optim"]["epochs"] == 1
+
+
 def test_summary_mean_and_std_by_hand():
     rows = [{"model": "m", "seed": s, "val_accuracy": v, "test_accuracy": t, "parameters": 7, "epochs": 1,
              "train_seconds": 2.0, "images_per_second": speed}
