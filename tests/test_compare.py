@@ -38,6 +38,17 @@ def test_compare_writes_csv_markdown_and_chart(tiny_mnist, tmp_path, capsys):
     assert sum(map(sum, json.loads(capsys.readouterr().out)["confusion_matrix"])) == 100
 
 
+def test_a_run_without_validation_split_records_its_val_accuracy_as_null(tiny_mnist, tmp_path):
+    # it was NaN, which is not JSON (JSON.parse and jq refuse the file); `digits run` writes null there too
+    out = tmp_path / "cmp"
+    args = ["compare", "--models", "seed", "--seeds", "0", "--data-dir", str(tiny_mnist), "--out", str(out),
+            *FAST, "--val-size", "0"]
+    assert main(args) == 0
+    text = (out / "seed-seed0" / "metrics.json").read_text()
+    metrics = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in metrics.json"))
+    assert metrics["val_accuracy"] is None and 0 <= metrics["test_accuracy"] <= 1
+
+
 def test_compare_rejects_unknown_models_and_bad_seeds(tiny_mnist, tmp_path, capsys):
     assert main(["compare", "--models", "seed,nope", "--data-dir", str(tiny_mnist), "--out",
                  str(tmp_path / "x"), *FAST]) == 2
@@ -122,6 +133,31 @@ def test_a_rerun_removes_the_previous_results_first_and_a_refused_one_keeps_them
     monkeypatch.setattr(compare_module, "train_one", fail)  # the rerun fails at its first run
     assert "the disk is full" in _refused(args, capsys)
     assert not any((out / name).exists() for name in results)
+
+
+def test_a_rerun_removes_a_runs_old_metrics_before_it_trains_so_a_failure_leaves_none(tiny_mnist, tmp_path,
+                                                                                    capsys, monkeypatch):
+    # a run that failed in its folder left the previous metrics.json beside its own new config.json
+    from digits import compare as compare_module
+    from digits.errors import DigitsError
+
+    folder = tmp_path / "cmp" / "seed-seed0"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"seed": 0, "optim": {"epochs": 9}}')
+    (folder / "metrics.json").write_text('{"test_accuracy": 0.5}')
+    seen = []
+
+    def diverge(config, data, out):
+        seen.append(sorted(p.name for p in out.iterdir()))
+        raise DigitsError("training diverged")
+
+    monkeypatch.setattr(compare_module, "fit", diverge)
+    args = ["compare", "--models", "seed", "--seeds", "0", "--data-dir", str(tiny_mnist), "--out",
+            str(tmp_path / "cmp"), *FAST]
+    assert "training diverged" in _refused(args, capsys)
+    assert seen == [["config.json"]]  # the run started with its own config.json, and no metrics
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json"]
+    assert json.loads((folder / "config.json").read_text())["optim"]["epochs"] == 1
 
 
 def test_summary_mean_and_std_by_hand():

@@ -88,7 +88,8 @@ def test_a_read_only_run_folder(tiny_mnist, tmp_path, capsys, mounted):
     _mount("-o", "remount,bind,ro", str(run))
     err = _error(["train", "--data-dir", str(tiny_mnist), "--out", str(run), *FAST[2:], "--epochs", "2",
                   "--resume", str(run / "checkpoint.pt")], capsys)
-    assert "config.json: Read-only file system" in err
+    # the first change a rerun makes: removing the previous run's results, before its config.json
+    assert "previous run's" in err and "metrics.json: Read-only file system" in err
     err = _error(["run", "--data-dir", str(tiny_mnist), "--out", str(run / "new"), *FAST], capsys)
     assert "cannot create output folder" in err and "Read-only file system" in err
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

@@ -10,6 +10,7 @@ from PIL import Image
 from digits.checkpoint import describe, save_checkpoint
 from digits.cli import main
 from digits.errors import DigitsError
+from digits.fewshot import report
 from digits.fewshot.predict import Support, load_image, load_support, predict
 from digits.models import create_model
 
@@ -197,6 +198,13 @@ def test_one_episode_and_one_subset_report_no_interval(tiny_data, tmp_path, caps
     assert "± 0.00" not in md and "n/a: one episode gives no interval" in md
     curve_row, unseen_row = [line for line in md.splitlines() if line.startswith("| 1 |")]  # k = 1, 1-shot
     assert curve_row.count("± n/a") == 3 and unseen_row.count("± n/a") == 2
+    # fewshot.json: no spread is null, which strict JSON readers (JSON.parse, jq) take; NaN they refuse
+    text = (tmp_path / "o" / "fewshot.json").read_text()
+    results = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in fewshot.json"))
+    curve, unseen = results["learning_curve"]["rows"][0], results["unseen_classes"]["rows"][0]
+    assert [curve[m]["std"] for m in ("network", "nearest_neighbour", "nearest_class_mean")] == [None] * 3
+    assert [unseen[m][s] for m in ("embedding", "pixels") for s in ("std", "ci95")] == [None] * 4
+    assert report.render(results) == md  # fewshot.md is what fewshot.json holds, read back
     assert (tmp_path / "o" / "unseen_classes.png").stat().st_size > 0
 
 

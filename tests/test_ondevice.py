@@ -96,6 +96,26 @@ def test_a_reused_trainer_trains_each_seed_as_a_fresh_one_does(tiny_mnist, recip
     assert runs[0].final_loss == runs[2].final_loss and runs[0].final_loss != runs[1].final_loss
 
 
+def test_on_device_training_takes_any_integer_seed_as_digits_train_does(tiny_mnist):
+    # digits.data.seed_value: a seed past torch's range (10**30) trains as its value modulo 2**64,
+    # a negative one as torch has always wrapped it; torch.manual_seed(10**30) itself raises
+    data = load_mnist(tiny_mnist, val_size=0)
+    config = recipe("seed")  # with augmentation: the shuffle and the distortions both read the seed
+    config.optim.batch_size, config.optim.epochs, config.test_batch_size = 50, 1, 64
+    config.augment.rotate = 10.0
+    huge, negative = 10**30, -3
+    runs = {}
+    for seed in (huge, huge % 2**64, negative, 2**64 + negative):
+        config.seed = seed
+        runs[seed] = train_on_device(config, data, "eager")
+    trainer = DeviceTrainer(config, data, "eager")  # a reused trainer seeds each run again
+    again = trainer.run(huge)
+    assert again.final_loss == runs[huge].final_loss == runs[huge % 2**64].final_loss
+    assert runs[negative].final_loss == runs[2**64 + negative].final_loss != runs[huge].final_loss
+    _assert_same_weights(runs[huge].model, runs[huge % 2**64].model, 0)
+    _assert_same_weights(runs[negative].model, runs[2**64 + negative].model, 0)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_graph_replay_on_a_gpu_trains_as_eager_steps_do(tiny_mnist):
     data = load_mnist(tiny_mnist, val_size=0).to("cuda")

@@ -20,6 +20,7 @@ from .data import MNIST, load_mnist
 from .errors import DigitsError
 from .evaluate import evaluate
 from .models import count_parameters, list_models
+from .pipeline import prepare_out
 from .report import write_json, write_text
 from .train import check_startable, fit
 
@@ -59,8 +60,7 @@ def check_comparison(models: list[str], seeds: list[int], base: RunConfig,
 
 def train_one(config: RunConfig, data: MNIST, out: Path) -> dict:
     """Train one model on one seed into ``out``; its row of results.csv."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config.to_dict())
+    prepare_out(out, config, figures=False)  # a rerun's folder loses the previous run's metrics.json
     trained = fit(config, data, out)
     test = evaluate(trained.model, data.test.images, data.test.labels, config.test_batch_size,
                     config.channels_last)

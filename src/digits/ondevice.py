@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .augment import augment_batch, is_enabled
 from .config import RunConfig
-from .data import MNIST, normalize
+from .data import MNIST, normalize, seed_value
 from .models import create_model
 from .optim import lr_factor, make_optimizer
 
@@ -116,7 +116,7 @@ class DeviceTrainer:
         self.config, self.data, self.mode, self.bf16 = copy.deepcopy(config), data, mode, bf16
         self.device = device = data.train.images.device
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        torch.manual_seed(config.seed)
+        torch.manual_seed(seed_value(config.seed))
         self.model = create_model(config.model.name, **config.model.kwargs).to(device, memory_format=self.memory_format)
         self._fresh_seed = config.seed  # the model holds this seed's initial weights until trained
         self.lr = torch.tensor(config.optim.lr, device=device)  # a device tensor: no host value read per step
@@ -134,7 +134,7 @@ class DeviceTrainer:
 
     def _start_from(self, seed: int) -> None:
         """The seed's fresh network in the model's tensors, and the optimiser's state zeroed."""
-        torch.manual_seed(seed)
+        torch.manual_seed(seed_value(seed))
         fresh = create_model(self.config.model.name, **self.config.model.kwargs)
         self.model.load_state_dict(fresh.state_dict())  # copied into the same tensors, matched by name
         for state in self.optimizer.state.values():
@@ -148,53 +148,66 @@ class DeviceTrainer:
         """Train from ``seed``'s initial network, then test; timed from here to the test's end (a
         first run with the config's own seed uses the network __init__ made, untimed here:
         ``train_on_device`` times both)."""
-        config, data, device, bs = self.config, self.data, self.device, self.config.optim.batch_size
-        _sync(device)
+        _sync(self.device)
         start = time.perf_counter()
         if seed != self._fresh_seed:  # (else: the network is as __init__ made it, the RNG as it left it)
             self._start_from(seed)
         self._fresh_seed = None
-        x = normalize(data.train.images).contiguous(memory_format=self.memory_format)
-        y = data.train.labels
+        losses = self._train(seed)
+        accuracy = _test_accuracy(self.model, self.data, self.config.test_batch_size, self.bf16, self.memory_format)
+        _sync(self.device)
+        return DeviceResult(accuracy, time.perf_counter() - start, len(losses), float(losses[-1]),
+                            self.graph is not None, self.model)
+
+    def _train(self, seed: int) -> torch.Tensor:
+        """Every step's loss, left on the device; each epoch's shuffle and distortions drawn from ``seed``."""
+        config, device, bs = self.config, self.device, self.config.optim.batch_size
+        x = normalize(self.data.train.images).contiguous(memory_format=self.memory_format)
+        y = self.data.train.labels
         per_epoch = len(y) // bs
         lrs = schedule(config, per_epoch * config.optim.epochs, per_epoch, device)
-        gen = torch.Generator(device).manual_seed(seed)
-        graphs, augment = "graph" in self.mode and device.type == "cuda", is_enabled(config.augment)
+        gen = torch.Generator(device).manual_seed(seed_value(seed))
+        augment = config.augment if is_enabled(config.augment) else None
         # the first steps run eagerly, on a side stream when a graph is to be captured (CUDA's rule)
+        graphs = "graph" in self.mode and device.type == "cuda"
         side = torch.cuda.Stream(device) if graphs and self.graph is None else None
         losses = torch.zeros(len(lrs), device=device)
-        step, optimizer, xb, yb, lr = self.step, self.optimizer, self.xb, self.yb, self.lr
         self.model.train()
         for k in range(len(lrs)):
             if k % per_epoch == 0:
                 perm = torch.randperm(len(y), device=device, generator=gen)
-            idx = perm[(k % per_epoch) * bs:(k % per_epoch + 1) * bs]
-            torch.index_select(x, 0, idx, out=xb)
-            torch.index_select(y, 0, idx, out=yb)
-            if augment:  # config.augment's distortions, drawn on the device
-                xb.copy_(augment_batch(xb, config.augment, gen))
-            lr.copy_(lrs[k])
+            self._load_batch(x, y, perm[(k % per_epoch) * bs:(k % per_epoch + 1) * bs], augment, gen)
+            self.lr.copy_(lrs[k])
             if side is not None and k == WARMUP_STEPS:
                 torch.cuda.current_stream(device).wait_stream(side)
-                self.graph, self.graph_loss = _capture(step, optimizer)
+                self.graph, self.graph_loss = _capture(self.step, self.optimizer)
                 side = None
-            if self.graph is not None:
-                self.graph.replay()
-                loss = self.graph_loss
-            elif side is not None:  # each warm-up step waits for its batch, and the next for it
-                side.wait_stream(torch.cuda.current_stream(device))
-                with torch.cuda.stream(side):
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = step()
-                torch.cuda.current_stream(device).wait_stream(side)
-            else:
-                optimizer.zero_grad(set_to_none=True)
-                loss = step()
-            losses[k] = loss
-        accuracy = _test_accuracy(self.model, data, config.test_batch_size, self.bf16, self.memory_format)
-        _sync(device)
-        return DeviceResult(accuracy, time.perf_counter() - start, len(lrs), float(losses[-1]),
-                            self.graph is not None, self.model)
+            losses[k] = self._step_once(side)
+        return losses
+
+    def _load_batch(self, x, y, idx, augment, gen) -> None:
+        """The images and labels ``idx`` picks, into the batch tensors a graph reads, the images
+        distorted on the device when ``augment`` (the config's AugmentConfig, or None) says so."""
+        torch.index_select(x, 0, idx, out=self.xb)
+        torch.index_select(y, 0, idx, out=self.yb)
+        if augment is not None:
+            self.xb.copy_(augment_batch(self.xb, augment, gen))
+
+    def _step_once(self, side) -> torch.Tensor:
+        """One training step on the current batch, its loss on the device: the captured graph
+        replayed, else a warm-up step on the ``side`` stream, else an eager step."""
+        if self.graph is not None:
+            self.graph.replay()
+            return self.graph_loss
+        if side is not None:  # each warm-up step waits for its batch, and the next for it
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = self.step()
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            return loss
+        self.optimizer.zero_grad(set_to_none=True)
+        return self.step()
 
 
 def train_on_device(config: RunConfig, data: MNIST, mode: str = "eager", bf16: bool = False,

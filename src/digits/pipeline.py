@@ -25,6 +25,9 @@ from .device import resolve_device, set_threads
 from .train import TrainResult, check_startable, epoch_permutation, fit
 
 
+RESULTS = ("metrics.json", "report.md")  # what a run writes once it has finished, from its config.json
+
+
 @dataclass
 class RunResult:
     out: Path
@@ -40,14 +43,25 @@ def default_out(config: RunConfig) -> Path:
 
 def prepare_out(out: str | Path, config: RunConfig, figures: bool = True) -> Path:
     """Create the run folder (with figures/ when they will be drawn) and write config.json, failing
-    early if it is not writable."""
+    early if it is not writable. A previous run's results there are removed first: until this run
+    writes its own (or for good, if it fails) they would sit beside a config.json they do not describe."""
     out = Path(out)
     try:
         (out / "figures" if figures else out).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DigitsError(f"cannot create output folder {out}: {e.strerror or e}") from None
+    _remove_results(out)
     write_json(out / "config.json", config.to_dict())
     return out
+
+
+def _remove_results(out: Path) -> None:
+    for name in RESULTS:
+        try:
+            (out / name).unlink(missing_ok=True)
+        except OSError as e:
+            raise DigitsError(f"cannot remove the previous run's {out / name}: {e.strerror or e} "
+                              "(choose a writable --out)") from None
 
 
 def _metrics(config: RunConfig, trained: TrainResult, test: EvalResult | None, test_seconds: float,

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from .atomic import atomic_write
@@ -26,7 +27,21 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def write_json(path: str | Path, value) -> Path:
-    return write_text(path, json.dumps(value, indent=2) + "\n")
+    """Strict JSON: RFC 8259 has no NaN or Infinity, which Python writes by default and JavaScript's
+    JSON.parse and jq refuse. A non-finite float is written as null, "no value", as JSON.stringify
+    writes it (fewshot.json's spread of one value; compare's val_accuracy without a validation split)."""
+    return write_text(path, json.dumps(finite_or_none(value), indent=2, allow_nan=False) + "\n")
+
+
+def finite_or_none(value):
+    """A copy of ``value`` with every NaN or infinite float in it, at any depth, replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_or_none(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
 
 
 def _per_class_table(per_class: dict) -> list[str]:

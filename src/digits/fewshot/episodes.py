@@ -32,7 +32,8 @@ def episode_accuracies(features: dict[str, torch.Tensor], labels: torch.Tensor, 
 
 def summary(values: list[float]) -> dict[str, float]:
     """Mean, sample standard deviation and the half-width of the normal 95% confidence interval
-    of the mean (1.96 standard errors). From fewer than 2 values the spread is unknown: NaN, not 0."""
+    of the mean (1.96 standard errors). From fewer than 2 values the spread is unknown: NaN, not 0
+    (null in fewshot.json: report.write_json)."""
     n = len(values)
     mean = sum(values) / n if n else float("nan")
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
