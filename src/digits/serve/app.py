@@ -158,7 +158,12 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, *,
 def _listen(host: str, port: int) -> socket.socket:
     """A socket bound to ``host``:``port``, so that a busy port or an unknown host is one line of
     error before anything says it is serving (uvicorn logged it and exited with code 3)."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)  # as uvicorn does
+    # IPPROTO_TCP, as getaddrinfo gives uvicorn when it binds: asyncio sets TCP_NODELAY only on
+    # accepted sockets whose proto says TCP, and the default proto 0 left Nagle on. uvicorn writes a
+    # response's head and body separately, so on a kept-alive connection the body then waited for
+    # the client's delayed ACK: 40 ms more on every request (44-48 ms instead of 2-8 ms).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
