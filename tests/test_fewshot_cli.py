@@ -235,3 +235,15 @@ def test_learning_curve_x_axis_labels_only_the_measured_k(ks, monkeypatch):
     minor = [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
     plots.plt.close(drawn[0])
     assert minor == []
+
+
+def test_fewshot_takes_any_integer_seed_as_digits_train_does(tiny_data, tmp_path, capsys):
+    """Its subset and episode seeds are seed * 1000 + i: --seed 10**17 raised torch's "Overflow when
+    unpacking long long" as a traceback; now every seed is taken modulo 2**64, as digits train does."""
+    flags = ["--subsets", "1", "--episodes", "1", "--eval-shots", "1"]
+    for seed, out in ((10**17, "big"), (10**17 + 2**64, "wrapped")):
+        assert main(["fewshot", "--data-dir", str(tiny_data), "--out", str(tmp_path / out), *TINY, *flags,
+                     "--seed", str(seed)]) == 0
+    results = [json.loads((tmp_path / out / "fewshot.json").read_text()) for out in ("big", "wrapped")]
+    for part in ("learning_curve", "unseen_classes"):  # (their cells also hold training times)
+        assert results[0][part]["rows"] == results[1][part]["rows"]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import FewShotConfig
-from ..data import MNIST, Split, normalize
+from ..data import MNIST, Split, normalize, seed_value
 from ..errors import DigitsError
 from ..evaluate import evaluate
 from ..models import create_model
@@ -48,10 +48,10 @@ def steps_for(n_images: int, cfg: FewShotConfig) -> int:
 def train_classifier(train: Split, cfg: FewShotConfig, seed: int, device: torch.device
                      ) -> torch.nn.Module:
     """A fresh ``cfg.model`` trained on ``train`` for ``steps_for(len(train))`` augmented batches."""
-    torch.manual_seed(seed)
+    torch.manual_seed(seed_value(seed))
     model = create_model(cfg.model).to(device)
     images, labels = train.images.to(device).float(), train.labels.to(device)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed_value(seed))
 
     def step_loss(step: int) -> torch.Tensor:
         idx = torch.randint(len(labels), (cfg.batch_size,), generator=generator).to(device)

@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from ..data import seed_value
 from .baselines import class_means, nearest_prototype
 from .subsets import sample_episode
 
@@ -18,7 +19,7 @@ from .subsets import sample_episode
 def episode_accuracies(features: dict[str, torch.Tensor], labels: torch.Tensor, classes: list[int],
                        shots: int, queries: int, episodes: int, seed: int) -> dict[str, list[float]]:
     """Accuracy per episode for each named feature space; every space sees the same episodes."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed_value(seed))
     labels = labels.cpu()
     out: dict[str, list[float]] = {name: [] for name in features}
     for _ in range(episodes):

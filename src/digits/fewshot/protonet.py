@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import FewShotConfig
-from ..data import Split, normalize
+from ..data import Split, normalize, seed_value
 from ..evaluate import predict_logits
 from ..models import create_model
 from .augment import random_affine
@@ -31,11 +31,11 @@ def train_embedding(train: Split, classes: list[int], cfg: FewShotConfig, device
                     ) -> tuple[torch.nn.Module, list[float]]:
     """Train the embedding on ``cfg.train_episodes`` episodes drawn from ``classes`` of ``train``
     (``cfg.train_shots`` support and ``cfg.queries`` query images per class, augmented)."""
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed_value(cfg.seed))
     model = create_model(EMBEDDING_MODEL).to(device)
     keep = torch.isin(train.labels.cpu(), torch.tensor(classes))
     images, labels = train.images.cpu()[keep], train.labels.cpu()[keep]
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(seed_value(cfg.seed))
     ways = len(classes)
 
     def step_loss(step: int) -> torch.Tensor:

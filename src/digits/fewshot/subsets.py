@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..data import seed_value
 from ..errors import DigitsError
 
 
@@ -30,7 +31,7 @@ def class_balanced_subset(labels: torch.Tensor, k: int, seed: int,
         raise DigitsError(f"images per class must be positive, got {k}")
     labels = labels.cpu()
     classes = sorted(set(labels.tolist())) if classes is None else classes
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed_value(seed))
     picked = []
     for cls in classes:
         members = _members(labels, cls, k)
