@@ -47,6 +47,8 @@ def test_a_run_without_validation_split_records_its_val_accuracy_as_null(tiny_mn
     text = (out / "seed-seed0" / "metrics.json").read_text()
     metrics = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in metrics.json"))
     assert metrics["val_accuracy"] is None and 0 <= metrics["test_accuracy"] <= 1
+    row = [line for line in (out / "results.md").read_text().splitlines() if line.startswith("| seed |")][0]
+    assert row.split(" | ")[3] == "n/a" and "nan" not in row  # the table said "nan +- nan"
 
 
 def test_compare_rejects_unknown_models_and_bad_seeds(tiny_mnist, tmp_path, capsys):

@@ -11,6 +11,7 @@ run's checkpoint.pt, config.json and metrics.json).
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 import time
 from pathlib import Path
@@ -94,11 +95,16 @@ def render_markdown(summary: list[dict], recipe_name: str, seeds: list[int]) -> 
              "| images/s |", "| --- | ---: | ---: | --- | --- | ---: | ---: |"]
     for s in summary:
         lines.append(f"| {s['model']} | {s['parameters']:,} | {s['epochs']} | "
-                     f"{s['val_accuracy']:.4f} +- {s['val_accuracy_std']:.4f} | "
+                     f"{_mean_std(s, 'val_accuracy')} | "
                      f"{s['test_accuracy']:.4f} +- {s['test_accuracy_std']:.4f} | "
                      f"{s['train_seconds']:.1f} +- {s['train_seconds_std']:.1f} | "
                      f"{s['images_per_second']:,.0f} +- {s['images_per_second_std']:,.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def _mean_std(s: dict, key: str) -> str:
+    """"mean +- std", or n/a for runs without a validation split (--val-size 0: NaN)."""
+    return "n/a" if math.isnan(s[key]) else f"{s[key]:.4f} +- {s[key + '_std']:.4f}"
 
 
 def _append_csv(path: Path, row: dict) -> None:
