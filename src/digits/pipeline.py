@@ -126,15 +126,7 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
     writer = _open_writer(out, config)
     try:
         trained = fit(config, data, out, resume, writer)
-        result, test_seconds = None, 0.0
-        if test:
-            t0 = time.perf_counter()
-            result = evaluate(trained.model, data.test.images, data.test.labels,
-                              config.test_batch_size, config.channels_last)
-            test_seconds = time.perf_counter() - t0
-            if writer is not None:
-                for i, acc in enumerate(result.batch_accuracies):
-                    writer.add_scalar("test accuracy per batch", 100.0 * acc, i)
+        result, test_seconds = _test(trained, data, config, writer) if test else (None, 0.0)
     except OSError as e:  # raised by TensorBoard's writer (a full disk); checkpoints say so themselves
         if writer is None:  # not TensorBoard's (say, a closed stderr): main() reports it as it is, in one line
             raise
@@ -149,6 +141,18 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
     if result is not None:
         write_text(out / "report.md", render_report(config.to_dict(), metrics))
     return RunResult(out, metrics, trained, result)
+
+
+def _test(trained: TrainResult, data: MNIST, config: RunConfig, writer) -> tuple[EvalResult, float]:
+    """The test pass, its seconds, and the tutorial's per-batch test accuracy curve in TensorBoard."""
+    start = time.perf_counter()
+    result = evaluate(trained.model, data.test.images, data.test.labels, config.test_batch_size,
+                      config.channels_last)
+    seconds = time.perf_counter() - start
+    if writer is not None:
+        for i, acc in enumerate(result.batch_accuracies):
+            writer.add_scalar("test accuracy per batch", 100.0 * acc, i)
+    return result, seconds
 
 
 def _load(config: RunConfig) -> MNIST:
