@@ -180,3 +180,19 @@ def test_resume_from_a_checkpoint_without_training_state(tiny_mnist, tmp_path, c
     err = _error(["train", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "o"), *FAST,
                   "--resume", str(path)], capsys)
     assert "weights-only.pt: it has no training state (optimizer, scheduler, iter_num, progress)" in err
+
+
+def test_the_random_state_of_an_apple_gpu_is_saved_and_restored(monkeypatch):
+    """Dropout on MPS draws from the MPS generator: a resumed run there began it again from the seed."""
+    from digits import resume
+
+    saved = torch.tensor([7, 8, 9], dtype=torch.uint8)
+    restored = []
+    monkeypatch.setattr(torch.mps, "get_rng_state", lambda *a: saved.clone())
+    monkeypatch.setattr(torch.mps, "set_rng_state", lambda state, *a: restored.append(state))
+    state = resume._rng_state(torch.device("mps"))
+    assert torch.equal(state["mps"], saved) and torch.equal(state["cpu"], torch.get_rng_state())
+    resume._set_rng_state(state, torch.device("mps"))
+    assert len(restored) == 1 and torch.equal(restored[0], saved)
+    resume._set_rng_state({"cpu": torch.get_rng_state()}, torch.device("mps"))  # a CPU run's checkpoint
+    assert len(restored) == 1

@@ -108,6 +108,8 @@ def _rng_state(device: torch.device) -> dict:
     state = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
+    elif device.type == "mps":  # (one generator for the Apple GPU: no index)
+        state["mps"] = torch.mps.get_rng_state()
     return state
 
 
@@ -115,6 +117,8 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["cpu"])
     if device.type == "cuda" and "cuda" in state:  # (a CPU run's checkpoint has none)
         torch.cuda.set_rng_state(state["cuda"], device)
+    elif device.type == "mps" and "mps" in state:
+        torch.mps.set_rng_state(state["mps"])
 
 
 def _place_schedule(optimizer, scheduler, lr, position: int) -> None:
