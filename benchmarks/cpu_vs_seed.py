@@ -9,7 +9,9 @@ torch and torchvision the seed program needs; digits is installed into it (`pip 
 interpreter. The commands alternate, one round per seed, A B C then C B A and so on (no program is
 always first), because the machine is shared and its load drifts: compare the ratio of medians,
 never times from different runs. The JSON is rewritten after every run, so a failure keeps the
-runs measured before it.
+runs measured before it. The seed recipe runs with `--val-size 0` (all 60,000 training images,
+as the seed program); with every core in use, every program's threads are pinned one per core, as
+`digits run` pins its own (both recorded in the JSON: "commands", "omp_placement").
 Needs only the standard library itself. Prints a Markdown table; writes the raw figures as JSON.
 """
 from __future__ import annotations
@@ -34,6 +36,7 @@ PEERS, DATA = SHARED / "peers", SHARED / "data" / "mnist"
 PROGRAMS = ("seed program", "digits run (seed recipe)", "digits run --recipe fast")
 # also measurable with --programs: the seed recipe on torch's own operators (digits/convpool.py off)
 NO_KERNELS = "digits run (seed recipe; DIGITS_NO_KERNEL=1)"
+_PLACEMENT = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY", "KMP_AFFINITY")  # digits/affinity.py's
 
 
 def setup(venv: str) -> str:
@@ -52,13 +55,29 @@ def command(program: str, python: str, seed: int, threads: int, data: Path, out:
         return [python, str(PEERS / "seed_mnist.py"), "--data", str(data), "--seed", str(seed),
                 "--threads", str(threads)]
     recipe = "fast" if "fast" in program else "seed"
-    return [python, "-m", "digits", "run", "--recipe", recipe, "--seed", str(seed), "--threads", str(threads),
-            "--data-dir", str(data), "--out", str(out)]
+    # the seed recipe trains on all 60,000 images, as the seed program does: by default digits holds
+    # out 5,000 for validation (215 steps an epoch, not 235, plus a validation pass each epoch). The
+    # fast recipe runs as a user runs it, with its validation split.
+    split = ["--val-size", "0"] if recipe == "seed" else []
+    return [python, "-m", "digits", "run", "--recipe", recipe, *split, "--seed", str(seed),
+            "--threads", str(threads), "--data-dir", str(data), "--out", str(out)]
 
 
-def timed_run(cmd: list[str], out: Path, kernels: bool = True) -> dict:
-    """Run one whole process; wall and CPU seconds, and the test accuracy it reports."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+def placement(threads: int) -> dict[str, str]:
+    """The OpenMP thread placement every program gets: `digits run` pins its threads one per core
+    when they use every core (digits/affinity.py), so the seed program is given the same; with
+    fewer threads neither is pinned. (digits sets it itself, so that its forked figure process
+    can leave the pinned core; the peer gets it through its environment.)"""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    pinned = sys.platform.startswith("linux") and cores > 1 and threads in (0, cores)
+    return {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"} if pinned else {}
+
+
+def timed_run(cmd: list[str], out: Path, kernels: bool = True, omp: dict[str, str] | None = None) -> dict:
+    """Run one whole process; wall and CPU seconds, and the test accuracy it reports. ``omp``: the
+    OpenMP placement to set in its environment (every other placement variable is removed)."""
+    env = {k: v for k, v in os.environ.items() if k not in _PLACEMENT}
+    env.update(omp or {}, PYTHONPATH=str(ROOT / "src"))
     env.pop("DIGITS_NO_KERNEL", None)
     if not kernels:
         env["DIGITS_NO_KERNEL"] = "1"
@@ -140,6 +159,8 @@ def main() -> None:
         raise SystemExit(f"unknown program(s): {', '.join(unknown)}")
     result = {"date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"), "machine": machine(python),
               "threads": args.threads, "seeds": seeds, "load_average_start": os.getloadavg(),
+              "omp_placement": placement(args.threads),
+              "commands": {p: command(p, "python", seeds[0], args.threads, args.data, Path("OUT")) for p in programs},
               "runs": {p: [] for p in programs}}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,8 +168,9 @@ def main() -> None:
             for program in round_order(programs, i):
                 out = Path(tmp) / f"{len(result['runs'][program])}-{program.split()[-1]}"
                 try:
-                    row = timed_run(command(program, python, seed, args.threads, args.data, out), out,
-                                    kernels=program != NO_KERNELS)
+                    cmd = command(program, python, seed, args.threads, args.data, out)
+                    omp = result["omp_placement"] if program == PROGRAMS[0] else None  # digits sets its own
+                    row = timed_run(cmd, out, kernels=program != NO_KERNELS, omp=omp)
                 except RuntimeError as error:
                     result["failed"] = str(error)
                     args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -80,3 +80,33 @@ def test_ensemble_scores_are_what_digits_evaluate_prints(tiny_mnist, tmp_path, c
     assert result["per_model"]["seed"]["runs"] == 2
     table = bench.table(result)
     assert "| both | 2 | yes |" in table and "| three (declared) | 3 | yes | - |" in table
+
+
+def test_the_seed_recipe_trains_on_all_60000_images_as_the_seed_program_does():
+    """By default digits holds out 5,000 images: the side-by-side gave it 430 steps to the peer's 470."""
+    bench = _bench()
+    from pathlib import Path
+
+    seed_cmd, fast_cmd = (bench.command(p, "python", 0, 1, Path("d"), Path("o")) for p in bench.PROGRAMS[1:])
+    assert seed_cmd[seed_cmd.index("--val-size") + 1] == "0"
+    assert "--val-size" not in fast_cmd  # the fast recipe runs as users run it
+
+
+def test_every_program_gets_the_thread_placement_digits_gives_itself(tmp_path, monkeypatch):
+    """digits pins its threads one per core when they use every core; the seed program ran unpinned."""
+    import json
+    import sys
+
+    bench = _bench()
+    monkeypatch.setattr(bench.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(bench.sys, "platform", "linux")
+    assert bench.placement(2) == bench.placement(0) == {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"}
+    assert bench.placement(1) == {}
+    monkeypatch.setenv("OMP_PLACES", "threads")  # the caller's own placement reaches no program
+    monkeypatch.setenv("GOMP_CPU_AFFINITY", "0")
+    report = ("import json, os, sys; json.dump({'test_accuracy': 0.5, 'env': {k: os.environ.get(k) for k in "
+              "('OMP_PROC_BIND', 'OMP_PLACES', 'GOMP_CPU_AFFINITY')}}, open(sys.argv[1] + '/metrics.json', 'w'))")
+    for omp, expected in ((bench.placement(2), ["close", "cores", None]), (None, [None, None, None])):
+        row = bench.timed_run([sys.executable, "-c", report, str(tmp_path)], tmp_path, omp=omp)
+        env = json.loads((tmp_path / "metrics.json").read_text())["env"]
+        assert row["test_accuracy"] == 0.5 and list(env.values()) == expected
