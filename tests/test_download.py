@@ -1,4 +1,5 @@
 """The download path against HTTP servers on loopback: failing, corrupt and good mirrors."""
+import errno
 import http.server
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     source: Path = Path()
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.hits.append(self.path)
         name = self.path.rsplit("/", 1)[-1]
         if self.mode == "missing":
             self.send_error(404)
@@ -35,16 +37,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def mirror(real_mnist):
+def mirror(request):
+    """mirror(mode) starts a loopback mirror and returns its URL; mirror.hits: the paths requested
+    of any of them. Only a mirror that serves files needs the real MNIST files."""
     servers = []
 
     def start(mode: str) -> str:
-        handler = type("H", (_Handler,), {"mode": mode, "source": real_mnist})
+        source = Path() if mode == "missing" else request.getfixturevalue("real_mnist")
+        handler = type("H", (_Handler,), {"mode": mode, "source": source, "hits": start.hits})
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}/mnist/"
 
+    start.hits = []
     yield start
     for server in servers:
         server.shutdown()
@@ -67,6 +73,52 @@ def test_all_mirrors_failing_leaves_no_file_and_says_what_happened(mirror, tmp_p
     assert "404" in message and "md5 mismatch" in message and "connection closed" in message
     assert "copy the four MNIST" in message
     assert list(tmp_path.iterdir()) == []  # no partial file that looks complete
+
+
+def test_an_unwritable_data_folder_is_one_error_before_any_mirror_is_asked(mirror, tmp_path, monkeypatch):
+    folder = tmp_path / "d"
+    folder.mkdir()  # exists, but refuses new files (read-only filesystem, another user's folder)
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    url = mirror("missing")
+    with monkeypatch.context() as patch, pytest.raises(DataError) as info:
+        patch.setattr(download, "open", refuse, raising=False)
+        download.find_mnist(folder, mirrors=(url, url))
+    assert mirror.hits == []  # no mirror contacted (each can take 30 s to time out)
+    assert str(info.value) == (f"cannot write {folder}: Permission denied; choose a writable "
+                               "--data-dir or set DIGITS_DATA_DIR")
+    assert list(folder.iterdir()) == []
+    # the same call with a writable folder does ask the mirror
+    with pytest.raises(DataError, match="404"):
+        download.find_mnist(folder, mirrors=(url,))
+    assert len(mirror.hits) == 1
+
+
+def test_a_full_disk_is_not_blamed_on_the_mirror(mirror, tmp_path, monkeypatch):
+    class Full:
+        def __init__(self, path, mode):
+            self.file = open(path, mode)
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    mirrors = (mirror("good"), mirror("good"))
+    monkeypatch.setattr(download, "open", Full, raising=False)
+    with pytest.raises(DataError, match=r"^cannot write .*: No space left on device; choose a writable"):
+        download.download_file("t10k-labels-idx1-ubyte", tmp_path, mirrors, progress=False)
+    assert len(mirror.hits) == 1  # the second mirror would fill the disk the same way
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_search_order_and_no_download_message(tiny_mnist, tmp_path, monkeypatch):
