@@ -139,6 +139,14 @@ def test_cache_is_used_when_nothing_else_is_set(tiny_mnist, tmp_path, monkeypatc
     assert download.find_mnist(download=False) == cache
 
 
+@pytest.mark.parametrize("xdg", ["relative/cache", ""])
+def test_a_relative_or_empty_xdg_cache_home_is_ignored(xdg, tmp_path, monkeypatch):
+    # the XDG Base Directory spec: relative paths are invalid and must be ignored
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    assert download.cache_dir() == tmp_path / "home" / ".cache" / "digits" / "mnist"
+
+
 def test_uncompressed_local_content_is_accepted(real_mnist, tmp_path):
     import gzip
 

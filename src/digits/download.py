@@ -1,8 +1,8 @@
 """Finding MNIST on disk, and downloading it from the public mirrors when it is not there.
 
 Search order: the ``data_dir`` argument (``--data-dir``), ``$DIGITS_DATA_DIR``, the user cache
-(``$XDG_CACHE_HOME/digits/mnist``, by default ``~/.cache/digits/mnist``). If none holds the four
-files they are downloaded into the first of those that was given.
+(``$XDG_CACHE_HOME/digits/mnist`` if that is an absolute path, else ``~/.cache/digits/mnist``). If
+none holds the four files they are downloaded into the first of those that was given.
 
     folder = find_mnist()               # a Path holding the four IDX files
 """
@@ -40,8 +40,10 @@ _TIMEOUT_S = 30
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "digits" / "mnist"
+    base = Path(os.environ.get("XDG_CACHE_HOME", ""))
+    if not base.is_absolute():  # unset, empty or relative: the XDG spec says ignore it
+        base = Path.home() / ".cache"
+    return base / "digits" / "mnist"
 
 
 def _has_all(folder: Path) -> bool:
