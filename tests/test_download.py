@@ -1,6 +1,8 @@
 """The download path against HTTP servers on loopback: failing, corrupt and good mirrors."""
 import errno
 import http.server
+import os
+import stat
 import threading
 from pathlib import Path
 
@@ -119,6 +121,27 @@ def test_a_full_disk_is_not_blamed_on_the_mirror(mirror, tmp_path, monkeypatch):
         download.download_file("t10k-labels-idx1-ubyte", tmp_path, mirrors, progress=False)
     assert len(mirror.hits) == 1  # the second mirror would fill the disk the same way
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_download_is_on_disk_before_and_after_it_is_renamed_into_place(mirror, tmp_path, monkeypatch):
+    # as for every file atomic.py writes: without the fsyncs a power loss can leave the final name
+    # pointing at an empty or partly written file, which the next run would take for MNIST
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append("rename")
+        real_replace(src, dst)
+
+    url = mirror("good")
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    download.download_file("t10k-labels-idx1-ubyte", tmp_path, (url,), progress=False)
+    assert events == ["fsync file", "rename", "fsync folder"]
 
 
 def test_search_order_and_no_download_message(tiny_mnist, tmp_path, monkeypatch):

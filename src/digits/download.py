@@ -19,7 +19,7 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from .atomic import remove_stale_temps
+from .atomic import remove_stale_temps, sync_folder
 from .data import FILES
 from .errors import DataError
 
@@ -127,6 +127,7 @@ def _try_mirrors(name: str, partial: Path, mirrors: tuple[str, ...], progress: b
         if file_matches(partial, name):
             with _writing():
                 os.replace(partial, final)  # atomic: a file named like the real one is always complete
+            sync_folder(final.parent)
             return True
         failures.append(f"{url}: md5 mismatch")
     return False
@@ -166,5 +167,6 @@ def _fetch(url: str, dest: Path, progress: bool) -> None:
                 bar.update(len(chunk))
         with _writing():  # flushed here, not by close(), whose failure would be blamed on the mirror
             out.flush()
+            os.fsync(out.fileno())  # on disk before it is renamed, like every file atomic.py writes
     if total is not None and received != total:
         raise OSError(f"connection closed after {received} of {total} bytes")
