@@ -1,5 +1,8 @@
 """The download path against HTTP servers on loopback: failing, corrupt and good mirrors."""
+import errno
 import http.server
+import os
+import stat
 import threading
 from pathlib import Path
 
@@ -15,6 +18,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     source: Path = Path()
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.hits.append(self.path)
         name = self.path.rsplit("/", 1)[-1]
         if self.mode == "missing":
             self.send_error(404)
@@ -35,16 +39,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def mirror(real_mnist):
+def mirror(request):
+    """mirror(mode) starts a loopback mirror and returns its URL; mirror.hits: the paths requested
+    of any of them. Only a mirror that serves files needs the real MNIST files."""
     servers = []
 
     def start(mode: str) -> str:
-        handler = type("H", (_Handler,), {"mode": mode, "source": real_mnist})
+        source = Path() if mode == "missing" else request.getfixturevalue("real_mnist")
+        handler = type("H", (_Handler,), {"mode": mode, "source": source, "hits": start.hits})
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}/mnist/"
 
+    start.hits = []
     yield start
     for server in servers:
         server.shutdown()
@@ -69,6 +77,73 @@ def test_all_mirrors_failing_leaves_no_file_and_says_what_happened(mirror, tmp_p
     assert list(tmp_path.iterdir()) == []  # no partial file that looks complete
 
 
+def test_an_unwritable_data_folder_is_one_error_before_any_mirror_is_asked(mirror, tmp_path, monkeypatch):
+    folder = tmp_path / "d"
+    folder.mkdir()  # exists, but refuses new files (read-only filesystem, another user's folder)
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    url = mirror("missing")
+    with monkeypatch.context() as patch, pytest.raises(DataError) as info:
+        patch.setattr(download, "open", refuse, raising=False)
+        download.find_mnist(folder, mirrors=(url, url))
+    assert mirror.hits == []  # no mirror contacted (each can take 30 s to time out)
+    assert str(info.value) == (f"cannot write {folder}: Permission denied; choose a writable "
+                               "--data-dir or set DIGITS_DATA_DIR")
+    assert list(folder.iterdir()) == []
+    # the same call with a writable folder does ask the mirror
+    with pytest.raises(DataError, match="404"):
+        download.find_mnist(folder, mirrors=(url,))
+    assert len(mirror.hits) == 1
+
+
+def test_a_full_disk_is_not_blamed_on_the_mirror(mirror, tmp_path, monkeypatch):
+    class Full:
+        def __init__(self, path, mode):
+            self.file = open(path, mode)
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    mirrors = (mirror("good"), mirror("good"))
+    monkeypatch.setattr(download, "open", Full, raising=False)
+    with pytest.raises(DataError, match=r"^cannot write .*: No space left on device; choose a writable"):
+        download.download_file("t10k-labels-idx1-ubyte", tmp_path, mirrors, progress=False)
+    assert len(mirror.hits) == 1  # the second mirror would fill the disk the same way
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_download_is_on_disk_before_and_after_it_is_renamed_into_place(mirror, tmp_path, monkeypatch):
+    # as for every file atomic.py writes: without the fsyncs a power loss can leave the final name
+    # pointing at an empty or partly written file, which the next run would take for MNIST
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append("rename")
+        real_replace(src, dst)
+
+    url = mirror("good")
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    download.download_file("t10k-labels-idx1-ubyte", tmp_path, (url,), progress=False)
+    assert events == ["fsync file", "rename", "fsync folder"]
+
+
 def test_search_order_and_no_download_message(tiny_mnist, tmp_path, monkeypatch):
     assert download.find_mnist(tiny_mnist, download=False) == tiny_mnist
     monkeypatch.setenv("DIGITS_DATA_DIR", str(tiny_mnist))
@@ -85,6 +160,14 @@ def test_cache_is_used_when_nothing_else_is_set(tiny_mnist, tmp_path, monkeypatc
     cache.parent.mkdir(parents=True)
     tiny_mnist.rename(cache)
     assert download.find_mnist(download=False) == cache
+
+
+@pytest.mark.parametrize("xdg", ["relative/cache", ""])
+def test_a_relative_or_empty_xdg_cache_home_is_ignored(xdg, tmp_path, monkeypatch):
+    # the XDG Base Directory spec: relative paths are invalid and must be ignored
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    assert download.cache_dir() == tmp_path / "home" / ".cache" / "digits" / "mnist"
 
 
 def test_uncompressed_local_content_is_accepted(real_mnist, tmp_path):

@@ -39,7 +39,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
         hint = _HINTS.get(cause.errno, "")
         raise DigitsError(f"cannot write {path}: {cause.strerror or cause}; the previous file, if "
                           f"any, is unchanged{hint}") from None
-    _sync_folder(path.parent)
+    sync_folder(path.parent)
     remove_stale_temps(path)
     return path
 
@@ -90,7 +90,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _sync_folder(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
     # the rename itself is durable only once the folder's entry is on disk (power loss)
     try:
         fd = os.open(folder, os.O_RDONLY)

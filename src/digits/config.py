@@ -38,12 +38,13 @@ def non_finite(section) -> tuple[str, float] | None:
 
 @dataclass
 class DataConfig:
-    data_dir: str | None = setting(None, "folder holding the four MNIST IDX files (.gz or not); default: "
-                                   "$DIGITS_DATA_DIR, then ~/.cache/digits/mnist, downloading there",
-                                   metavar="DIR")
+    data_dir: str | None = setting(None, "folder holding the four MNIST IDX files (.gz or not), looked in "
+                                   "first; then $DIGITS_DATA_DIR, then the cache ($XDG_CACHE_HOME/"
+                                   "digits/mnist, by default ~/.cache/digits/mnist)", metavar="DIR")
     val_size: int = setting(5000, "training images held out for validation; 0 trains on all 60,000")
     split_seed: int = setting(0, "seed of the train/validation split, independent of --seed")
-    download: bool = setting(True, "download MNIST into the cache when it is not found")
+    download: bool = setting(True, "download MNIST when no folder looked in holds it, into the first one "
+                             "named: --data-dir, else $DIGITS_DATA_DIR, else the cache")
 
 
 @dataclass

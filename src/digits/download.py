@@ -1,8 +1,8 @@
 """Finding MNIST on disk, and downloading it from the public mirrors when it is not there.
 
 Search order: the ``data_dir`` argument (``--data-dir``), ``$DIGITS_DATA_DIR``, the user cache
-(``$XDG_CACHE_HOME/digits/mnist``, by default ``~/.cache/digits/mnist``). If none holds the four
-files they are downloaded into the first of those that was given.
+(``$XDG_CACHE_HOME/digits/mnist`` if that is an absolute path, else ``~/.cache/digits/mnist``). If
+none holds the four files they are downloaded into the first of those that was given.
 
     folder = find_mnist()               # a Path holding the four IDX files
 """
@@ -19,7 +19,7 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from .atomic import remove_stale_temps
+from .atomic import remove_stale_temps, sync_folder
 from .data import FILES
 from .errors import DataError
 
@@ -40,8 +40,10 @@ _TIMEOUT_S = 30
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "digits" / "mnist"
+    base = Path(os.environ.get("XDG_CACHE_HOME", ""))
+    if not base.is_absolute():  # unset, empty or relative: the XDG spec says ignore it
+        base = Path.home() / ".cache"
+    return base / "digits" / "mnist"
 
 
 def _has_all(folder: Path) -> bool:
@@ -95,20 +97,13 @@ def download_file(name: str, folder: Path, mirrors: tuple[str, ...] = MIRRORS,
     final = folder / f"{name}.gz"
     remove_stale_temps(final, ".part")  # left by a download that was killed (SIGKILL, power loss)
     partial = folder / f".{name}.gz.{os.getpid()}.part"
-    failures = []
+    failures: list[str] = []
     try:
-        for mirror in mirrors:
-            url = f"{mirror}{name}.gz"
-            try:
-                _fetch(url, partial, progress)
-            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-                reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", None) or e
-                failures.append(f"{url}: {reason}")
-                continue
-            if file_matches(partial, name):
-                os.replace(partial, final)  # atomic: a file named like the real one is always complete
-                return final
-            failures.append(f"{url}: md5 mismatch")
+        if _try_mirrors(name, partial, mirrors, progress, failures):
+            return final
+    except _WriteFailed as e:  # every other mirror would fail the same way: ask none of them
+        raise DataError(f"cannot write {folder}: {e.error.strerror or e.error}; choose a writable "
+                        f"--data-dir or set {ENV_VAR}") from None
     finally:  # whatever ended the download, Ctrl-C included, leaves no partial file behind
         with contextlib.suppress(OSError):  # must not hide the exception that is ending it
             partial.unlink(missing_ok=True)
@@ -116,18 +111,62 @@ def download_file(name: str, folder: Path, mirrors: tuple[str, ...] = MIRRORS,
                     f"the four MNIST .gz files into {folder} or point {ENV_VAR} at them")
 
 
+def _try_mirrors(name: str, partial: Path, mirrors: tuple[str, ...], progress: bool,
+                 failures: list[str]) -> bool:
+    """Download into ``partial`` from each mirror in turn until a copy verifies, then move it into
+    place; True if one did. Why each mirror failed is appended to ``failures``."""
+    final = partial.parent / f"{name}.gz"
+    for mirror in mirrors:
+        url = f"{mirror}{name}.gz"
+        try:
+            _fetch(url, partial, progress)
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+            reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", None) or e
+            failures.append(f"{url}: {reason}")
+            continue
+        if file_matches(partial, name):
+            with _writing():
+                os.replace(partial, final)  # atomic: a file named like the real one is always complete
+            sync_folder(final.parent)
+            return True
+        failures.append(f"{url}: md5 mismatch")
+    return False
+
+
+class _WriteFailed(Exception):
+    """Writing the download into the data folder failed: not the mirror's fault."""
+
+    def __init__(self, error: OSError):
+        super().__init__(error)
+        self.error = error
+
+
+@contextlib.contextmanager
+def _writing():
+    try:
+        yield
+    except OSError as e:
+        raise _WriteFailed(e) from None
+
+
 def _fetch(url: str, dest: Path, progress: bool) -> None:
     from tqdm import tqdm
 
+    with _writing():  # before contacting the mirror, which can take 30 s to time out
+        out = open(dest, "wb")
     request = urllib.request.Request(url, headers={"User-Agent": "digits"})
-    with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response, open(dest, "wb") as out:
+    with out, urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
         with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
                   disable=not progress, file=sys.stderr, leave=False) as bar:
             received = 0
             while chunk := response.read(1 << 16):
-                out.write(chunk)
+                with _writing():  # a full disk is not the mirror's fault either
+                    out.write(chunk)
                 received += len(chunk)
                 bar.update(len(chunk))
+        with _writing():  # flushed here, not by close(), whose failure would be blamed on the mirror
+            out.flush()
+            os.fsync(out.fileno())  # on disk before it is renamed, like every file atomic.py writes
     if total is not None and received != total:
         raise OSError(f"connection closed after {received} of {total} bytes")
