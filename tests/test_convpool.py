@@ -389,3 +389,19 @@ def test_a_compiler_without_openmp_builds_a_one_thread_library(monkeypatch, tmp_
         wrt = [block.weight, block.bias]
         for a, b in zip(torch.autograd.grad(ours.sum(), wrt), torch.autograd.grad(theirs.sum(), wrt)):
             assert (a - b).abs().max() <= 1e-4 * b.abs().max()  # one thread's long float sums
+
+
+def test_a_relative_xdg_cache_home_is_ignored_for_the_kernels_too(monkeypatch, tmp_path):
+    """The kernels were cached in a relative $XDG_CACHE_HOME as it stood (the XDG spec says ignore
+    it), in whatever folder a run started from; they now share download.py's cache folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")
+    folders = []
+    monkeypatch.setattr(convpool, "_load", lambda folder, *args: folders.append(folder))
+    monkeypatch.setattr(convpool, "_compiler", lambda: ["cc"])
+    monkeypatch.delenv("DIGITS_NO_KERNEL", raising=False)
+    if not convpool.sys.platform.startswith("linux"):
+        pytest.skip("the kernels are built on Linux only")
+    assert convpool._build() is None  # (nothing loaded: every candidate folder is tried)
+    assert folders[0] == tmp_path / "home" / ".cache" / "digits"

@@ -36,6 +36,8 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from .cache import cache_root
+
 SOURCE = Path(__file__).with_name("convpool.c")
 KERNEL, FIRST_SIDE, FIRST_POOLED, SECOND_SIDE, SECOND_POOLED = 5, 28, 12, 12, 4  # what convpool.c is written for
 MAX_CHANNELS = 32  # its second block's MAXC
@@ -52,10 +54,6 @@ def set_enabled(enabled: bool) -> bool:
     global _enabled
     previous, _enabled = _enabled, bool(enabled)
     return previous
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "digits"
 
 
 def _flags() -> list[str]:
@@ -89,7 +87,7 @@ def _build() -> ctypes.CDLL | None:
     # OpenMP's threads (torch's own runtime); a compiler without OpenMP builds a one-thread library
     for flags in ([*_flags(), "-fopenmp"], _flags()):
         key = hashlib.sha256(source + " ".join([platform.machine(), *compiler, *flags]).encode()).hexdigest()[:16]
-        for folder in (_cache_dir, lambda: Path(tempfile.gettempdir()) / f"digits-{os.getuid()}"):
+        for folder in (cache_root, lambda: Path(tempfile.gettempdir()) / f"digits-{os.getuid()}"):
             try:
                 library = _load(folder(), key, compiler, flags)
             except Exception:  # noqa: BLE001 (an unreadable cache, an odd HOME, a library without our symbols...)

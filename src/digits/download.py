@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path
 
 from .atomic import remove_stale_temps, sync_folder
+from .cache import cache_root
 from .data import FILES
 from .errors import DataError
 
@@ -40,10 +41,7 @@ _TIMEOUT_S = 30
 
 
 def cache_dir() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME", ""))
-    if not base.is_absolute():  # unset, empty or relative: the XDG spec says ignore it
-        base = Path.home() / ".cache"
-    return base / "digits" / "mnist"
+    return cache_root() / "mnist"
 
 
 def _has_all(folder: Path) -> bool:
