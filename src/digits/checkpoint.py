@@ -11,6 +11,7 @@ than loaded with silently wrong weights) and are read with ``weights_only=True``
 from __future__ import annotations
 
 import hashlib
+import math
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: damaged (its contents do not match the checksum stored in it); "
                               "use another copy or train again")
     _check_layout(path, ckpt)
+    _check_normalization(path, ckpt["meta"])
     return ckpt
 
 
@@ -92,6 +94,39 @@ def _check_layout(path: Path, ckpt: dict) -> None:
     odd = next(filter(None, map(_unusual, weights.values())), None)
     if odd:  # load_state_dict would fail on it with another exception type, or copy nothing
         raise CheckpointError(f"{path}: its weights include {odd}; not a usable checkpoint")
+
+
+def _check_normalization(path: Path, meta: dict) -> None:
+    """Refuse weights trained on inputs normalised otherwise: digits feeds every model data.MEAN and
+    STD, so they would predict wrongly without any error. Files that record none (older ones) load."""
+    if "normalization" not in meta:
+        return
+    recorded = meta["normalization"]
+    if isinstance(recorded, dict):
+        mean, std = _one_number(recorded.get("mean")), _one_number(recorded.get("std"))
+        if None not in (mean, std) and all(math.isclose(a, b, abs_tol=1e-6)  # float32 copies: ~1e-8 off
+                                           for a, b in ((mean, MEAN), (std, STD))):
+            return
+        holds = (f"normalises its inputs with mean {_shown(recorded.get('mean'))} "
+                 f"and std {_shown(recorded.get('std'))}")
+    else:
+        holds = f"records its normalization as {repr(recorded)[:60]}"
+    raise CheckpointError(f"{path}: {holds}, but digits uses mean {MEAN} and std {STD}, so its predictions "
+                          "here would be wrong; use a checkpoint trained by digits")
+
+
+def _one_number(value) -> float | None:
+    """A finite number, alone or as the one channel of a list (torchvision's Normalize((m,), (s,)))."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _shown(value) -> str:
+    number = _one_number(value)
+    return f"{number:g}" if number is not None else repr(value)[:40]
 
 
 def _unusual(tensor: torch.Tensor) -> str | None:
