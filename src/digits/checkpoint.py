@@ -49,11 +49,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict, **stat
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """The raw checkpoint dictionary, validated; never executes code stored in the file."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if _is_torchscript(path):  # torch.load would warn and hand it to torch.jit.load
-        raise CheckpointError(f"{path}: a TorchScript export, not a digits checkpoint; use the run's "
-                              "checkpoint.pt, or export to ONNX (`digits export`), which digits reads")
+    _refuse_other_files(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001  damaged bytes raise many types here: OSError (EINVAL on a
@@ -71,6 +67,34 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     _check_layout(path, ckpt)
     _check_normalization(path, ckpt["meta"])
     return ckpt
+
+
+def _refuse_other_files(path: Path) -> None:
+    """Name what ``path`` is when it is plainly no checkpoint, where torch.load would say something
+    obscure ("Unsupported operand 8" for ONNX) or the user gave the run's folder."""
+    if path.is_dir():
+        inside = path / "checkpoint.pt"
+        hint = f"did you mean {inside}?" if inside.is_file() else "give the checkpoint.pt of a training run"
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file; {hint}")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if _is_torchscript(path):  # torch.load would warn and hand it to torch.jit.load
+        raise CheckpointError(f"{path}: a TorchScript export, not a digits checkpoint; use the run's "
+                              "checkpoint.pt, or export to ONNX (`digits export`), which digits reads")
+    if path.suffix.lower() == ".onnx" or _is_onnx(path):
+        raise CheckpointError(f"{path}: an ONNX model, not a digits checkpoint; evaluate and export need "
+                              "the checkpoint.pt of a training run (predict and serve read models named .onnx)")
+
+
+def _is_onnx(path: Path) -> bool:
+    """An ONNX ModelProto starts with its ir_version (field 1, a small varint), then the next field in
+    number order (producer_name, ..., graph, opset_import); a checkpoint starts with a zip or pickle."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(3)
+    except OSError:
+        return False
+    return len(head) == 3 and head[0] == 0x08 and head[1] < 0x80 and head[2] in b"\x12\x1a\x22\x28\x32\x3a\x42"
 
 
 def _is_torchscript(path: Path) -> bool:
