@@ -162,6 +162,48 @@ def test_a_torchscript_export_or_an_image_is_refused_in_one_line(tmp_path):
     assert "not a readable digits checkpoint" in str(error.value) and "\n" not in str(error.value)
 
 
+def _with_normalization(tmp_path, normalization, version=2):
+    meta = describe("seed", {})
+    if normalization is None:
+        del meta["normalization"]  # as a checkpoint from before digits recorded it
+    else:
+        meta["normalization"] = normalization
+    payload = {"format": "digits-checkpoint", "version": version, "meta": meta,
+               "model": create_model("seed").state_dict()}
+    if version >= 2:
+        payload["sha256"] = digest(payload)
+    torch.save(payload, tmp_path / "other.pt")
+    return tmp_path / "other.pt"
+
+
+@pytest.mark.parametrize("normalization, holds", [
+    ({"mean": 0.5, "std": 0.5}, "mean 0.5 and std 0.5"),
+    ({"mean": 0.0, "std": 1.0}, "mean 0 and std 1"),
+    ({"mean": [0.1307], "std": [0.25]}, "mean 0.1307 and std 0.25"),
+    ({"mean": 0.1307}, "mean 0.1307 and std None"),
+    ("imagenet", "'imagenet'"),
+])
+def test_a_checkpoint_normalised_otherwise_is_refused_in_one_line(tmp_path, normalization, holds):
+    path = _with_normalization(tmp_path, normalization)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: ") and holds in message and "\n" not in message
+    assert "digits uses mean 0.1307 and std 0.3081" in message
+
+
+@pytest.mark.parametrize("normalization", [None, {"mean": 0.1307, "std": 0.3081},
+                                           {"mean": [0.13070000708], "std": (0.30809998512,)}])
+def test_a_checkpoint_normalised_as_digits_does_or_recording_nothing_loads(tmp_path, normalization):
+    load_checkpoint(_with_normalization(tmp_path, normalization))  # float32 rounding is the same
+    load_checkpoint(_with_normalization(tmp_path, normalization, version=1))
+
+
+def test_the_committed_seed_checkpoint_still_loads():
+    _, ckpt = load_checkpoint(ROOT / "tests" / "data" / "seed.pt")
+    assert ckpt["meta"]["normalization"] == {"mean": 0.1307, "std": 0.3081}
+
+
 def _recorded(val_size=None, split_seed=None) -> dict:
     data = {} if val_size is None else {"data": {"val_size": val_size, "split_seed": split_seed}}
     return {"meta": describe("seed", {}, config=data)}

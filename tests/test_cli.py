@@ -124,6 +124,28 @@ def test_not_a_checkpoint(tiny_mnist, tmp_path, capsys):
     assert "x.pt" in _error(["evaluate", str(tmp_path / "x.pt"), "--data-dir", str(tiny_mnist)], capsys)
 
 
+def test_evaluating_an_onnx_export_says_it_needs_the_checkpoint(tiny_mnist, tmp_path, capsys):
+    from digits.export import export_model
+
+    onnx_model = export_model(SEED_PT, "onnx", tmp_path / "seed.onnx")
+    renamed = tmp_path / "model.pt"  # known by its contents too, not only by its suffix
+    renamed.write_bytes(onnx_model.read_bytes())
+    for path in (onnx_model, renamed):
+        err = _error(["evaluate", str(path), "--data-dir", str(tiny_mnist)], capsys)
+        assert err == (f"digits: error: {path}: an ONNX model, not a digits checkpoint; evaluate and export "
+                       "need the checkpoint.pt of a training run (predict and serve read models named .onnx)")
+
+
+def test_evaluating_a_folder_says_so_and_points_at_its_checkpoint(tiny_mnist, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    err = _error(["evaluate", str(run), "--data-dir", str(tiny_mnist)], capsys)
+    assert err.startswith(f"digits: error: {run}: a folder, not a checkpoint file") and "checkpoint.pt" in err
+    (run / "checkpoint.pt").write_bytes(open(SEED_PT, "rb").read())
+    err = _error(["evaluate", str(run), "--data-dir", str(tiny_mnist)], capsys)
+    assert err.endswith(f"did you mean {run / 'checkpoint.pt'}?")
+
+
 def test_unknown_model(tiny_mnist, tmp_path, capsys):
     err = _error(["run", "--model", "nope", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "o"),
                   *FAST], capsys)

@@ -143,6 +143,30 @@ def test_torchscript_export_gives_the_same_logits(tmp_path, test_digits):
     assert json.loads(extra["digits.json"])["model_name"] == "seed"
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--out", "model.pt"], "--out model.pt: cannot tell the format from its suffix"),
+    (["--format", "onnx", "--out", "model.pt"], "--out model.pt: an ONNX model must end in .onnx"),
+    (["--format", "torchscript", "--out", "ts.onnx"], "--out ts.onnx: a TorchScript model must not end in .onnx"),
+])
+def test_an_export_whose_name_predict_would_misread_is_refused_first(args, message, tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(MODEL), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"digits: error: {message}") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+    assert main(["export", "missing.pt", *args]) == 2  # refused before the checkpoint is read
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name,zipped", [("seed.ts", True), ("seed.ONNX", False)])
+def test_export_takes_its_format_from_the_suffix_when_none_is_given(name, zipped, tmp_path):
+    import zipfile
+
+    assert main(["export", str(MODEL), "--out", str(tmp_path / name)]) == 0
+    assert zipfile.is_zipfile(tmp_path / name) == zipped  # TorchScript is a zip archive, ONNX is not
+
+
 SERVE_LIMITS = "--max-upload-mb, --max-pixels and --max-concurrent must be positive"
 
 

@@ -11,6 +11,7 @@ than loaded with silently wrong weights) and are read with ``weights_only=True``
 from __future__ import annotations
 
 import hashlib
+import math
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -48,11 +49,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict, **stat
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """The raw checkpoint dictionary, validated; never executes code stored in the file."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if _is_torchscript(path):  # torch.load would warn and hand it to torch.jit.load
-        raise CheckpointError(f"{path}: a TorchScript export, not a digits checkpoint; use the run's "
-                              "checkpoint.pt, or export to ONNX (`digits export`), which digits reads")
+    _refuse_other_files(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001  damaged bytes raise many types here: OSError (EINVAL on a
@@ -68,7 +65,36 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: damaged (its contents do not match the checksum stored in it); "
                               "use another copy or train again")
     _check_layout(path, ckpt)
+    _check_normalization(path, ckpt["meta"])
     return ckpt
+
+
+def _refuse_other_files(path: Path) -> None:
+    """Name what ``path`` is when it is plainly no checkpoint, where torch.load would say something
+    obscure ("Unsupported operand 8" for ONNX) or the user gave the run's folder."""
+    if path.is_dir():
+        inside = path / "checkpoint.pt"
+        hint = f"did you mean {inside}?" if inside.is_file() else "give the checkpoint.pt of a training run"
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file; {hint}")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if _is_torchscript(path):  # torch.load would warn and hand it to torch.jit.load
+        raise CheckpointError(f"{path}: a TorchScript export, not a digits checkpoint; use the run's "
+                              "checkpoint.pt, or export to ONNX (`digits export`), which digits reads")
+    if path.suffix.lower() == ".onnx" or _is_onnx(path):
+        raise CheckpointError(f"{path}: an ONNX model, not a digits checkpoint; evaluate and export need "
+                              "the checkpoint.pt of a training run (predict and serve read models named .onnx)")
+
+
+def _is_onnx(path: Path) -> bool:
+    """An ONNX ModelProto starts with its ir_version (field 1, a small varint), then the next field in
+    number order (producer_name, ..., graph, opset_import); a checkpoint starts with a zip or pickle."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(3)
+    except OSError:
+        return False
+    return len(head) == 3 and head[0] == 0x08 and head[1] < 0x80 and head[2] in b"\x12\x1a\x22\x28\x32\x3a\x42"
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -92,6 +118,39 @@ def _check_layout(path: Path, ckpt: dict) -> None:
     odd = next(filter(None, map(_unusual, weights.values())), None)
     if odd:  # load_state_dict would fail on it with another exception type, or copy nothing
         raise CheckpointError(f"{path}: its weights include {odd}; not a usable checkpoint")
+
+
+def _check_normalization(path: Path, meta: dict) -> None:
+    """Refuse weights trained on inputs normalised otherwise: digits feeds every model data.MEAN and
+    STD, so they would predict wrongly without any error. Files that record none (older ones) load."""
+    if "normalization" not in meta:
+        return
+    recorded = meta["normalization"]
+    if isinstance(recorded, dict):
+        mean, std = _one_number(recorded.get("mean")), _one_number(recorded.get("std"))
+        if None not in (mean, std) and all(math.isclose(a, b, abs_tol=1e-6)  # float32 copies: ~1e-8 off
+                                           for a, b in ((mean, MEAN), (std, STD))):
+            return
+        holds = (f"normalises its inputs with mean {_shown(recorded.get('mean'))} "
+                 f"and std {_shown(recorded.get('std'))}")
+    else:
+        holds = f"records its normalization as {repr(recorded)[:60]}"
+    raise CheckpointError(f"{path}: {holds}, but digits uses mean {MEAN} and std {STD}, so its predictions "
+                          "here would be wrong; use a checkpoint trained by digits")
+
+
+def _one_number(value) -> float | None:
+    """A finite number, alone or as the one channel of a list (torchvision's Normalize((m,), (s,)))."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _shown(value) -> str:
+    number = _one_number(value)
+    return f"{number:g}" if number is not None else repr(value)[:40]
 
 
 def _unusual(tensor: torch.Tensor) -> str | None:

@@ -4,7 +4,7 @@ The exported graph takes uint8 images (N, 1, 28, 28), light ink on black as ``di
 makes them, and applies the training normalisation itself, so a deployment cannot get it wrong.
 The checkpoint's description travels in the file (ONNX metadata / a TorchScript extra file).
 
-    export_model("runs/seed/checkpoint.pt", "onnx", "seed.onnx")
+    export_model("runs/seed/checkpoint.pt", None, "seed.onnx")   # format from the suffix
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from .models import check_classifier, count_parameters
 from .predictor import META_KEY, describe_checkpoint
 
 FORMATS = ("onnx", "torchscript")
+SUFFIXES = {".onnx": "onnx", ".ts": "torchscript"}  # the format a name implies when none is given
 OPSET = 17
 
 
@@ -37,11 +38,11 @@ class Normalized(torch.nn.Module):
         return self.model(normalize(images))
 
 
-def export_model(checkpoint: str | Path, fmt: str, out: str | Path) -> Path:
-    """Write ``checkpoint``'s model to ``out`` in format ``fmt`` (onnx or torchscript)."""
-    if fmt not in FORMATS:
-        raise DigitsError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+def export_model(checkpoint: str | Path, fmt: str | None, out: str | Path) -> Path:
+    """Write ``checkpoint``'s model to ``out`` in format ``fmt`` (onnx, torchscript, or None: the
+    one ``out``'s suffix names)."""
     checkpoint, out = Path(checkpoint), Path(out)
+    fmt = export_format(fmt, out)
     model, ckpt = load_checkpoint(checkpoint, "cpu")
     check_classifier(model, ckpt["meta"]["model_name"])  # an embedding's export would be read as digits
     wrapped = Normalized(model.float().to(memory_format=torch.contiguous_format)).eval()
@@ -62,6 +63,26 @@ def export_model(checkpoint: str | Path, fmt: str, out: str | Path) -> Path:
     except OSError as e:
         raise DigitsError(f"cannot write {out}: {e.strerror or e}") from None
     return out
+
+
+def export_format(fmt: str | None, out: Path) -> str:
+    """``fmt``, or the format ``out``'s suffix names when it is None. `digits predict` and `serve`
+    choose their reader by suffix, so a file they would misread is refused, before any work."""
+    suffix = out.suffix.lower()
+    if fmt is None:
+        fmt = SUFFIXES.get(suffix)
+        if fmt is None:
+            raise DigitsError(f"--out {out}: cannot tell the format from its suffix; name it .onnx for ONNX "
+                              "(which digits predict and serve read) or .ts for TorchScript, or give --format")
+    if fmt not in FORMATS:
+        raise DigitsError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if fmt == "onnx" and suffix != ".onnx":
+        raise DigitsError(f"--out {out}: an ONNX model must end in .onnx (digits predict and serve "
+                          "pick the reader by suffix)")
+    if fmt == "torchscript" and suffix == ".onnx":
+        raise DigitsError(f"--out {out}: a TorchScript model must not end in .onnx (digits predict and "
+                          "serve would read it as ONNX); name it .ts")
+    return fmt
 
 
 def _export_onnx(wrapped: torch.nn.Module, example: torch.Tensor, description: dict) -> bytes:

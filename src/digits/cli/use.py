@@ -64,8 +64,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 def add_export(sub) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript for deployment")
     p.add_argument("checkpoint", help="a checkpoint.pt written by `digits run` or `digits train`")
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="default onnx")
-    p.add_argument("--out", required=True, metavar="FILE", help="file to write, e.g. model.onnx")
+    p.add_argument("--format", choices=("onnx", "torchscript"), help="default: the one --out's suffix "
+                   "names (.onnx: onnx, .ts: torchscript)")
+    p.add_argument("--out", required=True, metavar="FILE", help="file to write: NAME.onnx (ONNX, which "
+                   "predict and serve read) or NAME.ts (TorchScript)")
     p.set_defaults(handler=cmd_export)
 
 
