@@ -38,7 +38,7 @@ def test_compare_writes_csv_markdown_and_chart(tiny_mnist, tmp_path, capsys):
     assert sum(map(sum, json.loads(capsys.readouterr().out)["confusion_matrix"])) == 100
 
 
-def test_a_run_without_validation_split_records_its_val_accuracy_as_null(tiny_mnist, tmp_path):
+def test_a_run_without_validation_split_records_its_val_accuracy_as_null(tiny_mnist, tmp_path, capsys):
     # it was NaN, which is not JSON (JSON.parse and jq refuse the file); `digits run` writes null there too
     out = tmp_path / "cmp"
     args = ["compare", "--models", "seed", "--seeds", "0", "--data-dir", str(tiny_mnist), "--out", str(out),
@@ -49,6 +49,7 @@ def test_a_run_without_validation_split_records_its_val_accuracy_as_null(tiny_mn
     assert metrics["val_accuracy"] is None and 0 <= metrics["test_accuracy"] <= 1
     row = [line for line in (out / "results.md").read_text().splitlines() if line.startswith("| seed |")][0]
     assert row.split(" | ")[3] == "n/a" and "nan" not in row  # the table said "nan +- nan"
+    assert "seed seed 0: validation n/a, test " in capsys.readouterr().out  # the progress line said "nan"
 
 
 def test_compare_rejects_unknown_models_and_bad_seeds(tiny_mnist, tmp_path, capsys):

@@ -90,7 +90,7 @@ def test_an_unwritable_data_folder_is_one_error_before_any_mirror_is_asked(mirro
         download.find_mnist(folder, mirrors=(url, url))
     assert mirror.hits == []  # no mirror contacted (each can take 30 s to time out)
     assert str(info.value) == (f"cannot write {folder}: Permission denied; choose a writable "
-                               "--data-dir or set DIGITS_DATA_DIR")
+                               "--data-dir (or $DIGITS_DATA_DIR, which is used without --data-dir)")
     assert list(folder.iterdir()) == []
     # the same call with a writable folder does ask the mirror
     with pytest.raises(DataError, match="404"):

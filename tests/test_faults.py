@@ -94,6 +94,10 @@ def test_a_read_only_run_folder(tiny_mnist, tmp_path, capsys, mounted):
     assert "cannot create output folder" in err and "Read-only file system" in err
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     assert read_checkpoint(run / "checkpoint.pt")["iter_num"] == 8
+    # an empty read-only folder has no previous results: the error is about the config it cannot write
+    empty = mounted(tmp_path / "empty", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs")
+    err = _error(["train", "--data-dir", str(tiny_mnist), "--out", str(empty), *FAST], capsys)
+    assert "config.json" in err and "Read-only file system" in err and "previous run's" not in err
 
 
 def _checkpoint(tmp_path, name="c.pt", model=None, model_name="seed"):

@@ -145,7 +145,8 @@ def compare(models: list[str], seeds: list[int], base: RunConfig, out: str | Pat
         row = train_one(config, data, out / f"{config.model.name}-seed{config.seed}")
         _append_csv(out / "results.csv", row)
         rows.append(row)
-        log(f"{config.model.name} seed {config.seed}: validation {row['val_accuracy']:.4f}, "
+        val = "n/a" if math.isnan(row["val_accuracy"]) else f"{row['val_accuracy']:.4f}"
+        log(f"{config.model.name} seed {config.seed}: validation {val}, "
             f"test {row['test_accuracy']:.4f}, {time.perf_counter() - start:.0f} s")
     summary = summarise(rows)
     write_text(out / "results.md", render_markdown(summary, recipe_name, seeds))

@@ -101,7 +101,7 @@ def download_file(name: str, folder: Path, mirrors: tuple[str, ...] = MIRRORS,
             return final
     except _WriteFailed as e:  # every other mirror would fail the same way: ask none of them
         raise DataError(f"cannot write {folder}: {e.error.strerror or e.error}; choose a writable "
-                        f"--data-dir or set {ENV_VAR}") from None
+                        f"--data-dir (or ${ENV_VAR}, which is used without --data-dir)") from None
     finally:  # whatever ended the download, Ctrl-C included, leaves no partial file behind
         with contextlib.suppress(OSError):  # must not hide the exception that is ending it
             partial.unlink(missing_ok=True)

@@ -58,7 +58,8 @@ def prepare_out(out: str | Path, config: RunConfig, figures: bool = True) -> Pat
 def _remove_results(out: Path) -> None:
     for name in RESULTS:
         try:
-            (out / name).unlink(missing_ok=True)
+            if (out / name).exists():  # (a read-only folder refuses unlink even for a missing file:
+                (out / name).unlink()  # the config.json write then says what is wrong)
         except OSError as e:
             raise DigitsError(f"cannot remove the previous run's {out / name}: {e.strerror or e} "
                               "(choose a writable --out)") from None

@@ -98,7 +98,7 @@ def restore(path, model, optimizer, scheduler, config: RunConfig, steps_per_epoc
                           f"resume with {saved}, or from a checkpoint written at the end of an epoch")
     _place_schedule(optimizer, scheduler, lr, progress["epoch"] * steps_per_epoch + progress["step"])
     return TrainState(progress["epoch"], progress["step"], ckpt["iter_num"], History(**progress["history"]),
-                  list(progress.get("window", [0, 0])))  # (older checkpoints: an incomplete first window)
+                      list(progress.get("window", [0, 0])))  # (older checkpoints: an incomplete first window)
 
 
 def _rng_state(device: torch.device) -> dict:

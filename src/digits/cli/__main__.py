@@ -1,4 +1,4 @@
-"""`python -m digits.cli`: the `digits` command, as it was when the CLI was one module."""
+"""`python -m digits.cli`: the `digits` command."""
 import sys
 
 from . import entry
