@@ -16,14 +16,13 @@ import torch
 from . import distributed
 from .config import RunConfig
 from .data import MNIST, load_mnist
+from .device import resolve_device, set_threads
 from .errors import DigitsError
 from .evaluate import EvalResult, evaluate
 from .forked import run_both
 from .models import count_parameters
 from .report import render_report, write_json, write_text
-from .device import resolve_device, set_threads
 from .train import TrainResult, check_startable, epoch_permutation, fit
-
 
 RESULTS = ("metrics.json", "report.md")  # what a run writes once it has finished, from its config.json
 
