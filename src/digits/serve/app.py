@@ -72,19 +72,25 @@ def _infer(predictor: Predictor, source, max_pixels: int) -> dict:
             "pixels": pixels.tolist()}
 
 
+def _turns(max_concurrent: int):
+    """A function giving the running event loop's semaphore of ``max_concurrent`` turns: one per
+    loop, as a semaphore is bound to the first loop that waits on it (an app can outlive a loop)."""
+    turns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> its semaphore
+
+    def my_turns() -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if loop not in turns:
+            turns[loop] = asyncio.Semaphore(max_concurrent)
+        return turns[loop]
+    return my_turns
+
+
 def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int = MAX_PIXELS, max_concurrent: int = MAX_CONCURRENT) -> FastAPI:
     """The app serving ``predictor``; limits in bytes (413 above) and decoded pixels (422 above),
     and at most ``max_concurrent`` images decoded and predicted at once."""
     check_max_pixels(max_pixels)
-    turns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> its semaphore
-
-    def my_turns() -> asyncio.Semaphore:  # one per event loop: a semaphore is bound to the first
-        loop = asyncio.get_running_loop()  # loop that waits on it (an app can outlive a loop)
-        if loop not in turns:
-            turns[loop] = asyncio.Semaphore(max_concurrent)
-        return turns[loop]
-
+    my_turns = _turns(max_concurrent)
     app = FastAPI(title="digits", version=__version__, description="Recognise a handwritten digit: "
                   "upload an image, or draw one at /.")
     app.state.predictor = predictor
