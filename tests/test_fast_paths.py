@@ -57,10 +57,13 @@ def test_channels_last_gives_the_same_logits_and_gradients(name):
     a, b = run(plain, images), run(fast, images.contiguous(memory_format=CL))
     # float sums in another order: 1e-4 is what the 6-layer `wide` network drifts (logits ~3)
     assert torch.allclose(a, b, atol=2e-4, rtol=1e-4)
-    # gradients by relative norm (summation order again)
-    grads = zip(_grads(plain, run(plain, images)), _grads(fast, run(fast, images.contiguous(memory_format=CL))))
-    for ga, gb in grads:
-        assert (ga - gb).norm() <= 1e-2 * ga.norm() + 1e-6
+    # gradients by relative norm (summation order again). A bias just before batch norm has a gradient
+    # of zero in exact arithmetic: what either layout gives there is rounding (1e-7 to 1e-6, with the
+    # thread count earlier tests left), so the absolute part scales with the model's largest gradient
+    ga, gb = _grads(plain, run(plain, images)), _grads(fast, run(fast, images.contiguous(memory_format=CL)))
+    scale = max(g.norm() for g in ga)
+    for a_grad, b_grad in zip(ga, gb):
+        assert (a_grad - b_grad).norm() <= 1e-2 * a_grad.norm() + 1e-5 * scale
 
 
 @pytest.mark.slow
