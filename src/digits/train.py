@@ -70,6 +70,30 @@ def _step_generator(config: RunConfig, state: TrainState, device) -> torch.Gener
     return torch.Generator(device=device).manual_seed(seed_value(key))
 
 
+def _step(model, optimizer, scheduler, ema, images, labels, config: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training step; its loss and its number of correct predictions, both left on the device."""
+    logits = model(images)
+    loss = F.cross_entropy(logits, labels, label_smoothing=config.optim.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    clip_gradients(model, config.optim.clip_grad_norm)
+    optimizer.step()
+    scheduler.step()  # every schedule is per training step (optim.make_scheduler)
+    if ema is not None:
+        ema.update(model)
+    return loss.detach(), (logits.argmax(1) == labels).sum()
+
+
+def _close_window(losses: list[torch.Tensor], hits, seen: int, state: TrainState, bar) -> None:
+    """The end of a 10-step window: its losses checked, its training accuracy (over every process)
+    recorded and shown."""
+    recent = distributed.mean(torch.stack(losses)).tolist()
+    check_finite(max(recent, key=lambda v: v if math.isfinite(v) else math.inf), state)
+    acc = distributed.ratio(hits, seen)
+    state.history.train_acc_10.append([state.iter_num, acc])
+    bar.set_postfix(loss=f"{recent[-1]:.3f}", acc=f"{acc:.3f}", refresh=False)
+
+
 def _run_epoch(model, optimizer, scheduler, ema, x, y, config: RunConfig, state: TrainState, save) -> list[float]:
     """One epoch from ``state.step`` on; returns the per-step losses of the steps it ran."""
     from tqdm import tqdm
@@ -89,26 +113,14 @@ def _run_epoch(model, optimizer, scheduler, ema, x, y, config: RunConfig, state:
             images, labels = x[idx], y[idx]
             if is_enabled(config.augment):
                 images = augment_batch(images, config.augment, _step_generator(config, state, x.device))
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels, label_smoothing=config.optim.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            clip_gradients(model, config.optim.clip_grad_norm)
-            optimizer.step()
-            scheduler.step()  # every schedule is per training step (optim.make_scheduler)
-            if ema is not None:
-                ema.update(model)
-            losses.append(loss.detach())
-            hits, seen = hits + (logits.argmax(1) == labels).sum(), seen + len(labels)
+            loss, hit = _step(model, optimizer, scheduler, ema, images, labels, config)
+            losses.append(loss)
+            hits, seen = hits + hit, seen + len(labels)
             state.step += 1
             state.iter_num += 1
             if state.step % 10 == 0:  # read values back every 10 steps, not every step (host sync)
-                recent = distributed.mean(torch.stack(losses[-10:])).tolist()
-                check_finite(max(recent, key=lambda v: v if math.isfinite(v) else math.inf), state)
-                acc = distributed.ratio(hits, seen)
+                _close_window(losses[-10:], hits, seen, state, bar)
                 hits, seen = torch.zeros_like(hits), 0
-                state.history.train_acc_10.append([state.iter_num, acc])
-                bar.set_postfix(loss=f"{recent[-1]:.3f}", acc=f"{acc:.3f}", refresh=False)
             bar.update()
             if config.checkpoint_every and state.iter_num % config.checkpoint_every == 0:
                 state.window = [int(v) for v in distributed.all_sum(torch.tensor([float(hits), float(seen)]))]
