@@ -102,9 +102,14 @@ def render_markdown(summary: list[dict], recipe_name: str, seeds: list[int]) -> 
     return "\n".join(lines) + "\n"
 
 
+def _accuracy(value: float) -> str:
+    """To 4 places, or n/a for runs without a validation split (--val-size 0: NaN)."""
+    return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+
 def _mean_std(s: dict, key: str) -> str:
-    """"mean +- std", or n/a for runs without a validation split (--val-size 0: NaN)."""
-    return "n/a" if math.isnan(s[key]) else f"{s[key]:.4f} +- {s[key + '_std']:.4f}"
+    """"mean +- std", or n/a when there is no mean."""
+    return "n/a" if math.isnan(s[key]) else f"{_accuracy(s[key])} +- {s[key + '_std']:.4f}"
 
 
 def _append_csv(path: Path, row: dict) -> None:
@@ -145,8 +150,7 @@ def compare(models: list[str], seeds: list[int], base: RunConfig, out: str | Pat
         row = train_one(config, data, out / f"{config.model.name}-seed{config.seed}")
         _append_csv(out / "results.csv", row)
         rows.append(row)
-        val = "n/a" if math.isnan(row["val_accuracy"]) else f"{row['val_accuracy']:.4f}"
-        log(f"{config.model.name} seed {config.seed}: validation {val}, "
+        log(f"{config.model.name} seed {config.seed}: validation {_accuracy(row['val_accuracy'])}, "
             f"test {row['test_accuracy']:.4f}, {time.perf_counter() - start:.0f} s")
     summary = summarise(rows)
     write_text(out / "results.md", render_markdown(summary, recipe_name, seeds))
