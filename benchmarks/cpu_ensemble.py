@@ -28,6 +28,15 @@ set only, with and without shifted views, and is never chosen. The eighth sessio
         --candidate 'all=runs/ens7/*/checkpoint.pt' \
         --declared 'all+full=runs/ens[78]/*/checkpoint.pt' --declared 'full=runs/ens8/*/checkpoint.pt' \
         --json benchmarks/results/cpu_ensemble_8.json
+
+``--result NAME [--result-views]`` names the ensemble that a rule written before its members
+trained made the result (the tenth session's: fresh width-32 members, with shifted views); it is
+marked as the result, and the validation accuracies choose nothing:
+
+    PYTHONPATH=src python benchmarks/cpu_ensemble.py --data-dir ../shared/data/mnist \
+        --candidate 'fresh=runs/ens10/*/checkpoint.pt' --candidate 'bn32=runs/ens*/bn32-*/checkpoint.pt' \
+        --declared 'all=runs/ens*/*/checkpoint.pt' --result fresh --result-views \
+        --json benchmarks/results/cpu_ensemble_10.json
 """
 from __future__ import annotations
 
@@ -58,8 +67,11 @@ def choose(rows: list[dict]) -> dict:
 
 
 def score(candidates: dict[str, list[str]], data_dir, batch_size: int = 1024,
-          declared: dict[str, list[str]] | None = None) -> dict:
-    """``candidates`` scored on validation and test and one chosen; ``declared`` on test only."""
+          declared: dict[str, list[str]] | None = None, result: tuple[str, bool] | None = None) -> dict:
+    """``candidates`` scored on validation and test and one chosen; ``declared`` on test only.
+
+    ``result`` (a name and whether with shifted views): the ensemble a rule fixed before its members
+    trained; it is the chosen row, and validation chooses nothing."""
     declared = declared or {}
     on_val = sorted({p for members in candidates.values() for p in members})
     paths = sorted(set(on_val) | {p for members in declared.values() for p in members})
@@ -95,9 +107,15 @@ def score(candidates: dict[str, list[str]], data_dir, batch_size: int = 1024,
         for split in splits:
             scored = [m[f"{split}_accuracy"] for m in ms if m[f"{split}_accuracy"] is not None]
             means[model][f"mean_{split}_accuracy"] = sum(scored) / len(scored) if scored else None
-    chosen = choose([r for r in rows if not r["declared"]]) if candidates else None
+    if result:
+        chosen = next((r for r in rows if (r["candidate"], r["tta"]) == result), None)
+        if chosen is None:
+            raise SystemExit(f"--result {result[0]!r} names no --candidate or --declared ensemble")
+    else:
+        chosen = choose([r for r in rows if not r["declared"]]) if candidates else None
     return {"val_size": val_size, "split_seed": split_seed, "members": members, "per_model": means,
-            "candidates": candidates, "declared": declared, "ensembles": rows, "chosen": chosen}
+            "candidates": candidates, "declared": declared, "ensembles": rows, "chosen": chosen,
+            "rule": "declared before training" if result else "highest validation accuracy"}
 
 
 def _fmt(value: float | None) -> str:
@@ -107,7 +125,8 @@ def _fmt(value: float | None) -> str:
 def table(result: dict) -> str:
     lines = ["| ensemble | members | shifted views | validation | test |", "| --- | ---: | --- | --- | --- |"]
     for r in result["ensembles"]:
-        mark = " (chosen)" if r is result["chosen"] else " (declared)" if r["declared"] else ""
+        chosen = " (the result)" if result.get("rule") == "declared before training" else " (chosen)"
+        mark = chosen if r is result["chosen"] else " (declared)" if r["declared"] else ""
         lines.append(f"| {r['candidate']}{mark} | {r['members']} | {'yes' if r['tta'] else 'no'} | "
                      f"{_fmt(r['val_accuracy'])} | {_fmt(r['test_accuracy'])} |")
     return "\n".join(lines)
@@ -119,6 +138,9 @@ def main() -> None:
                    help="a candidate ensemble: a name and a glob of checkpoint.pt files (repeatable)")
     p.add_argument("--declared", action="append", default=[], metavar="NAME=GLOB",
                    help="an ensemble fixed in advance, scored on the test set only (repeatable)")
+    p.add_argument("--result", default=None, metavar="NAME",
+                   help="the ensemble a rule fixed before training: it is the result, validation chooses nothing")
+    p.add_argument("--result-views", action="store_true", help="the --result ensemble is the one with shifted views")
     p.add_argument("--data-dir", default=None, help="MNIST folder (default: as `digits` finds it)")
     p.add_argument("--json", default=None, help="write the results here as JSON")
     args = p.parse_args()
@@ -126,7 +148,8 @@ def main() -> None:
         p.error("give at least one --candidate or --declared ensemble")
     started = time.time()
     result = score(dict(map(parse_candidate, args.candidate)), args.data_dir,
-                   declared=dict(map(parse_candidate, args.declared)))
+                   declared=dict(map(parse_candidate, args.declared)),
+                   result=(args.result, args.result_views) if args.result else None)
     result.update(torch=torch.__version__, machine=platform.processor() or platform.machine(),
                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), seconds=round(time.time() - started, 1))
     for m in result["members"]:

@@ -1,4 +1,6 @@
 """The side-by-side benchmark's bookkeeping (benchmarks/cpu_vs_seed.py), without running programs."""
+import pytest
+
 from conftest import benchmark_script
 
 
@@ -80,6 +82,12 @@ def test_ensemble_scores_are_what_digits_evaluate_prints(tiny_mnist, tmp_path, c
     assert result["per_model"]["seed"]["runs"] == 2
     table = bench.table(result)
     assert "| both | 2 | yes |" in table and "| three (declared) | 3 | yes | - |" in table
+    fixed = bench.score({"one": paths[:1], "both": paths[:2]}, tiny_mnist, declared={"three": paths},
+                        result=("one", True))  # a rule fixed the result: validation chooses nothing
+    assert (fixed["chosen"]["candidate"], fixed["chosen"]["tta"]) == ("one", True)
+    assert "| one (the result) | 1 | yes |" in bench.table(fixed) and "(chosen)" not in bench.table(fixed)
+    with pytest.raises(SystemExit, match="names no --candidate"):
+        bench.score({"one": paths[:1]}, tiny_mnist, result=("two", False))
 
 
 def test_the_seed_recipe_trains_on_all_60000_images_as_the_seed_program_does():
