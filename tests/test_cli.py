@@ -92,6 +92,46 @@ def test_train_then_resume_and_show(tiny_mnist, tmp_path, capsys):
     assert (tmp_path / "s.png").stat().st_size > 0
 
 
+def test_resume_refuses_another_split_seed_or_augmentation_and_leaves_no_folder(tiny_mnist, tmp_path, capsys):
+    """`train --val-size 59000`, then `--val-size 58000 --split-seed 5 --resume`, trained on images then in
+    validation with exit 0, and config.json recorded the new split; so did --seed 7 --rotate 10."""
+    first = tmp_path / "t3"
+    assert main(["train", "--data-dir", str(tiny_mnist), "--out", str(first), *FAST, "--no-tensorboard"]) == 0
+    ckpt = first / "checkpoint.pt"
+    for flags, message in ((["--val-size", "60", "--split-seed", "5"],
+                            "--val-size 50, not 60, and --split-seed 0, not 5"),
+                           (["--seed", "7", "--rotate", "10"], "--seed 0, not 7, and --rotate 0.0, not 10.0")):
+        for command in ("train", "run"):
+            out = tmp_path / "t4"
+            err = _error([command, "--data-dir", str(tiny_mnist), "--out", str(out), *FAST[2:], "--epochs", "2",
+                          *flags, "--resume", str(ckpt)], capsys)
+            assert err.endswith(f"--resume {ckpt}: the run was trained with {message}; resume with its settings "
+                                "(only --lr and --epochs may change)")
+            assert not out.exists()
+
+
+def test_a_recipe_run_resumes_with_its_recipe_and_its_flags(tiny_mnist, tmp_path, capsys):
+    """The flags build the resumed run's settings from --recipe as they built the run's: a `--recipe best`
+    run resumes with `--recipe best` (its augmentation included) and whatever else it was given."""
+    out, small = tmp_path / "best", ["--model-arg", "width=8", "--no-tensorboard"]
+    assert main(["train", "--recipe", "best", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST, *small]) == 0
+    ckpt = str(out / "checkpoint.pt")
+    resume = ["--data-dir", str(tiny_mnist), "--out", str(out), *FAST[2:], *small, "--epochs", "2", "--resume", ckpt]
+    bare = ["--data-dir", str(tiny_mnist), "--out", str(tmp_path / "bare"), "--resume", ckpt]  # the seed recipe's
+    assert "the checkpoint is a 'bn-cnn' model, not 'seed'" in _error(["train", *bare], capsys)
+    assert main(["train", "--recipe", "best", *resume]) == 0
+    assert json.loads((out / "metrics.json").read_text())["iterations"] == 16
+    err = _error(["train", "--recipe", "best", *resume, "--rotate", "5"], capsys)
+    assert "the run was trained with --rotate 12.0, not 5.0; resume with its settings" in err
+    rotated = tmp_path / "rotated"  # a recipe's setting overridden: resumed with the same override
+    assert main(["train", "--recipe", "best", "--data-dir", str(tiny_mnist), "--out", str(rotated), *FAST, *small,
+                 "--rotate", "5"]) == 0
+    again = ["--data-dir", str(tiny_mnist), "--out", str(rotated), *FAST[2:], *small, "--epochs", "2",
+             "--resume", str(rotated / "checkpoint.pt")]
+    assert "--rotate 5.0, not 12.0" in _error(["train", "--recipe", "best", *again], capsys)
+    assert main(["train", "--recipe", "best", *again, "--rotate", "5"]) == 0
+
+
 def test_show_refuses_a_figure_format_it_cannot_write_in_one_line(tiny_mnist, tmp_path, capsys):
     err = _error(["show", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "s.bmp")], capsys)
     assert err.endswith("s.bmp: a figure cannot be written as .bmp; name it .png (or .jpg, .tif, "

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from digits.config import DataConfig, OptimConfig, RunConfig
+from digits.config import AugmentConfig, DataConfig, OptimConfig, RunConfig
 from digits.data import load_mnist
 from digits.errors import DigitsError
 from digits.train import epoch_permutation, fit
@@ -162,7 +162,8 @@ def test_resume_refuses_other_optimizer_settings_but_lets_lr_and_epochs_change(t
     data = load_mnist(tiny_mnist, val_size=50)
     fit(_config(epochs=1), data, tmp_path / "a")
     ckpt = tmp_path / "a" / "checkpoint.pt"
-    for optim, message in (({"optimizer": "adam", "weight_decay": 0.0}, "--optimizer 'sgd', not 'adam'"),
+    for optim, message in (({"optimizer": "adam", "weight_decay": 0.0},
+                            "--optimizer 'sgd', not 'adam', and --weight-decay 0.0005, not 0.0"),
                            ({"weight_decay": 0.1}, "--weight-decay 0.0005, not 0.1"),
                            ({"momentum": 0.5}, "--momentum 0.9, not 0.5"),
                            ({"nesterov": True}, "--nesterov off, not on"),
@@ -173,6 +174,93 @@ def test_resume_refuses_other_optimizer_settings_but_lets_lr_and_epochs_change(t
         with pytest.raises(DigitsError, match=expected):
             fit(_config(**optim), data, resume=ckpt)
     assert fit(_config(lr=0.01, epochs=3), data, resume=ckpt).iter_num == 24
+
+
+def _trained(tiny_mnist, tmp_path, config: RunConfig):
+    """One epoch of ``config`` in tmp_path/a: (its checkpoint, the data it trained on)."""
+    data = load_mnist(tiny_mnist, val_size=config.data.val_size, split_seed=config.data.split_seed)
+    fit(config, data, tmp_path / "a")
+    return tmp_path / "a" / "checkpoint.pt", data
+
+
+def _refused(config: RunConfig, data, ckpt, message: str, out) -> None:
+    """Refused in one line, by check_startable (before the CLI makes a folder) and by fit, which
+    makes no folder either."""
+    from digits.train import check_startable
+
+    expected = f"^--resume {ckpt}: the run was trained with {message}; resume with its settings"
+    with pytest.raises(DigitsError, match=expected) as refused:
+        check_startable(config, model=False, resume=ckpt)
+    assert "\n" not in str(refused.value)
+    with pytest.raises(DigitsError, match=expected):
+        fit(config, data, out, resume=ckpt)
+    assert not out.exists()
+
+
+def test_resume_refuses_another_validation_split(tiny_mnist, tmp_path):
+    """Resumed with another --val-size or --split-seed, the run went on training on images now in its
+    validation split (and `evaluate --split val` then scored images the model had trained on), while
+    config.json recorded the new split as the run's."""
+    ckpt, data = _trained(tiny_mnist, tmp_path, _config(epochs=1))
+    for data_config, message in (({"val_size": 60}, "--val-size 50, not 60"),
+                                 ({"split_seed": 5}, "--split-seed 0, not 5"),
+                                 ({"val_size": 60, "split_seed": 5},
+                                  "--val-size 50, not 60, and --split-seed 0, not 5")):
+        config = _config(epochs=2)
+        config.data = DataConfig(**{"val_size": 50, **data_config})
+        other = load_mnist(tiny_mnist, val_size=config.data.val_size, split_seed=config.data.split_seed)
+        _refused(config, other, ckpt, message, tmp_path / "b")
+
+
+def test_resume_refuses_another_seed(tiny_mnist, tmp_path):
+    """The seed orders every epoch's shuffle and draws the augmentation: another --seed was recorded in
+    config.json while the resumed run mixed two seeds' batches (and restored the first seed's random state)."""
+    ckpt, data = _trained(tiny_mnist, tmp_path, _config(epochs=1))
+    config = _config(epochs=2)
+    config.seed = 7
+    _refused(config, data, ckpt, "--seed 0, not 7", tmp_path / "b")
+
+
+def test_resume_refuses_other_augmentation(tiny_mnist, tmp_path):
+    """Another --rotate (or any augmentation setting), turning it on or off, was accepted and recorded
+    in config.json as though the whole run had trained with it."""
+    config = _config(epochs=1)
+    config.augment.rotate = 5.0
+    ckpt, data = _trained(tiny_mnist, tmp_path, config)
+    for augment, message in (({"rotate": 0.0}, "--rotate 5.0, not 0.0"),
+                             ({"rotate": 10.0}, "--rotate 5.0, not 10.0"),
+                             ({"zoom": 0.1}, "--zoom 0.0, not 0.1"),
+                             ({"elastic": 2.0, "elastic_sigma": 3.0},
+                              "--elastic 0.0, not 2.0, and --elastic-sigma 4.0, not 3.0")):
+        other = _config(epochs=2)
+        other.augment = AugmentConfig(**{"rotate": 5.0, **augment})
+        _refused(other, data, ckpt, message, tmp_path / "b")
+    seeded = _config(epochs=2)  # every difference is named, whatever its family
+    seeded.seed, seeded.augment.rotate = 7, 10.0
+    _refused(seeded, data, ckpt, "--seed 0, not 7, and --rotate 5.0, not 10.0", tmp_path / "b")
+
+
+def test_resume_lets_the_epochs_lr_and_how_it_runs_change(tiny_mnist, tmp_path):
+    """What does not change what is trained on, or in what order, may differ: --epochs (to extend a
+    run), --lr, and the run's machinery (device, threads, progress, TensorBoard, checkpoints, the data
+    folder, evaluation batches, memory format). With the same --lr, it ends as the uninterrupted run."""
+    data = load_mnist(tiny_mnist, val_size=50)
+    straight = fit(_config(), data)
+    first = _config(epochs=1)
+    first.data.data_dir = str(tiny_mnist)
+    fit(first, data, tmp_path / "a")
+    resumed = _config()
+    resumed.data.data_dir, resumed.data.download = str(tmp_path / "elsewhere"), False
+    resumed.device, resumed.threads, resumed.progress, resumed.tensorboard = "cpu", 1, True, True
+    resumed.checkpoint_every, resumed.test_batch_size, resumed.channels_last = 3, 7, False
+    threads = torch.get_num_threads()
+    try:
+        result = fit(resumed, data, tmp_path / "b", resume=tmp_path / "a" / "checkpoint.pt")
+    finally:
+        torch.set_num_threads(threads)  # --threads is process-wide: leave the other tests theirs
+    assert result.iter_num == straight.iter_num == 16
+    assert torch.allclose(_weights(straight.model), _weights(result.model), atol=1e-5)
+    assert result.history.val_acc == straight.history.val_acc
 
 
 def test_divergence_stops_with_a_clear_message(tiny_mnist):

@@ -46,25 +46,49 @@ def read_resumable(path, config: RunConfig) -> dict:
     if missing:  # e.g. a checkpoint made for serving: weights only
         raise DigitsError(f"--resume {path}: it has no training state ({', '.join(missing)}); resume "
                           "from the checkpoint.pt in a training run's folder")
-    _check_same_optim(path, ckpt, config.optim)
+    _check_same_training(path, ckpt, config)
     return ckpt
 
 
-def _check_same_optim(path, ckpt: dict, cfg: OptimConfig) -> None:
-    """The saved optimizer state and schedule belong to the run's own settings: another --optimizer
-    failed at the first step (KeyError 'exp_avg'), and others (--weight-decay, --momentum...) were
-    silently replaced by the saved ones while config.json recorded them. --lr and --epochs may change."""
+# The settings that decide what a run trains on, in what order, and how: a resumed run continues
+# only with the checkpoint's own. None: the whole section. What is not named may change on resume:
+# --lr (say, lower after a divergence: _place_schedule) and --epochs (to extend a run); how it runs
+# (--device, --threads, --progress, --tensorboard, --checkpoint-every, --test-batch-size,
+# --channels-last: the same results); where the data is read from (--data-dir, --download). The model
+# is compared apart: its name in read_resumable, its arguments as far as its weights must fit them
+# (check_startable, restore).
+_SAME_ON_RESUME = {"data": ("val_size", "split_seed"), "": ("seed",),
+                   "optim": tuple(f.name for f in fields(OptimConfig) if f.name not in ("lr", "epochs")),
+                   "augment": None}
+
+
+def _check_same_training(path, ckpt: dict, config: RunConfig) -> None:
+    """Refuse what a resumed run would silently do otherwise. The saved optimizer state and schedule
+    belong to the run's own optimisation settings: another --optimizer failed at the first step
+    (KeyError 'exp_avg'), and others (--weight-decay, --momentum...) were replaced by the saved ones
+    while config.json recorded them. Another --val-size or --split-seed went on training on images
+    then in the validation split (which `evaluate --split val` then scored); another --seed changed
+    the shuffles and augmentation of the epochs left, and another augmentation setting applied to
+    them only, while config.json recorded either as the whole run's. Every difference is named."""
     recorded = ckpt["meta"].get("config")
-    recorded = recorded.get("optim") if isinstance(recorded, dict) else None
     if not isinstance(recorded, dict):
         return  # a checkpoint of another writer: nothing to compare with
-    for f in fields(cfg):
-        if f.name in ("lr", "epochs") or f.name not in recorded:  # (a setting newer than the checkpoint)
-            continue
-        then, now = recorded[f.name], getattr(cfg, f.name)
-        if then != now:
-            raise DigitsError(f"--resume {path}: the run was trained with {flag_of(f)} {_shown(then)}, not "
-                              f"{_shown(now)}; resume with its settings (only --lr and --epochs may change)")
+    differences = []
+    for section, names in _SAME_ON_RESUME.items():
+        then_values = recorded.get(section) if section else recorded
+        now_section = getattr(config, section) if section else config
+        if not isinstance(then_values, dict):
+            continue  # (a section newer than the checkpoint)
+        for f in fields(now_section):
+            if (names is not None and f.name not in names) or f.name not in then_values:
+                continue  # (allowed to change, or a setting newer than the checkpoint)
+            then, now = then_values[f.name], getattr(now_section, f.name)
+            if then != now:
+                differences.append(f"{flag_of(f)} {_shown(then)}, not {_shown(now)}")
+    if differences:
+        named = differences[0] if len(differences) == 1 else ", ".join(differences[:-1]) + ", and " + differences[-1]
+        raise DigitsError(f"--resume {path}: the run was trained with {named}; resume with its settings "
+                          "(only --lr and --epochs may change)")
 
 
 def _shown(value) -> str:
