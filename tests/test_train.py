@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from digits.config import AugmentConfig, DataConfig, OptimConfig, RunConfig
+from digits.config import AugmentConfig, DataConfig, ModelConfig, OptimConfig, RunConfig
 from digits.data import load_mnist
 from digits.errors import DigitsError
 from digits.train import epoch_permutation, fit
@@ -144,14 +144,29 @@ def test_check_startable_reads_the_resume_checkpoint_without_data(tiny_mnist, tm
     check_startable(config, resume=ckpt)  # the run's own settings: resumable
     wider = config.copy()
     wider.model.kwargs["c1"] = 6
-    with pytest.raises(DigitsError, match=r"--resume .*checkpoint.pt: cannot continue from it \(size mismatch"):
-        check_startable(wider, resume=ckpt)
-    check_startable(wider, model=False, resume=ckpt)  # without building the network, weights go unchecked
+    for model in (True, False):  # named from the recorded arguments, with or without the network
+        with pytest.raises(DigitsError, match=r"--resume .*checkpoint.pt: the run was trained with --model-arg c1=4, not 6"):
+            check_startable(wider, model=model, resume=ckpt)
+    older = _without_model_arguments(ckpt, tmp_path / "older.pt")  # e.g. another writer's checkpoint
+    with pytest.raises(DigitsError, match=r"--resume .*older.pt: cannot continue from it \(size mismatch"):
+        check_startable(wider, resume=older)
+    check_startable(wider, model=False, resume=older)  # without building the network, weights go unchecked
     other = _config()
     with pytest.raises(DigitsError, match="the checkpoint is a 'fast' model, not 'seed'"):
         check_startable(other, resume=ckpt)
     with pytest.raises(DigitsError, match="no such checkpoint file"):
         check_startable(config, resume=tmp_path / "none.pt")
+
+
+def _without_model_arguments(path, out):
+    """A copy of checkpoint ``path`` that records no model arguments in its configuration."""
+    from digits.checkpoint import digest, read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    del ckpt["meta"]["config"]["model"], ckpt["sha256"]
+    ckpt["sha256"] = digest(ckpt)
+    torch.save(ckpt, out)
+    return out
 
 
 def test_resume_refuses_other_optimizer_settings_but_lets_lr_and_epochs_change(tiny_mnist, tmp_path):
@@ -383,3 +398,19 @@ def test_the_kernels_are_built_before_training_is_timed(tiny_mnist, monkeypatch)
         convpool.set_enabled(previous)
     assert len(built) == 1
 
+
+
+def test_resume_refuses_other_model_arguments_even_where_the_weights_fit(tiny_mnist, tmp_path):
+    """--model-arg dropout=0.5 on a dropout-0.2 run loaded the same weights and was recorded in
+    config.json as the whole run's; a missing or added argument is named too."""
+    config = _config(epochs=1)
+    config.model = ModelConfig("seed-bn", {"dropout": 0.2})
+    ckpt, data = _trained(tiny_mnist, tmp_path, config)
+    for kwargs, message in (({"dropout": 0.5}, "--model-arg dropout=0.2, not 0.5"),
+                            ({}, r"--model-arg dropout=0\.2, not \(not given\)")):
+        other = _config(epochs=2)
+        other.model = ModelConfig("seed-bn", kwargs)
+        _refused(other, data, ckpt, message, tmp_path / "b")
+    same = _config(epochs=2)
+    same.model = ModelConfig("seed-bn", {"dropout": 0.2})
+    assert fit(same, data, tmp_path / "c", resume=ckpt).iter_num > 0

@@ -73,6 +73,14 @@ def _check_same_training(path, ckpt: dict, config: RunConfig) -> None:
     recorded = ckpt["meta"].get("config")
     if not isinstance(recorded, dict):
         return  # a checkpoint of another writer: nothing to compare with
+    differences = _setting_differences(recorded, config) + _model_arg_differences(recorded, config)
+    if differences:
+        named = differences[0] if len(differences) == 1 else ", ".join(differences[:-1]) + ", and " + differences[-1]
+        raise DigitsError(f"--resume {path}: the run was trained with {named}; resume with its settings "
+                          "(only --lr and --epochs may change)")
+
+
+def _setting_differences(recorded: dict, config: RunConfig) -> list[str]:
     differences = []
     for section, names in _SAME_ON_RESUME.items():
         then_values = recorded.get(section) if section else recorded
@@ -85,10 +93,22 @@ def _check_same_training(path, ckpt: dict, config: RunConfig) -> None:
             then, now = then_values[f.name], getattr(now_section, f.name)
             if then != now:
                 differences.append(f"{flag_of(f)} {_shown(then)}, not {_shown(now)}")
-    if differences:
-        named = differences[0] if len(differences) == 1 else ", ".join(differences[:-1]) + ", and " + differences[-1]
-        raise DigitsError(f"--resume {path}: the run was trained with {named}; resume with its settings "
-                          "(only --lr and --epochs may change)")
+    return differences
+
+
+def _model_arg_differences(recorded: dict, config: RunConfig) -> list[str]:
+    """--model-arg values the weights fit either way (dropout=0.5 for 0.2) were accepted and recorded
+    in config.json as the whole run's; those that change a shape were refused only by load_state_dict."""
+    then = (recorded.get("model") or {}).get("kwargs")
+    if not isinstance(then, dict):
+        return []
+    now = config.model.kwargs
+    return [f"--model-arg {key}={_shown(then[key]) if key in then else '(not given)'}, not "
+            f"{_shown(now[key]) if key in now else '(not given)'}"
+            for key in sorted({*then, *now}) if then.get(key, _MISSING) != now.get(key, _MISSING)]
+
+
+_MISSING = object()
 
 
 def _shown(value) -> str:
