@@ -382,3 +382,17 @@ def test_a_pickle_that_would_run_code_is_still_refused_as_such(tmp_path):
             read_checkpoint(path)
         assert str(error.value).startswith(f"{path}: not a readable digits checkpoint (refused: ")
         assert "\n" not in str(error.value) and not (tmp_path / "pwned").exists()
+
+
+def test_reading_a_pickle_of_a_newer_protocol_warns_nothing(tmp_path):
+    """torch warned in two lines on stderr (protocol 4 "was not the default pickle protocol"),
+    above the one-line error."""
+    import warnings
+
+    path = tmp_path / "plain4.pt"
+    path.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError, match="plain4.pt: not a readable digits checkpoint"):
+            read_checkpoint(path)
+    assert [str(w.message) for w in seen] == []

@@ -14,6 +14,7 @@ import hashlib
 import math
 import re
 import struct
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     _refuse_other_files(path)
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. a pickle of protocol 4: two lines above the error
+            warnings.simplefilter("ignore", UserWarning)
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001  damaged bytes raise many types here: OSError (EINVAL on a
         # truncated zip), RuntimeError, UnpicklingError, EOFError, ValueError, KeyError, ...
         raise CheckpointError(f"{path}: not a readable digits checkpoint ({_reason(e)})") from None
