@@ -15,6 +15,7 @@ from PIL import Image
 from digits.cli import main
 from digits.checkpoint import load_checkpoint
 from digits.data import TEST_IMAGES, TEST_LABELS, read_idx
+from digits.errors import DigitsError
 from digits.evaluate import predict_logits
 
 MODEL = Path(__file__).parent / "data" / "seed.pt"
@@ -320,3 +321,25 @@ def test_an_image_pillow_warns_about_is_refused_without_its_warning(tmp_path, ca
     assert not [w for w in caught if "exceeds limit" in str(w.message)]
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "big.png: 10000x10000 is 100,000,000 pixels, over the limit" in err
+
+
+@pytest.mark.parametrize("embedding", [ROOT / "docs" / "fewshot" / "embedding.pt", None])
+def test_an_embedding_file_points_to_fewshot_predict_not_to_the_model_list(embedding, tmp_path, capsys):
+    """For a model name, "choose another model (`digits models` lists them)" helps; for a file it did not."""
+    from digits.checkpoint import describe, save_checkpoint
+    from digits.models import create_model
+    from digits.predictor import load_predictor
+
+    if embedding is None:
+        embedding = save_checkpoint(tmp_path / "e.pt", create_model("protonet"), describe("protonet", {}))
+    Image.new("L", (28, 28), 255).save(tmp_path / "digit.png")
+    says = (f"{embedding}: model 'protonet' is an embedding for few-shot classification, not a digit "
+            f"classifier; use it with `digits fewshot-predict {embedding} --support DIR --query PATH...`")
+    for command in (["evaluate", str(embedding)], ["predict", str(embedding), str(tmp_path / "digit.png")],
+                    ["export", str(embedding), "--out", str(tmp_path / "e.onnx")]):
+        assert main(command) == 2
+        assert capsys.readouterr().err == f"digits: error: {says}\n", command
+    with pytest.raises(DigitsError) as error:  # what `digits serve` loads
+        load_predictor(embedding)
+    assert str(error.value) == says
+    assert not (tmp_path / "e.onnx").exists()

@@ -261,6 +261,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
     return model.to(map_location).eval(), ckpt
 
 
+def load_classifier(path: str | Path, map_location: str | torch.device = "cpu"
+                    ) -> tuple[torch.nn.Module, dict]:
+    """load_checkpoint for the commands that need 10 class scores (evaluate, predict, serve, export):
+    a few-shot embedding is refused, pointing at the command that uses one."""
+    model, ckpt = load_checkpoint(path, map_location)
+    if getattr(model, "embedding_dim", None):  # as models.check_classifier tells one by name
+        raise CheckpointError(f"{path}: model {ckpt['meta']['model_name']!r} is an embedding for few-shot "
+                              "classification, not a digit classifier; use it with "
+                              f"`digits fewshot-predict {path} --support DIR --query PATH...`")
+    return model, ckpt
+
+
 def _mismatch(model: torch.nn.Module, weights: dict) -> str:
     """What differs between a model's tensors and a checkpoint's, in a few words."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}

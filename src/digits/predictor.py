@@ -55,15 +55,14 @@ def load_predictor(path: str | Path, device: str = "cpu", threads: int | None = 
 def _torch_predictor(path: Path, device: str, threads: int | None) -> Predictor:
     import torch
 
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_classifier
     from .evaluate import predict_logits
-    from .models import check_classifier, count_parameters
+    from .models import count_parameters
     from .device import resolve_device
 
     if threads:
         torch.set_num_threads(threads)
-    model, ckpt = load_checkpoint(path, resolve_device(device))
-    check_classifier(model, ckpt["meta"]["model_name"])
+    model, ckpt = load_classifier(path, resolve_device(device))
     description = describe_checkpoint(path, ckpt, count_parameters(model))
 
     def logits(images: np.ndarray) -> np.ndarray:
