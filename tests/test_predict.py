@@ -97,7 +97,25 @@ def test_a_number_is_read_left_to_right(test_digits, tmp_path, capsys):
     Image.fromarray(page).save(tmp_path / "number.png")
     assert main(["predict", str(MODEL), str(tmp_path / "number.png"), "--number", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)[0]
-    assert result["prediction"] == "".join(map(str, labels[:4])) and len(result["probabilities"]) == 4
+    # the number as a string (a leading 0 kept); each digit as one digit's prediction is written
+    assert set(result) == {"file", "prediction", "digits"}
+    assert result["prediction"] == "".join(map(str, labels[:4])) and len(result["digits"]) == 4
+    for digit, label in zip(result["digits"], labels[:4]):
+        assert set(digit) == {"prediction", "probabilities"} and digit["prediction"] == label
+        assert len(digit["probabilities"]) == 10 and max(digit["probabilities"]) == digit["probabilities"][label]
+    assert main(["predict", str(MODEL), str(tmp_path / "number.png"), "--json"]) == 0
+    single = json.loads(capsys.readouterr().out)[0]  # without --number: one digit, as before
+    assert set(single) == {"file", "prediction", "probabilities"} and isinstance(single["prediction"], int)
+    assert len(single["probabilities"]) == 10
+
+
+def test_csv_with_number_is_refused_before_any_work(tmp_path, capsys):
+    """Its header promised p0..p9 and every row left them empty (`photo.jpg,274,,,,,,,,,,`)."""
+    assert main(["predict", str(tmp_path / "missing.pt"), str(tmp_path / "none.png"), "--csv", "--number"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == (
+        "digits: error: --number cannot be used with --csv (its p0..p9 columns hold one digit per file); "
+        "use --json, which gives each digit's probabilities\n")
 
 
 def test_not_a_model_is_one_line(photos, tmp_path, capsys):
