@@ -132,8 +132,8 @@ def test_evaluating_an_onnx_export_says_it_needs_the_checkpoint(tiny_mnist, tmp_
     renamed.write_bytes(onnx_model.read_bytes())
     for path in (onnx_model, renamed):
         err = _error(["evaluate", str(path), "--data-dir", str(tiny_mnist)], capsys)
-        assert err == (f"digits: error: {path}: an ONNX model, not a digits checkpoint; evaluate and export "
-                       "need the checkpoint.pt of a training run (predict and serve read models named .onnx)")
+        assert err == (f"digits: error: {path}: an ONNX model, not a digits checkpoint; this command needs a "
+                       "checkpoint.pt that digits wrote (predict and serve read ONNX models)")
 
 
 def test_evaluating_a_folder_says_so_and_points_at_its_checkpoint(tiny_mnist, tmp_path, capsys):

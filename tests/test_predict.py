@@ -361,3 +361,27 @@ def test_an_embedding_file_points_to_fewshot_predict_not_to_the_model_list(embed
         load_predictor(embedding)
     assert str(error.value) == says
     assert not (tmp_path / "e.onnx").exists()
+
+
+def test_an_onnx_model_under_another_name_is_read_as_onnx(onnx_model, photos, tmp_path, capsys):
+    """`predict fake.pt` (an ONNX export renamed) said "evaluate and export need the checkpoint.pt",
+    naming commands other than the one run; predict and serve read ONNX, so they read it."""
+    folder, labels = photos
+    renamed = tmp_path / "model.pt"
+    renamed.write_bytes(onnx_model.read_bytes())
+    assert main(["predict", str(renamed), str(folder), "--json"]) == 0
+    assert [r["prediction"] for r in json.loads(capsys.readouterr().out)] == labels
+    from digits.predictor import load_predictor
+
+    assert load_predictor(renamed).backend == "onnxruntime"  # what `digits serve` loads
+
+
+def test_commands_that_need_a_checkpoint_refuse_an_onnx_model_without_naming_others(onnx_model, tmp_path, capsys):
+    says = (f"digits: error: {onnx_model}: an ONNX model, not a digits checkpoint; this command needs a "
+            "checkpoint.pt that digits wrote (predict and serve read ONNX models)\n")
+    support = tmp_path / "support" / "a"
+    support.mkdir(parents=True)
+    for command in (["export", str(onnx_model), "--out", str(tmp_path / "again.onnx")],
+                    ["fewshot-predict", str(onnx_model), "--support", str(support.parent), "--query", "x.png"]):
+        assert main(command) == 2
+        assert capsys.readouterr().err == says, command

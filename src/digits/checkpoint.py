@@ -98,8 +98,9 @@ def _refuse_other_files(path: Path) -> None:
         what = (f"it looks like a {kind} image" if kind else "it is empty" if not head
                 else "it looks like a text file" if is_text(head) else None)
         if what is None and (is_onnx(head) or path.suffix.lower() == ".onnx"):
-            raise CheckpointError(f"{path}: an ONNX model, not a digits checkpoint; evaluate and export need "
-                                  "the checkpoint.pt of a training run (predict and serve read models named .onnx)")
+            # read_checkpoint serves evaluate, export, run --resume and fewshot-predict: name none
+            raise CheckpointError(f"{path}: an ONNX model, not a digits checkpoint; this command needs a "
+                                  "checkpoint.pt that digits wrote (predict and serve read ONNX models)")
         what = what or "PyTorch saves zip archives or pickles; this is neither"
         raise CheckpointError(f"{path}: not a checkpoint file ({what})")
 
