@@ -106,16 +106,6 @@ def _saved(tmp_path) -> bytes:
                            iter_num=5).read_bytes()
 
 
-def test_every_truncation_is_a_clear_error(tmp_path):
-    data = _saved(tmp_path)
-    path = tmp_path / "cut.pt"
-    # every 1/64th of the file plus the last bytes, where the zip directory lives
-    for n in sorted({*range(0, len(data), len(data) // 64), *range(len(data) - 64, len(data))}):
-        path.write_bytes(data[:n])
-        with pytest.raises(CheckpointError, match="cut.pt: not a readable digits checkpoint"):
-            load_checkpoint(path)
-
-
 def test_bit_flips_are_refused_or_harmless(tmp_path):
     """Without the stored checksum, 297 of 300 random single-bit flips loaded silently (measured with
     torch 2.13): torch does not verify the zip's CRCs. Now a flip is refused, or it hit bytes that do
@@ -159,7 +149,7 @@ def test_a_torchscript_export_or_an_image_is_refused_in_one_line(tmp_path):
     Image.new("RGB", (20, 20), "white").save(tmp_path / "photo.jpg")
     with pytest.raises(CheckpointError) as error:
         read_checkpoint(tmp_path / "photo.jpg")
-    assert "not a readable digits checkpoint" in str(error.value) and "\n" not in str(error.value)
+    assert str(error.value) == f"{tmp_path / 'photo.jpg'}: not a checkpoint file (it looks like a JPEG image)"
 
 
 def _with_normalization(tmp_path, normalization, version=2):
@@ -291,3 +281,118 @@ def test_held_out_split_recorded_as_other_than_whole_numbers_is_one_line(size, s
     named = [("odd.pt", {"meta": describe("seed", {}, config={"data": {"val_size": size, "split_seed": seed}})})]
     with pytest.raises(DigitsError, match="odd.pt: records its validation split as .*not two whole numbers"):
         held_out_split(named)
+
+
+TRUNCATED = "not a readable digits checkpoint (damaged or truncated: not a complete checkpoint file)"
+
+
+def test_every_truncation_is_a_clear_error_in_a_whole_sentence(tmp_path):
+    """torch's own message was cut at 200 characters: "... there is a high likelihood that your
+    checkpoint file is)"; an empty file says it is empty (test_other_files_are_named_for_what_they_are)."""
+    data = _saved(tmp_path)
+    path = tmp_path / "cut.pt"
+    # every 1/64th of the file plus the first and last bytes (where the zip directory lives)
+    for n in sorted({*range(1, 5), *range(1, len(data), len(data) // 64), *range(len(data) - 64, len(data))}):
+        path.write_bytes(data[:n])
+        with pytest.raises(CheckpointError) as error:
+            read_checkpoint(path)
+        assert str(error.value) == f"{path}: {TRUNCATED}", n
+    legacy = tmp_path / "legacy.pt"  # torch's format before its zip archives: a pickle stream
+    torch.save({"a": torch.zeros(3)}, legacy, _use_new_zipfile_serialization=False)
+    legacy.write_bytes(legacy.read_bytes()[:-20])
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(legacy)
+    assert str(error.value) == f"{legacy}: {TRUNCATED}"
+
+
+@pytest.mark.parametrize("message, shown", [
+    ("Unexpected key. More text that explains nothing the user needs", "Unexpected key"),
+    ("one sentence that is far too long to show whole " * 6, "RuntimeError"),
+    ("line one\nline two", "line one")])
+def test_a_reason_from_torch_is_shown_whole_or_not_at_all(tmp_path, monkeypatch, message, shown):
+    path = tmp_path / "c.pt"
+    path.write_bytes(_saved(tmp_path))
+
+    def fail(*args, **kwargs):
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(torch, "load", fail)
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(path)
+    assert str(error.value) == f"{path}: not a readable digits checkpoint ({shown})"
+
+
+def _image(tmp_path, name, fmt):
+    from PIL import Image
+
+    path = tmp_path / name
+    Image.new("L", (20, 20), 255).save(path, format=fmt)
+    return path
+
+
+@pytest.mark.parametrize("name, fmt, kind", [
+    ("photo.jpg", "JPEG", "JPEG"), ("scan.png", "PNG", "PNG"), ("a.gif", "GIF", "GIF"), ("a.bmp", "BMP", "BMP"),
+    ("a.tif", "TIFF", "TIFF"), ("a.webp", "WEBP", "WebP"), ("a.pgm", "PPM", "Netpbm (PGM/PPM)"),
+    ("photo.pt", "JPEG", "JPEG")])  # known by its bytes, not its name
+def test_an_image_given_as_the_checkpoint_is_named_as_one_not_as_a_hostile_pickle(tmp_path, name, fmt, kind):
+    path = _image(tmp_path, name, fmt)
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(path)
+    assert str(error.value) == f"{path}: not a checkpoint file (it looks like a {kind} image)"
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"", "it is empty"),
+    (b'{"test_accuracy": 0.99}\n', "it looks like a text file"),
+    (bytes(range(7, 40)), "PyTorch saves zip archives or pickles; this is neither")])
+def test_other_files_are_named_for_what_they_are(tmp_path, content, says):
+    path = tmp_path / "x.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(path)
+    assert str(error.value) == f"{path}: not a checkpoint file ({says})"
+
+
+def test_a_zip_archive_that_torch_did_not_write_is_not_a_checkpoint(tmp_path):
+    import zipfile
+
+    path = tmp_path / "notes.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(path)
+    assert str(error.value) == f"{path}: not a checkpoint file (a zip archive, but not a PyTorch checkpoint)"
+
+
+def test_a_pickle_that_torch_did_not_write_is_not_refused_as_hostile(tmp_path):
+    path = tmp_path / "plain.pkl"
+    path.write_bytes(pickle.dumps({"a": 1}, protocol=2))
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(path)
+    assert str(error.value) == f"{path}: not a readable digits checkpoint (a pickle, but not one torch.save wrote)"
+
+
+def test_a_pickle_that_would_run_code_is_still_refused_as_such(tmp_path):
+    evil = _Evil()
+    evil.target = str(tmp_path / "pwned")
+    for protocol in (2, 4):  # torch.save's legacy format, and what pickle.dump writes by default
+        path = tmp_path / f"evil{protocol}.pt"
+        path.write_bytes(pickle.dumps(evil, protocol=protocol))
+        with pytest.raises(CheckpointError) as error:
+            read_checkpoint(path)
+        assert str(error.value).startswith(f"{path}: not a readable digits checkpoint (refused: ")
+        assert "\n" not in str(error.value) and not (tmp_path / "pwned").exists()
+
+
+def test_reading_a_pickle_of_a_newer_protocol_warns_nothing(tmp_path):
+    """torch warned in two lines on stderr (protocol 4 "was not the default pickle protocol"),
+    above the one-line error."""
+    import warnings
+
+    path = tmp_path / "plain4.pt"
+    path.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError, match="plain4.pt: not a readable digits checkpoint"):
+            read_checkpoint(path)
+    assert [str(w.message) for w in seen] == []

@@ -188,3 +188,19 @@ def test_recipes_seed_stays_the_tutorials_and_best_uses_the_techniques():
     args = build_parser().parse_args(["run", "--recipe", "best", "--model", "resnet", "--rotate", "5"])
     config = config_from_args(args)
     assert config.model.kwargs == {} and config.augment.rotate == 5 and config.optim.lr == best.optim.lr
+
+
+def test_a_refused_model_list_names_only_what_is_wrong(capsys):
+    """It added "and --seeds at least one seed" to an unknown model, with the seeds fine."""
+    from digits.compare import check_comparison
+    from digits.errors import DigitsError
+    from digits.models import list_models
+
+    known = ", ".join(list_models())
+    err = _refused(["compare", "--models", "seed,nosuch"], capsys)
+    assert err == f"digits: error: --models needs registered names (unknown: nosuch; known: {known})"
+    for models, seeds, says in (([], [0], f"--models names no model; give one or more of: {known}"),
+                                (["seed"], [], "--seeds names no seed; give one or more")):
+        with pytest.raises(DigitsError) as error:
+            check_comparison(models, seeds, recipe("seed"))
+        assert str(error.value) == says

@@ -15,6 +15,7 @@ from PIL import Image
 from digits.cli import main
 from digits.checkpoint import load_checkpoint
 from digits.data import TEST_IMAGES, TEST_LABELS, read_idx
+from digits.errors import DigitsError
 from digits.evaluate import predict_logits
 
 MODEL = Path(__file__).parent / "data" / "seed.pt"
@@ -96,7 +97,25 @@ def test_a_number_is_read_left_to_right(test_digits, tmp_path, capsys):
     Image.fromarray(page).save(tmp_path / "number.png")
     assert main(["predict", str(MODEL), str(tmp_path / "number.png"), "--number", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)[0]
-    assert result["prediction"] == "".join(map(str, labels[:4])) and len(result["probabilities"]) == 4
+    # the number as a string (a leading 0 kept); each digit as one digit's prediction is written
+    assert set(result) == {"file", "prediction", "digits"}
+    assert result["prediction"] == "".join(map(str, labels[:4])) and len(result["digits"]) == 4
+    for digit, label in zip(result["digits"], labels[:4]):
+        assert set(digit) == {"prediction", "probabilities"} and digit["prediction"] == label
+        assert len(digit["probabilities"]) == 10 and max(digit["probabilities"]) == digit["probabilities"][label]
+    assert main(["predict", str(MODEL), str(tmp_path / "number.png"), "--json"]) == 0
+    single = json.loads(capsys.readouterr().out)[0]  # without --number: one digit, as before
+    assert set(single) == {"file", "prediction", "probabilities"} and isinstance(single["prediction"], int)
+    assert len(single["probabilities"]) == 10
+
+
+def test_csv_with_number_is_refused_before_any_work(tmp_path, capsys):
+    """Its header promised p0..p9 and every row left them empty (`photo.jpg,274,,,,,,,,,,`)."""
+    assert main(["predict", str(tmp_path / "missing.pt"), str(tmp_path / "none.png"), "--csv", "--number"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == (
+        "digits: error: --number cannot be used with --csv (its p0..p9 columns hold one digit per file); "
+        "use --json, which gives each digit's probabilities\n")
 
 
 def test_not_a_model_is_one_line(photos, tmp_path, capsys):
@@ -320,3 +339,49 @@ def test_an_image_pillow_warns_about_is_refused_without_its_warning(tmp_path, ca
     assert not [w for w in caught if "exceeds limit" in str(w.message)]
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "big.png: 10000x10000 is 100,000,000 pixels, over the limit" in err
+
+
+@pytest.mark.parametrize("embedding", [ROOT / "docs" / "fewshot" / "embedding.pt", None])
+def test_an_embedding_file_points_to_fewshot_predict_not_to_the_model_list(embedding, tmp_path, capsys):
+    """For a model name, "choose another model (`digits models` lists them)" helps; for a file it did not."""
+    from digits.checkpoint import describe, save_checkpoint
+    from digits.models import create_model
+    from digits.predictor import load_predictor
+
+    if embedding is None:
+        embedding = save_checkpoint(tmp_path / "e.pt", create_model("protonet"), describe("protonet", {}))
+    Image.new("L", (28, 28), 255).save(tmp_path / "digit.png")
+    says = (f"{embedding}: model 'protonet' is an embedding for few-shot classification, not a digit "
+            f"classifier; use it with `digits fewshot-predict {embedding} --support DIR --query PATH...`")
+    for command in (["evaluate", str(embedding)], ["predict", str(embedding), str(tmp_path / "digit.png")],
+                    ["export", str(embedding), "--out", str(tmp_path / "e.onnx")]):
+        assert main(command) == 2
+        assert capsys.readouterr().err == f"digits: error: {says}\n", command
+    with pytest.raises(DigitsError) as error:  # what `digits serve` loads
+        load_predictor(embedding)
+    assert str(error.value) == says
+    assert not (tmp_path / "e.onnx").exists()
+
+
+def test_an_onnx_model_under_another_name_is_read_as_onnx(onnx_model, photos, tmp_path, capsys):
+    """`predict fake.pt` (an ONNX export renamed) said "evaluate and export need the checkpoint.pt",
+    naming commands other than the one run; predict and serve read ONNX, so they read it."""
+    folder, labels = photos
+    renamed = tmp_path / "model.pt"
+    renamed.write_bytes(onnx_model.read_bytes())
+    assert main(["predict", str(renamed), str(folder), "--json"]) == 0
+    assert [r["prediction"] for r in json.loads(capsys.readouterr().out)] == labels
+    from digits.predictor import load_predictor
+
+    assert load_predictor(renamed).backend == "onnxruntime"  # what `digits serve` loads
+
+
+def test_commands_that_need_a_checkpoint_refuse_an_onnx_model_without_naming_others(onnx_model, tmp_path, capsys):
+    says = (f"digits: error: {onnx_model}: an ONNX model, not a digits checkpoint; this command needs a "
+            "checkpoint.pt that digits wrote (predict and serve read ONNX models)\n")
+    support = tmp_path / "support" / "a"
+    support.mkdir(parents=True)
+    for command in (["export", str(onnx_model), "--out", str(tmp_path / "again.onnx")],
+                    ["fewshot-predict", str(onnx_model), "--support", str(support.parent), "--query", "x.png"]):
+        assert main(command) == 2
+        assert capsys.readouterr().err == says, command

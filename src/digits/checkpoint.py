@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
+import struct
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,10 +25,12 @@ from . import __version__
 from .atomic import atomic_write
 from .data import CLASSES, MEAN, STD
 from .errors import CheckpointError, DigitsError
+from .filekind import PICKLE, ZIP, first_bytes, image_kind, is_onnx, is_text
 from .models import create_model
 
 FORMAT = "digits-checkpoint"
 VERSION = 2  # 2 added "sha256"; version 1 files (no checksum) still load
+DAMAGED = "damaged or truncated: not a complete checkpoint file"
 
 
 def describe(model_name: str, model_kwargs: dict, config: dict | None = None, **extra) -> dict:
@@ -51,7 +56,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     _refuse_other_files(path)
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. a pickle of protocol 4: two lines above the error
+            warnings.simplefilter("ignore", UserWarning)
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001  damaged bytes raise many types here: OSError (EINVAL on a
         # truncated zip), RuntimeError, UnpicklingError, EOFError, ValueError, KeyError, ...
         raise CheckpointError(f"{path}: not a readable digits checkpoint ({_reason(e)})") from None
@@ -70,40 +77,47 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def _refuse_other_files(path: Path) -> None:
-    """Name what ``path`` is when it is plainly no checkpoint, where torch.load would say something
-    obscure ("Unsupported operand 8" for ONNX) or the user gave the run's folder."""
+    """Name what ``path`` is when it is plainly no checkpoint, told by its first bytes, where
+    torch.load would say something obscure or misleading (a JPEG: "refused: it holds objects other
+    than tensors ...; Unsupported operand 255"; a truncated file: miniz's advice, cut off), or the
+    user gave the run's folder. Zip archives and pickles, which torch.save writes, go on to torch.load."""
     if path.is_dir():
         inside = path / "checkpoint.pt"
         hint = f"did you mean {inside}?" if inside.is_file() else "give the checkpoint.pt of a training run"
         raise CheckpointError(f"{path}: a folder, not a checkpoint file; {hint}")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    if _is_torchscript(path):  # torch.load would warn and hand it to torch.jit.load
-        raise CheckpointError(f"{path}: a TorchScript export, not a digits checkpoint; use the run's "
-                              "checkpoint.pt, or export to ONNX (`digits export`), which digits reads")
-    if path.suffix.lower() == ".onnx" or _is_onnx(path):
-        raise CheckpointError(f"{path}: an ONNX model, not a digits checkpoint; evaluate and export need "
-                              "the checkpoint.pt of a training run (predict and serve read models named .onnx)")
-
-
-def _is_onnx(path: Path) -> bool:
-    """An ONNX ModelProto starts with its ir_version (field 1, a small varint), then the next field in
-    number order (producer_name, ..., graph, opset_import); a checkpoint starts with a zip or pickle."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(3)
-    except OSError:
-        return False
-    return len(head) == 3 and head[0] == 0x08 and head[1] < 0x80 and head[2] in b"\x12\x1a\x22\x28\x32\x3a\x42"
+        head = first_bytes(path)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if head.startswith(ZIP) or (head and ZIP.startswith(head)):  # or its first bytes only
+        _refuse_other_archives(path)
+    elif not head.startswith(PICKLE):
+        kind = image_kind(head)
+        what = (f"it looks like a {kind} image" if kind else "it is empty" if not head
+                else "it looks like a text file" if is_text(head) else None)
+        if what is None and (is_onnx(head) or path.suffix.lower() == ".onnx"):
+            # read_checkpoint serves evaluate, export, run --resume and fewshot-predict: name none
+            raise CheckpointError(f"{path}: an ONNX model, not a digits checkpoint; this command needs a "
+                                  "checkpoint.pt that digits wrote (predict and serve read ONNX models)")
+        what = what or "PyTorch saves zip archives or pickles; this is neither"
+        raise CheckpointError(f"{path}: not a checkpoint file ({what})")
 
 
-def _is_torchscript(path: Path) -> bool:
-    """A TorchScript archive is a zip like a checkpoint, with its code and constants inside."""
+def _refuse_other_archives(path: Path) -> None:
+    """A zip archive that is no checkpoint: cut short (its directory, at the end, is missing), a
+    TorchScript export (torch.load would warn and hand it to torch.jit.load), or no PyTorch file."""
     try:
         with zipfile.ZipFile(path) as archive:
-            return any(name.endswith("/constants.pkl") for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
+            names = archive.namelist()
+    except Exception:  # noqa: BLE001  BadZipFile mostly; a damaged directory raises others too
+        raise CheckpointError(f"{path}: not a readable digits checkpoint ({DAMAGED})") from None
+    if any(name.endswith("/constants.pkl") for name in names):
+        raise CheckpointError(f"{path}: a TorchScript export, not a digits checkpoint; use the run's "
+                              "checkpoint.pt, or export to ONNX (`digits export`), which digits reads")
+    if not any(name.endswith("data.pkl") for name in names):
+        raise CheckpointError(f"{path}: not a checkpoint file (a zip archive, but not a PyTorch checkpoint)")
 
 
 def _check_layout(path: Path, ckpt: dict) -> None:
@@ -201,12 +215,32 @@ def _feed(h, value) -> None:
 
 
 def _reason(error: Exception) -> str:
+    """Why torch could not read a file, in a few whole words: a sentence of its message is shown
+    whole or not at all (it was cut at 200 characters, mid-sentence)."""
     text = str(error)
     if "WeightsUnpickler error:" in text:  # the file asks to run code: refused, and say so
-        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0].split(". ")[0]
-        return f"refused: it holds objects other than tensors and plain data; {detail[:160]}"
-    lines = text.strip().splitlines()
-    return lines[0][:200] if lines else type(error).__name__
+        detail = _first_sentence(text.split("WeightsUnpickler error:", 1)[1])
+        if detail.startswith("Unsupported operand"):  # an opcode outside the safe loader's subset
+            opcode = detail.removeprefix("Unsupported operand").strip()
+            return f"refused: its pickled data uses pickle opcode {opcode}, which PyTorch's safe loader does not run"
+        return ("refused: it holds objects other than tensors and plain data"
+                + (f"; {detail}" if 0 < len(detail) <= 160 else ""))
+    if (isinstance(error, (EOFError, struct.error)) or "central directory" in text
+            or text.startswith("unexpected EOF")):  # the last: torch's older format, cut short
+        return DAMAGED
+    if "Invalid magic number" in text:  # a pickle, but not the magic number torch.save starts with
+        return "a pickle, but not one torch.save wrote"
+    sentence = _first_sentence(text)
+    if sentence.startswith("PytorchStreamReader failed"):  # a zip entry that does not read back
+        return f"damaged: {sentence.removeprefix('PytorchStreamReader ')}"
+    return sentence if 0 < len(sentence) <= 200 else type(error).__name__
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of the first line of ``text``, without c10's "[enforce fail at FILE:LINE] ." prefix."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    line = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", line)
+    return line.split(". ", 1)[0].rstrip(".")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
@@ -226,6 +260,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
         raise CheckpointError(f"{path}: weights do not fit model {meta['model_name']!r} "
                               f"({_mismatch(model, ckpt['model']) or lines[-1][:200]})") from None
     return model.to(map_location).eval(), ckpt
+
+
+def load_classifier(path: str | Path, map_location: str | torch.device = "cpu"
+                    ) -> tuple[torch.nn.Module, dict]:
+    """load_checkpoint for the commands that need 10 class scores (evaluate, predict, serve, export):
+    a few-shot embedding is refused, pointing at the command that uses one."""
+    model, ckpt = load_checkpoint(path, map_location)
+    if getattr(model, "embedding_dim", None):  # as models.check_classifier tells one by name
+        raise CheckpointError(f"{path}: model {ckpt['meta']['model_name']!r} is an embedding for few-shot "
+                              "classification, not a digit classifier; use it with "
+                              f"`digits fewshot-predict {path} --support DIR --query PATH...`")
+    return model, ckpt
 
 
 def _mismatch(model: torch.nn.Module, weights: dict) -> str:

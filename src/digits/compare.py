@@ -45,10 +45,14 @@ def check_comparison(models: list[str], seeds: list[int], base: RunConfig,
                      model_args: dict | None = None) -> list[RunConfig]:
     """Every run's config, in training order, each checked as `digits run` checks its one: a model
     that cannot train (an embedding, an argument it does not take) is refused before any run trains."""
+    known = ", ".join(list_models())
     unknown = [m for m in models if m not in list_models()]
-    if unknown or not models or not seeds:
-        raise DigitsError(f"--models needs registered names (unknown: {', '.join(unknown) or 'none'}; "
-                          f"known: {', '.join(list_models())}) and --seeds at least one seed")
+    if not models:  # each message names only what is wrong
+        raise DigitsError(f"--models names no model; give one or more of: {known}")
+    if unknown:
+        raise DigitsError(f"--models needs registered names (unknown: {', '.join(unknown)}; known: {known})")
+    if not seeds:
+        raise DigitsError("--seeds names no seed; give one or more")
     for flag, values in (("--models", models), ("--seeds", seeds)):
         twice = [str(v) for v in dict.fromkeys(values) if values.count(v) > 1]
         if twice:  # the repeat would train into the same folder, and count as another sample in the std

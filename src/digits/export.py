@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_write
-from .checkpoint import load_checkpoint
+from .checkpoint import load_classifier
 from .data import normalize
 from .errors import DigitsError
-from .models import check_classifier, count_parameters
+from .models import count_parameters
 from .predictor import META_KEY, describe_checkpoint
 
 FORMATS = ("onnx", "torchscript")
@@ -43,8 +43,7 @@ def export_model(checkpoint: str | Path, fmt: str | None, out: str | Path) -> Pa
     one ``out``'s suffix names)."""
     checkpoint, out = Path(checkpoint), Path(out)
     fmt = export_format(fmt, out)
-    model, ckpt = load_checkpoint(checkpoint, "cpu")
-    check_classifier(model, ckpt["meta"]["model_name"])  # an embedding's export would be read as digits
+    model, ckpt = load_classifier(checkpoint, "cpu")  # an embedding's export would be read as digits
     wrapped = Normalized(model.float().to(memory_format=torch.contiguous_format)).eval()
     description = describe_checkpoint(checkpoint, ckpt, count_parameters(model))
     example = torch.zeros(2, 1, 28, 28, dtype=torch.uint8)

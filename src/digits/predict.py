@@ -36,7 +36,13 @@ class Prediction:
         return [(int(d), float(probs[d])) for d in order]
 
     def to_dict(self) -> dict:
-        return {"file": self.file, "prediction": self.prediction, "probabilities": self.probabilities}
+        """{"file", "prediction": 7, "probabilities": [10 floats]}; for a number {"file", "prediction":
+        "274" (a string: a leading 0 is kept), "digits": [{"prediction": 2, "probabilities": [10
+        floats]}, ...]}, left to right. "probabilities" is always one digit's 10."""
+        if isinstance(self.prediction, int):
+            return {"file": self.file, "prediction": self.prediction, "probabilities": self.probabilities}
+        return {"file": self.file, "prediction": self.prediction,
+                "digits": [{"prediction": int(np.argmax(p)), "probabilities": p} for p in self.probabilities]}
 
 
 @dataclass
@@ -96,13 +102,15 @@ def predict_paths(predictor: Predictor, paths: list[str | Path], number: bool = 
 
 
 def to_csv(predictions: list[Prediction]) -> str:
-    """file, prediction and one probability column per digit (left empty for numbers)."""
+    """file, prediction and one probability column per digit: single digits only (a number's digits
+    would not fit the columns; to_dict gives them)."""
+    if any(not isinstance(p.prediction, int) for p in predictions):
+        raise ValueError("to_csv writes predictions of single digits, not numbers (number=True)")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["file", "prediction", *(f"p{d}" for d in range(10))])
     for p in predictions:
-        row = [f"{v:.6f}" for v in p.probabilities] if isinstance(p.prediction, int) else [""] * 10
-        writer.writerow([p.file, p.prediction, *row])
+        writer.writerow([p.file, p.prediction, *(f"{v:.6f}" for v in p.probabilities)])
     return buf.getvalue()
 
 

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import CheckpointError, DigitsError
+from .filekind import first_bytes, is_onnx
 
 META_KEY = "digits"  # ONNX metadata entry holding the checkpoint's description (JSON)
 
@@ -39,7 +40,8 @@ class Predictor:
 
 
 def load_predictor(path: str | Path, device: str = "cpu", threads: int | None = None) -> Predictor:
-    """A digits checkpoint (.pt) or an ONNX export (.onnx), chosen by the file's suffix.
+    """A digits checkpoint (.pt) or an ONNX export (.onnx), chosen by the file's suffix or, for an
+    ONNX model under another name (model.pt), by its first bytes.
 
     ``threads``: CPU threads per inference call; None keeps the backend's default. For one image
     at a time use 1: the seed network took 0.63 ms per image with 1 thread and 109 ms with 2 on a
@@ -47,23 +49,29 @@ def load_predictor(path: str | Path, device: str = "cpu", threads: int | None = 
     if threads is not None and threads < 0:
         raise DigitsError(f"--threads must not be negative, got {threads}")
     path = Path(path)
-    if path.suffix.lower() == ".onnx":
+    if path.suffix.lower() == ".onnx" or _looks_like_onnx(path):
         return _onnx_predictor(path, threads)
     return _torch_predictor(path, device, threads)
+
+
+def _looks_like_onnx(path: Path) -> bool:
+    try:
+        return is_onnx(first_bytes(path, 3))
+    except OSError:  # a folder, a missing file: the checkpoint loader names it
+        return False
 
 
 def _torch_predictor(path: Path, device: str, threads: int | None) -> Predictor:
     import torch
 
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_classifier
     from .evaluate import predict_logits
-    from .models import check_classifier, count_parameters
+    from .models import count_parameters
     from .device import resolve_device
 
     if threads:
         torch.set_num_threads(threads)
-    model, ckpt = load_checkpoint(path, resolve_device(device))
-    check_classifier(model, ckpt["meta"]["model_name"])
+    model, ckpt = load_classifier(path, resolve_device(device))
     description = describe_checkpoint(path, ckpt, count_parameters(model))
 
     def logits(images: np.ndarray) -> np.ndarray:

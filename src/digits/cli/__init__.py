@@ -29,11 +29,30 @@ _COMMANDS = (training.add_run, training.add_train, training.add_evaluate, traini
 TRAINING_COMMANDS = ("run", "train", "compare")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose mistakes are one line like every other error of digits: argparse
+    printed its usage block (14 lines for `digits run`) above them. Sub-commands' parsers are of
+    this class too (add_subparsers makes them of the parent's class); --help is unchanged."""
+
+    def error(self, message: str):
+        self.exit(2, f"digits: error: {message}; see `{self.prog} --help`\n")
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # a sub-command's unknown flags reach the top parser: name that command's help
+            self.commands.get(getattr(parsed, "command", None), self).error(
+                f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    commands: dict = {}  # the top parser's sub-command parsers, by name (build_parser sets them)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="digits", description="Train, evaluate and use CNNs that "
+    parser = _Parser(prog="digits", description="Train, evaluate and use CNNs that "
                                      "recognise handwritten digits (MNIST).")
     parser.add_argument("--version", action="version", version=f"digits {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = sub.choices
     for add_command in _COMMANDS:
         add_command(sub)
     return parser

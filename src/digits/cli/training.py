@@ -65,17 +65,14 @@ def add_train(sub) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import load_classifier
     from ..evaluate import evaluate_ensemble
-    from ..models import check_classifier
     from ..device import resolve_device
 
     if args.batch_size <= 0:
         raise DigitsError(f"--batch-size must be positive, got {args.batch_size}")
     device = resolve_device(args.device)
-    loaded = [load_checkpoint(path, device) for path in args.checkpoint]
-    for model, ckpt in loaded:
-        check_classifier(model, ckpt["meta"]["model_name"])
+    loaded = [load_classifier(path, device) for path in args.checkpoint]
     split = _evaluation_split(args, [ckpt for _, ckpt in loaded])
     result = evaluate_ensemble([m for m, _ in loaded], split.images, split.labels, args.batch_size,
                                tta=args.tta)

@@ -19,6 +19,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if not 1 <= args.top_k <= 10:
         raise DigitsError(f"--top-k must be from 1 to 10, got {args.top_k}")
+    if args.csv and args.number:
+        raise DigitsError("--number cannot be used with --csv (its p0..p9 columns hold one digit per file); "
+                          "use --json, which gives each digit's probabilities")
     if args.show:
         figure_format(args.show)  # refused before any prediction is printed
     predictor = load_predictor(args.checkpoint, args.device, threads=1)  # one image at a time
