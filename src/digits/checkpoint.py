@@ -27,6 +27,7 @@ from .data import CLASSES, MEAN, STD
 from .errors import CheckpointError, DigitsError
 from .filekind import PICKLE, ZIP, first_bytes, image_kind, is_onnx, is_text
 from .models import create_model
+from .models.registry import is_embedding
 
 FORMAT = "digits-checkpoint"
 VERSION = 2  # 2 added "sha256"; version 1 files (no checksum) still load
@@ -267,7 +268,7 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu"
     """load_checkpoint for the commands that need 10 class scores (evaluate, predict, serve, export):
     a few-shot embedding is refused, pointing at the command that uses one."""
     model, ckpt = load_checkpoint(path, map_location)
-    if getattr(model, "embedding_dim", None):  # as models.check_classifier tells one by name
+    if is_embedding(model):
         raise CheckpointError(f"{path}: model {ckpt['meta']['model_name']!r} is an embedding for few-shot "
                               "classification, not a digit classifier; use it with "
                               f"`digits fewshot-predict {path} --support DIR --query PATH...`")

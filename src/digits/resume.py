@@ -55,8 +55,7 @@ def read_resumable(path, config: RunConfig) -> dict:
 # --lr (say, lower after a divergence: _place_schedule) and --epochs (to extend a run); how it runs
 # (--device, --threads, --progress, --tensorboard, --checkpoint-every, --test-batch-size,
 # --channels-last: the same results); where the data is read from (--data-dir, --download). The model
-# is compared apart: its name in read_resumable, its arguments as far as its weights must fit them
-# (check_startable, restore).
+# is compared apart: its name in read_resumable, its arguments in _model_arg_differences.
 _SAME_ON_RESUME = {"data": ("val_size", "split_seed"), "": ("seed",),
                    "optim": tuple(f.name for f in fields(OptimConfig) if f.name not in ("lr", "epochs")),
                    "augment": None}
@@ -69,7 +68,8 @@ def _check_same_training(path, ckpt: dict, config: RunConfig) -> None:
     while config.json recorded them. Another --val-size or --split-seed went on training on images
     then in the validation split (which `evaluate --split val` then scored); another --seed changed
     the shuffles and augmentation of the epochs left, and another augmentation setting applied to
-    them only, while config.json recorded either as the whole run's. Every difference is named."""
+    them only, while config.json recorded either as the whole run's; so was a --model-arg the
+    weights fit either way (dropout). Every difference is named."""
     recorded = ckpt["meta"].get("config")
     if not isinstance(recorded, dict):
         return  # a checkpoint of another writer: nothing to compare with
@@ -103,12 +103,12 @@ def _model_arg_differences(recorded: dict, config: RunConfig) -> list[str]:
     if not isinstance(then, dict):
         return []
     now = config.model.kwargs
-    return [f"--model-arg {key}={_shown(then[key]) if key in then else '(not given)'}, not "
-            f"{_shown(now[key]) if key in now else '(not given)'}"
-            for key in sorted({*then, *now}) if then.get(key, _MISSING) != now.get(key, _MISSING)]
 
+    def given(kwargs: dict, key: str) -> str:
+        return _shown(kwargs[key]) if key in kwargs else "(not given)"
 
-_MISSING = object()
+    return [f"--model-arg {key}={given(then, key)}, not {given(now, key)}"
+            for key in sorted({*then, *now}) if (key in then, then.get(key)) != (key in now, now.get(key))]
 
 
 def _shown(value) -> str:

@@ -34,6 +34,8 @@ class _Parser(argparse.ArgumentParser):
     printed its usage block (14 lines for `digits run`) above them. Sub-commands' parsers are of
     this class too (add_subparsers makes them of the parent's class); --help is unchanged."""
 
+    commands: dict = {}  # the top parser's sub-command parsers, by name (build_parser sets them)
+
     def error(self, message: str):
         self.exit(2, f"digits: error: {message}; see `{self.prog} --help`\n")
 
@@ -43,8 +45,6 @@ class _Parser(argparse.ArgumentParser):
             self.commands.get(getattr(parsed, "command", None), self).error(
                 f"unrecognized arguments: {' '.join(extras)}")
         return parsed
-
-    commands: dict = {}  # the top parser's sub-command parsers, by name (build_parser sets them)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,10 +52,15 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def is_embedding(model: torch.nn.Module) -> bool:
+    """Few-shot's protonet and its kind: vectors to compare, not 10 class scores."""
+    return bool(getattr(model, "embedding_dim", None))
+
+
 def check_classifier(model: torch.nn.Module, name: str) -> torch.nn.Module:
     """The model itself if it returns 10 logits; an embedding (few-shot's protonet) is refused:
     trained, evaluated or asked for digits as a classifier, its vectors would mean nothing."""
-    if getattr(model, "embedding_dim", None):
+    if is_embedding(model):
         raise DigitsError(f"model {name!r} is an embedding for `digits fewshot`, not a classifier; "
                           "choose another model (`digits models` lists them)")
     return model
