@@ -118,3 +118,35 @@ def test_every_program_gets_the_thread_placement_digits_gives_itself(tmp_path, m
         row = bench.timed_run([sys.executable, "-c", report, str(tmp_path)], tmp_path, omp=omp)
         env = json.loads((tmp_path / "metrics.json").read_text())["env"]
         assert row["test_accuracy"] == 0.5 and list(env.values()) == expected
+
+
+def test_run_summary_gathers_what_each_run_recorded(tmp_path, capsys):
+    summary = benchmark_script("run_summary")
+    import json
+    import sys
+    for seed, val in ((3, 0.9951), (4, None)):  # None: a run that held nothing out
+        run = tmp_path / f"bn-s{seed}"
+        run.mkdir()
+        (run / "metrics.json").write_text(json.dumps({
+            "model": "bn-cnn", "seed": seed, "val_accuracy": val, "train_seconds": 100.0 + seed,
+            "total_seconds": 101.0 + seed, "epoch_seconds": [1.0], "torch_version": "2.13.0+cpu"}))
+        (run / "config.json").write_text(json.dumps({"data": {"val_size": 5000 if val else 0}, "threads": 1}))
+    (tmp_path / "no-metrics").mkdir()  # a run that never finished: left out
+    out = tmp_path / "members.json"
+    argv = sys.argv
+    sys.argv = ["run_summary.py", str(tmp_path / "*"), "--json", str(out)]
+    try:
+        summary.main()
+    finally:
+        sys.argv = argv
+    rows = json.loads(out.read_text())["runs"]
+    assert [r["seed"] for r in rows] == [3, 4]
+    assert rows[0]["val_accuracy"] == 0.9951 and "val_accuracy" not in rows[1]
+    assert rows[1]["train_seconds"] == 104.0 and rows[1]["val_size"] == 0 and rows[0]["threads"] == 1
+    assert "epoch_seconds" not in rows[0]
+    sys.argv = ["run_summary.py", str(tmp_path / "nothing-*"), "--json", str(out)]
+    try:
+        with pytest.raises(SystemExit, match="no run folder"):
+            summary.main()
+    finally:
+        sys.argv = argv
