@@ -57,6 +57,24 @@ def test_evaluate_batches_and_totals():
     assert result.probs.shape == (25, 10) and torch.allclose(result.probs.sum(1), torch.ones(25))
 
 
+
+def test_evaluate_refuses_images_it_would_misread_and_takes_them_without_a_channel():
+    from digits.errors import DigitsError
+    from digits.evaluate import evaluate_ensemble
+    labels = torch.arange(10)
+    images = torch.zeros(10, 1, 28, 28, dtype=torch.uint8)
+    images[:, 0, 0, 0] = labels.to(torch.uint8)
+    for score in (lambda i, lab: evaluate(_Fixed(), i, lab), lambda i, lab: evaluate_ensemble([_Fixed()], i, lab)):
+        assert score(images, labels).accuracy == 1.0
+        assert score(images[:, 0], labels).accuracy == 1.0  # (N, 28, 28): the channel added
+        with pytest.raises(DigitsError, match=r"uint8 pixels 0-255.*not float32.*\(images \* 255\)"):
+            score(images.float() / 255, labels)  # would be normalised as 0-255 and score near chance
+        with pytest.raises(DigitsError, match=r"\(N, 1, 28, 28\).*not \(10, 1, 14, 14\)"):
+            score(images[:, :, :14, :14], labels)
+        with pytest.raises(DigitsError, match="10 images but labels shaped \\(9,\\)"):
+            score(images, labels[:9])
+
+
 def test_shift_images_moves_pixels_and_fills_blank():
     from digits.evaluate import shift_images
 

@@ -118,9 +118,14 @@ def test_csv_with_number_is_refused_before_any_work(tmp_path, capsys):
         "use --json, which gives each digit's probabilities\n")
 
 
-def test_not_a_model_is_one_line(photos, tmp_path, capsys):
+def test_not_a_model_is_one_line(photos, onnx_model, tmp_path, capsys):
     (tmp_path / "m.onnx").write_bytes(b"nope")
     assert main(["predict", str(tmp_path / "m.onnx"), str(photos[0])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("digits: error: ") and "not an ONNX model (it looks like a text file)" in err
+    assert err.count("\n") == 1
+    (tmp_path / "cut.onnx").write_bytes(onnx_model.read_bytes()[:200])  # an ONNX model's start, cut short
+    assert main(["predict", str(tmp_path / "cut.onnx"), str(photos[0])]) == 2
     err = capsys.readouterr().err
     assert err.startswith("digits: error: ") and "not a readable ONNX model" in err and err.count("\n") == 1
 
@@ -374,6 +379,33 @@ def test_an_onnx_model_under_another_name_is_read_as_onnx(onnx_model, photos, tm
     from digits.predictor import load_predictor
 
     assert load_predictor(renamed).backend == "onnxruntime"  # what `digits serve` loads
+
+
+
+@pytest.mark.parametrize("content,what", [
+    (b"\xff\xd8\xff\xe0" + bytes(60), "it looks like a JPEG image"), (b"", "it is empty"),
+    (b"label,prediction\n7,7\n", "it looks like a text file"),
+    (bytes(range(7, 80)), "neither an ONNX model nor a digits checkpoint")])
+def test_a_file_named_onnx_that_holds_no_model_is_named_for_what_it_is(content, what, tmp_path, capsys):
+    """It got onnxruntime's "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : ... Protobuf parsing failed"."""
+    fake = tmp_path / "model.onnx"
+    fake.write_bytes(content)
+    assert main(["predict", str(fake), str(_drawn_one(tmp_path / "one.png"))]) == 2
+    assert capsys.readouterr().err == (f"digits: error: {fake}: not an ONNX model ({what}); "
+                                       "make one with `digits export`\n")
+
+
+def test_a_checkpoint_under_an_onnx_name_is_read_as_the_checkpoint_it_is(tmp_path, capsys):
+    from digits.predictor import load_predictor
+
+    renamed = tmp_path / "model.onnx"
+    renamed.write_bytes(MODEL.read_bytes())
+    assert load_predictor(renamed).backend == "pytorch"
+    image = str(_drawn_one(tmp_path / "one.png"))
+    assert main(["predict", str(renamed), image, "--json"]) == 0
+    by_name = json.loads(capsys.readouterr().out)[0]["probabilities"]
+    assert main(["predict", str(MODEL), image, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["probabilities"] == by_name
 
 
 def test_commands_that_need_a_checkpoint_refuse_an_onnx_model_without_naming_others(onnx_model, tmp_path, capsys):

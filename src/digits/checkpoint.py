@@ -25,7 +25,7 @@ from . import __version__
 from .atomic import atomic_write
 from .data import CLASSES, MEAN, STD
 from .errors import CheckpointError, DigitsError
-from .filekind import PICKLE, ZIP, first_bytes, image_kind, is_onnx, is_text
+from .filekind import PICKLE, ZIP, first_bytes, is_onnx, looks_like
 from .models import create_model
 from .models.registry import is_embedding
 
@@ -95,9 +95,7 @@ def _refuse_other_files(path: Path) -> None:
     if head.startswith(ZIP) or (head and ZIP.startswith(head)):  # or its first bytes only
         _refuse_other_archives(path)
     elif not head.startswith(PICKLE):
-        kind = image_kind(head)
-        what = (f"it looks like a {kind} image" if kind else "it is empty" if not head
-                else "it looks like a text file" if is_text(head) else None)
+        what = looks_like(head)
         if what is None and (is_onnx(head) or path.suffix.lower() == ".onnx"):
             # read_checkpoint serves evaluate, export, run --resume and fewshot-predict: name none
             raise CheckpointError(f"{path}: an ONNX model, not a digits checkpoint; this command needs a "

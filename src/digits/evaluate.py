@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from .data import normalize
+from .errors import DigitsError
 
 
 def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
@@ -70,9 +71,30 @@ class EvalResult:
                 "confusion_matrix": self.confusion.tolist(), "per_class": self.per_class}
 
 
+def checked_images(images, labels) -> torch.Tensor:
+    """``images`` as (N, 1, 28, 28) uint8 pixels (an (N, 28, 28) batch gets its channel), or a
+    DigitsError saying what is wrong: floats would be normalised as if they were 0-255 and score
+    near chance without a word."""
+    if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise DigitsError("images and labels must be torch tensors, as digits.load_mnist gives them")
+    if images.dtype != torch.uint8:
+        raise DigitsError(f"images must be uint8 pixels 0-255, as digits.load_mnist gives them, not "
+                          f"{str(images.dtype).removeprefix('torch.')}; for floats in [0, 1] pass "
+                          "(images * 255).round().to(torch.uint8)")
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    if images.dim() != 4 or images.shape[1:] != (1, 28, 28):
+        raise DigitsError(f"images must be shaped (N, 1, 28, 28) or (N, 28, 28), not {tuple(images.shape)}")
+    if labels.shape != (len(images),):
+        raise DigitsError(f"{len(images)} images but labels shaped {tuple(labels.shape)}; one label per image")
+    return images
+
+
 def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
              batch_size: int = 1024, channels_last: bool = False) -> EvalResult:
-    """Accuracy, per-batch accuracy, confusion matrix and per-class metrics of ``model``."""
+    """Accuracy, per-batch accuracy, confusion matrix and per-class metrics of ``model`` on uint8
+    images (N, 1, 28, 28) or (N, 28, 28) and their labels (N,)."""
+    images = checked_images(images, labels)
     logits = predict_logits(model, images, batch_size, channels_last).cpu()
     return metrics_from_probs(logits.softmax(1), labels, batch_size)
 
@@ -103,6 +125,7 @@ def predict_probs(models, images: torch.Tensor, batch_size: int = 1024, tta: boo
 def evaluate_ensemble(models, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024,
                       tta: bool = False) -> EvalResult:
     """``evaluate`` for the average of several models' probabilities, optionally over shifted views."""
+    images = checked_images(images, labels)
     return metrics_from_probs(predict_probs(models, images, batch_size, tta), labels, batch_size)
 
 

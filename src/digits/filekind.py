@@ -3,6 +3,7 @@ expected (an image, a text file, an ONNX model), and to read an ONNX model by it
 neither torch nor onnxruntime.
 
     kind = image_kind(first_bytes(path))    # "JPEG", "PNG", ... or None
+    looks_like(first_bytes(path))           # "it looks like a PNG image", "it is empty", ... or None
 """
 from __future__ import annotations
 
@@ -51,3 +52,11 @@ def is_text(head: bytes) -> bool:
             return False
         text = head[:e.start].decode("utf-8")
     return bool(text) and all(c.isprintable() or c in "\t\n\r\f" for c in text)
+
+
+def looks_like(head: bytes) -> str | None:
+    """What a file starting with ``head`` plainly is, for an error message: an image, nothing, or
+    text; None when it is none of those."""
+    kind = image_kind(head)
+    return (f"it looks like a {kind} image" if kind else "it is empty" if not head
+            else "it looks like a text file" if is_text(head) else None)

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import CheckpointError, DigitsError
-from .filekind import first_bytes, is_onnx
+from .filekind import PICKLE, ZIP, first_bytes, is_onnx, looks_like
 
 META_KEY = "digits"  # ONNX metadata entry holding the checkpoint's description (JSON)
 
@@ -40,8 +40,8 @@ class Predictor:
 
 
 def load_predictor(path: str | Path, device: str = "cpu", threads: int | None = None) -> Predictor:
-    """A digits checkpoint (.pt) or an ONNX export (.onnx), chosen by the file's suffix or, for an
-    ONNX model under another name (model.pt), by its first bytes.
+    """A digits checkpoint (.pt) or an ONNX export (.onnx), told apart by the file's first bytes
+    whatever its name; a file named .onnx that holds neither is named for what it looks like.
 
     ``threads``: CPU threads per inference call; None keeps the backend's default. For one image
     at a time use 1: the seed network took 0.63 ms per image with 1 thread and 109 ms with 2 on a
@@ -49,16 +49,23 @@ def load_predictor(path: str | Path, device: str = "cpu", threads: int | None = 
     if threads is not None and threads < 0:
         raise DigitsError(f"--threads must not be negative, got {threads}")
     path = Path(path)
-    if path.suffix.lower() == ".onnx" or _looks_like_onnx(path):
+    head = _first_bytes(path)
+    if head is not None and is_onnx(head):
         return _onnx_predictor(path, threads)
+    if path.suffix.lower() == ".onnx":
+        if head is None:  # no such file, a folder: the ONNX loader names it
+            return _onnx_predictor(path, threads)
+        if not head.startswith((ZIP, PICKLE)):  # else a checkpoint under an ONNX name: read it as one
+            what = looks_like(head) or "neither an ONNX model nor a digits checkpoint"
+            raise CheckpointError(f"{path}: not an ONNX model ({what}); make one with `digits export`")
     return _torch_predictor(path, device, threads)
 
 
-def _looks_like_onnx(path: Path) -> bool:
+def _first_bytes(path: Path) -> bytes | None:
     try:
-        return is_onnx(first_bytes(path, 3))
-    except OSError:  # a folder, a missing file: the checkpoint loader names it
-        return False
+        return first_bytes(path, 512)
+    except OSError:  # a folder, a missing file: the loaders name it
+        return None
 
 
 def _torch_predictor(path: Path, device: str, threads: int | None) -> Predictor:
