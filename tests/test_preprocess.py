@@ -80,13 +80,17 @@ def _digit_page(size=(120, 90)) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fmt,mode", [("PNG", "L"), ("JPEG", "RGB"), ("BMP", "RGB"), ("GIF", "P"),
-                                      ("TIFF", "I;16"), ("WEBP", "RGB"), ("PNG", "LA"), ("PNG", "RGBA")])
+                                      ("TIFF", "I;16"), ("WEBP", "RGB"), ("PNG", "LA"), ("PNG", "RGBA"),
+                                      ("PNG", "I;16 holding 12 bits"), ("TIFF", "I;16 holding 10 bits")])
 def test_formats_and_modes_give_the_same_digit(fmt, mode):
     ink = _digit_page()
     reference = preprocess(encode(ink))
     paper = 255 - ink  # dark on light
     if mode == "I;16":
         image = Image.fromarray(paper.astype(np.uint16) * 257)
+    elif mode.startswith("I;16 holding"):  # a 10- or 12-bit sensor's values in a 16-bit file
+        bits = int(mode.split()[2])
+        image = Image.fromarray((paper.astype(np.uint16) << (bits - 8)) | (paper.astype(np.uint16) >> (16 - bits)))
     elif mode in ("LA", "RGBA"):  # black strokes on a transparent canvas
         rgba = np.zeros(ink.shape + (4,), np.uint8)
         rgba[..., 3] = ink

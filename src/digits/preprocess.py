@@ -12,6 +12,7 @@ background whatever the original polarity, faint noise and specks ignored. The r
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -116,7 +117,10 @@ def _to_grey(img: Image.Image) -> np.ndarray:
     if img.mode in _SIXTEEN_BIT:
         # a float image can hold NaN or inf pixels: as black, rather than poisoning every statistic
         values = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        top = 1.0 if img.mode == "F" and values.max() <= 1 else 65535.0 if values.max() > 255 else 255.0
+        peak = float(values.max())
+        # full scale: the smallest bit depth that holds the brightest pixel, as 10-, 12- and 14-bit
+        # sensors fill only the low bits of a 16-bit file (4095 over 65535 read as near black)
+        top = 1.0 if img.mode == "F" and peak <= 1 else 2.0 ** math.ceil(math.log2(peak + 1)) - 1 if peak > 255 else 255.0
         return np.clip(values / top, 0, 1)
     if "A" in img.mode or "a" in img.mode or "transparency" in img.info:
         return _flatten(np.asarray(img.convert("RGBA"), dtype=np.float32) / 255)
