@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import DigitsError
 from .figformat import figure_format
+from .outpath import check_output
 from .predictor import Predictor
 from .preprocess import IMAGE_SUFFIXES, MAX_PIXELS, preprocess, preprocess_number
 
@@ -112,6 +113,14 @@ def to_csv(predictions: list[Prediction]) -> str:
     for p in predictions:
         writer.writerow([p.file, p.prediction, *(f"{v:.6f}" for v in p.probabilities)])
     return buf.getvalue()
+
+
+def check_show(out: str | Path, inputs: list[str | Path]) -> None:
+    """Refuse ``--show OUT`` before anything is predicted: a format matplotlib cannot write, a name
+    that is a folder or lies under a file, or one of ``inputs`` (the model, and the image files
+    and folders given, whose images are checked too)."""
+    figure_format(out)
+    check_output(out, [*inputs, *expand_paths(inputs)[0]], "--show")
 
 
 def show(predictions: list[Prediction], out: str | Path) -> Path:
