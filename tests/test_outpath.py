@@ -1,5 +1,7 @@
 """What the writing commands refuse before any work: an output that is one of their inputs, a
-folder, or a name under a file. Each refusal is one line."""
+folder, or a name under a file; and `predict --show` without torch. Each refusal is one line."""
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from digits.errors import DigitsError
 from digits.outpath import check_output, make_folder
 
 MODEL = Path(__file__).parent / "data" / "seed.pt"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _error(args, capsys) -> str:
@@ -119,3 +122,27 @@ def test_a_run_folder_under_a_file_names_the_file(tmp_path):
         make_folder(tmp_path / "notes.txt")
     assert make_folder(tmp_path / "a" / "b").is_dir()
     assert check_output(tmp_path / "new" / "x.png", [tmp_path / "notes.txt"]) == tmp_path / "new" / "x.png"
+
+
+def test_show_without_torch_is_one_line_before_predicting(tmp_path):
+    """An ONNX model predicts without torch; --show drew with it and printed an 11-line traceback."""
+    onnx_model = tmp_path / "seed.onnx"
+    assert main(["export", str(MODEL), "--out", str(onnx_model)]) == 0
+    photo = _photo(tmp_path / "photo.png")
+    code = ("import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+            "from digits.cli import main\n"
+            f"sys.exit(main(['predict', {str(onnx_model)!r}, {str(photo)!r}, '--show', {str(tmp_path / 's.png')!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == "digits: error: --show needs torch: pip install torch\n"
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_show_itself_says_what_it_needs_when_an_import_fails(tmp_path, monkeypatch):
+    from digits.predict import Prediction, show
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # any import of it now fails
+    monkeypatch.delitem(sys.modules, "digits.plots", raising=False)  # imported afresh, so it fails too
+    with pytest.raises(DigitsError, match=r"^--show needs matplotlib: pip install matplotlib$"):
+        show([Prediction("a.png", 1, [0.1] * 10, np.zeros((1, 28, 28), np.uint8))], tmp_path / "s.png")
