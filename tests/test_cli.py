@@ -235,7 +235,7 @@ def test_read_only_output_folder(tiny_mnist, tmp_path, capsys):
 def test_output_folder_that_cannot_be_created(tiny_mnist, tmp_path, capsys):
     (tmp_path / "file").write_text("in the way")
     err = _error(["run", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "file" / "o"), *FAST], capsys)
-    assert "cannot create output folder" in err
+    assert f"cannot create output folder {tmp_path / 'file' / 'o'}: {tmp_path / 'file'} is a file, not a folder" in err
 
 
 def test_bad_numbers_are_rejected(tiny_mnist, capsys):

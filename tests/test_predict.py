@@ -417,3 +417,16 @@ def test_commands_that_need_a_checkpoint_refuse_an_onnx_model_without_naming_oth
                     ["fewshot-predict", str(onnx_model), "--support", str(support.parent), "--query", "x.png"]):
         assert main(command) == 2
         assert capsys.readouterr().err == says, command
+
+
+def test_the_readme_shows_the_json_that_predict_prints(tmp_path, capsys):
+    """Its --number --json example showed a bare object; every --json prints a list, one per file."""
+    image = _drawn_one(tmp_path / "one.png")
+    readme = (ROOT / "README.md").read_text().splitlines()
+    for flags in (["--json"], ["--number", "--json"]):
+        assert main(["predict", str(MODEL), str(image), *flags]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert isinstance(printed, list) and len(printed) == 1
+        shown = [line.split("#", 1)[1].strip() for line in readme
+                 if line.startswith("digits predict ") and line.split("#")[0].split()[-len(flags):] == flags]
+        assert shown and all(s.startswith("[{") and s.endswith("}]") for s in shown), shown

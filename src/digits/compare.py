@@ -21,6 +21,7 @@ from .data import MNIST, load_mnist
 from .errors import DigitsError
 from .evaluate import evaluate
 from .models import count_parameters, list_models
+from .outpath import make_folder
 from .pipeline import prepare_out
 from .report import write_json, write_text
 from .train import check_startable, fit
@@ -129,7 +130,7 @@ def _prepare_out(out: Path) -> None:
     """OUT without the previous comparison's results: a rerun that fails part-way must not leave the
     old results.md and chart beside its own partial results.csv."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        make_folder(out, f"output folder {out}")
         for name in RESULTS:
             (out / name).unlink(missing_ok=True)
     except OSError as e:

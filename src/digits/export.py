@@ -20,6 +20,7 @@ from .checkpoint import load_classifier
 from .data import normalize
 from .errors import DigitsError
 from .models import count_parameters
+from .outpath import check_output, make_folder
 from .predictor import META_KEY, describe_checkpoint
 
 FORMATS = ("onnx", "torchscript")
@@ -43,12 +44,14 @@ def export_model(checkpoint: str | Path, fmt: str | None, out: str | Path) -> Pa
     one ``out``'s suffix names)."""
     checkpoint, out = Path(checkpoint), Path(out)
     fmt = export_format(fmt, out)
+    # metrics.json beside the checkpoint is read too, for the description
+    check_output(out, [checkpoint, checkpoint.with_name("metrics.json")], "--out")
     model, ckpt = load_classifier(checkpoint, "cpu")  # an embedding's export would be read as digits
     wrapped = Normalized(model.float().to(memory_format=torch.contiguous_format)).eval()
     description = describe_checkpoint(checkpoint, ckpt, count_parameters(model))
     example = torch.zeros(2, 1, 28, 28, dtype=torch.uint8)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(out.parent)
         with warnings.catch_warnings():  # torch 2.13 marks both exporters used here deprecated
             warnings.simplefilter("ignore", DeprecationWarning)
             if fmt == "onnx":

@@ -21,6 +21,7 @@ from .errors import DigitsError
 from .evaluate import EvalResult, evaluate
 from .forked import run_both
 from .models import count_parameters
+from .outpath import make_folder
 from .report import render_report, write_json, write_text
 from .train import TrainResult, check_startable, epoch_permutation, fit
 
@@ -46,7 +47,7 @@ def prepare_out(out: str | Path, config: RunConfig, figures: bool = True) -> Pat
     writes its own (or for good, if it fails) they would sit beside a config.json they do not describe."""
     out = Path(out)
     try:
-        (out / "figures" if figures else out).mkdir(parents=True, exist_ok=True)
+        make_folder(out / "figures" if figures else out, f"output folder {out}")
     except OSError as e:
         raise DigitsError(f"cannot create output folder {out}: {e.strerror or e}") from None
     _remove_results(out)

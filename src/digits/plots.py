@@ -16,6 +16,7 @@ import torch  # noqa: E402
 from .atomic import atomic_write  # noqa: E402
 from .errors import DigitsError  # noqa: E402
 from .figformat import figure_format  # noqa: E402
+from .outpath import make_folder  # noqa: E402
 
 
 def _save(fig, path) -> Path:
@@ -24,7 +25,7 @@ def _save(fig, path) -> Path:
     path = Path(path)
     try:
         fmt = figure_format(path)  # matplotlib's own refusal is a ValueError and a traceback
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         return atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=100))
     except OSError as e:
         raise DigitsError(f"cannot create {path.parent}: {e.strerror or e}") from None

@@ -10,6 +10,7 @@ several digits, left to right.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from .errors import DigitsError
 from .figformat import figure_format
+from .outpath import check_output
 from .predictor import Predictor
 from .preprocess import IMAGE_SUFFIXES, MAX_PIXELS, preprocess, preprocess_number
 
@@ -114,12 +116,34 @@ def to_csv(predictions: list[Prediction]) -> str:
     return buf.getvalue()
 
 
+DRAWING_MODULES = ("torch", "matplotlib")  # what show() draws with; predicting an .onnx model needs neither
+
+
+def check_show(out: str | Path, inputs: list[str | Path]) -> None:
+    """Refuse ``--show OUT`` before anything is predicted: a format matplotlib cannot write, a name
+    that is a folder or lies under a file, one of ``inputs`` (the model, and the image files and
+    folders given, whose images are checked too), or torch or matplotlib not installed."""
+    figure_format(out)
+    check_output(out, [*inputs, *expand_paths(inputs)[0]], "--show")
+    missing = [name for name in DRAWING_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise _needs(missing)
+
+
+def _needs(names: list[str]) -> DigitsError:
+    return DigitsError(f"--show needs {' and '.join(names)}: pip install {' '.join(names)}")
+
+
 def show(predictions: list[Prediction], out: str | Path) -> Path:
     """Each preprocessed input with its prediction and probability, in a grid PNG."""
     figure_format(out)  # before drawing anything: matplotlib refuses .bmp with a traceback
-    import torch
+    try:
+        import torch
 
-    from .plots import plot_inputs
+        from .plots import plot_inputs
+    except ImportError as e:  # check_show refuses a missing one early; this is one installed but broken
+        name = (e.name or "").split(".")[0]
+        raise _needs([name] if name in DRAWING_MODULES else list(DRAWING_MODULES)) from None
 
     pixels = [px for p in predictions for px in p.pixels]
     titles = []

@@ -25,6 +25,7 @@ from .device import resolve_device, set_threads
 from .errors import DigitsError
 from .evaluate import evaluate
 from .models import check_classifier, create_model
+from .outpath import make_folder
 from .optim import check_optim, clip_gradients, make_ema, make_optimizer, make_scheduler
 from .resume import (History, TrainState, cannot_continue, check_finite, check_saveable, read_resumable, restore,
                      save_state)
@@ -188,7 +189,7 @@ def _run_folder(out_dir) -> Path | None:
     out_dir = out_dir if distributed.is_main() else None  # one process writes the run folder
     if out_dir:
         try:
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            make_folder(out_dir, f"output folder {out_dir}")
         except OSError as e:
             raise DigitsError(f"cannot create output folder {out_dir}: {e.strerror or e}") from None
     return Path(out_dir) if out_dir else None

@@ -136,11 +136,15 @@ def add_evaluate(sub) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ..data import load_mnist
+    from ..data import FILES, load_mnist
+    from ..download import candidates
+    from ..outpath import check_output
     from ..plots import plot_samples
 
     figure_format(args.out)  # before the data is read
     d = data_config(args)
+    # the MNIST files it may read: a name without a suffix is written as PNG, over one of them
+    check_output(args.out, [folder / name for folder in candidates(d.data_dir) for name in FILES])
     data = load_mnist(d.data_dir, val_size=0, download=d.download)
     split = data.test if args.split == "test" else data.train
     start = args.start

@@ -10,11 +10,10 @@ import json
 import sys
 
 from ..errors import DigitsError
-from ..figformat import figure_format
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ..predict import predict_paths, show, to_csv
+    from ..predict import check_show, predict_paths, show, to_csv
     from ..predictor import load_predictor
 
     if not 1 <= args.top_k <= 10:
@@ -23,7 +22,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise DigitsError("--number cannot be used with --csv (its p0..p9 columns hold one digit per file); "
                           "use --json, which gives each digit's probabilities")
     if args.show:
-        figure_format(args.show)  # refused before any prediction is printed
+        check_show(args.show, [args.checkpoint, *args.paths])  # refused before any prediction is printed
     predictor = load_predictor(args.checkpoint, args.device, threads=1)  # one image at a time
     result = predict_paths(predictor, args.paths, number=args.number)
     for file, message in result.errors:

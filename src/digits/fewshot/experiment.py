@@ -19,6 +19,7 @@ from ..config import DataConfig, FewShotConfig
 from ..data import MNIST, load_mnist
 from ..errors import DigitsError
 from ..models import check_classifier, create_model
+from ..outpath import make_folder
 from ..report import write_json, write_text
 from ..device import resolve_device, set_threads
 from .curve import FULL, learning_curve, parse_counts
@@ -66,7 +67,7 @@ def machine() -> dict:
 def _prepare(out: str | Path) -> Path:
     out = Path(out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        make_folder(out, f"output folder {out}")
     except OSError as e:
         raise DigitsError(f"cannot create output folder {out}: {e.strerror or e}") from None
     return out
