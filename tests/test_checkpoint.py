@@ -199,11 +199,30 @@ def _recorded(val_size=None, split_seed=None) -> dict:
     return {"meta": describe("seed", {}, config=data)}
 
 
-def test_held_out_split_is_the_checkpoints_own_unless_given():
-    a, b = ("a.pt", _recorded(3000, 4)), ("b.pt", _recorded(3000, 4))
+def test_held_out_split_is_the_checkpoints_own_or_given_for_those_that_record_none():
+    a, b, old = ("a.pt", _recorded(3000, 4)), ("b.pt", _recorded(3000, 4)), ("old.pt", _recorded())
     assert held_out_split([a, b]) == (3000, 4)
-    assert held_out_split([a], split_seed=9) == (3000, 9)
-    assert held_out_split([a, ("old.pt", _recorded())], val_size=200, split_seed=1) == (200, 1)
+    assert held_out_split([a, b], val_size=3000, split_seed=4) == (3000, 4)  # the recorded values, repeated
+    assert held_out_split([old], val_size=200, split_seed=1) == (200, 1)
+    assert held_out_split([a, old], val_size=3000, split_seed=4) == (3000, 4)
+
+
+@pytest.mark.parametrize("named, given, message", [
+    ([("a.pt", _recorded(3000, 4))], {"split_seed": 9},
+     "a.pt: records its validation split as 3000 images, split seed 4; --split-seed 9 would choose other"),
+    ([("a.pt", _recorded(3000, 4))], {"val_size": 5000, "split_seed": 4},
+     "a.pt: records its validation split as 3000 images, split seed 4; --val-size 5000 would choose other"),
+    ([("a.pt", _recorded(3000, 4)), ("b.pt", _recorded(3000, 5))], {"split_seed": 4},
+     "b.pt: records its validation split as 3000 images, split seed 5; --split-seed 4 would choose other"),
+    ([("a.pt", _recorded(0, 0))], {"val_size": 5000, "split_seed": 0}, "a.pt: trained on all 60,000 training images"),
+    ([("a.pt", _recorded(0, 0))], {"split_seed": 7}, "a.pt: trained on all 60,000 training images"),
+])
+def test_held_out_split_refuses_values_other_than_a_checkpoint_records(named, given, message):
+    """`evaluate --split val --val-size 5000` on a checkpoint trained with --val-size 0 scored it on
+    5,000 of its own training images ("validation accuracy 98.72%"); so did another --split-seed."""
+    with pytest.raises(DigitsError, match=re.escape(message)) as error:
+        held_out_split(named, **given)
+    assert "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("named, given, message", [
