@@ -403,6 +403,55 @@ def test_a_pickle_that_would_run_code_is_still_refused_as_such(tmp_path):
         assert "\n" not in str(error.value) and not (tmp_path / "pwned").exists()
 
 
+class _System:
+    """What a hostile checkpoint holds: unpickling it calls os.system (posix.system, a module torch
+    2.13 blocks, so its message names no "WeightsUnpickler error:")."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+        return (os.system, (self.command,))
+
+
+def hostile_checkpoint(path, proof) -> str:
+    """A checkpoint that would create ``proof`` if it were unpickled without weights_only."""
+    import shlex
+    torch.save({"format": "digits-checkpoint", "meta": {}, "x": _System(f"touch {shlex.quote(str(proof))}")}, path)
+    return str(path)
+
+
+REFUSED = "not a readable digits checkpoint (refused: it holds objects other than tensors and plain data"
+
+
+def test_a_checkpoint_that_would_call_a_blocked_module_is_refused_as_such(tmp_path):
+    """It was refused, safely, as "not a readable digits checkpoint (Weights only load failed)"."""
+    path = hostile_checkpoint(tmp_path / "evil.pt", tmp_path / "pwned")
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(path)
+    assert str(error.value) == f"{path}: {REFUSED}; it asks for posix.system, which PyTorch's safe loader does not load)"
+    assert not (tmp_path / "pwned").exists()
+    torch.load(path, weights_only=False)  # the payload is real: loaded unsafely, it runs
+    assert (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("pickled, detail", [
+    (b"cposix\nsystem\n", "; it asks for posix.system, which PyTorch's safe loader does not load)"),  # blocked
+    (b"cbuiltins\nexec\n", "; it asks for exec, which PyTorch's safe loader does not load)"),  # not allowed
+    (b"}K\x01a", "; Can only append to lists, but got <class 'dict'>)"),  # torch's "please file an issue"
+])
+def test_every_refusal_of_torch_s_safe_loader_says_so(tmp_path, pickled, detail):
+    """torch 2.13 words its weights_only refusals four ways, and only two say "WeightsUnpickler error:".
+    The fourth (a module to import first, as for DTensors) holds only while the process has not imported
+    it, which other tests do; it takes the blocked module's path."""
+    path = tmp_path / "odd.pt"
+    path.write_bytes(b"\x80\x02" + pickled + b".")
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(path)
+    assert str(error.value) == f"{path}: {REFUSED}{detail}"
+
+
 def test_reading_a_pickle_of_a_newer_protocol_warns_nothing(tmp_path):
     """torch warned in two lines on stderr (protocol 4 "was not the default pickle protocol"),
     above the one-line error."""

@@ -171,6 +171,16 @@ def test_not_a_checkpoint(tiny_mnist, tmp_path, capsys):
     assert "x.pt" in _error(["evaluate", str(tmp_path / "x.pt"), "--data-dir", str(tiny_mnist)], capsys)
 
 
+def test_every_command_that_reads_a_checkpoint_refuses_a_hostile_one_as_such(tiny_mnist, tmp_path, capsys):
+    from test_checkpoint import REFUSED, hostile_checkpoint
+
+    path = hostile_checkpoint(tmp_path / "evil.pt", tmp_path / "pwned")
+    for command in (["evaluate", path, "--data-dir", str(tiny_mnist)], ["predict", path, str(tmp_path)],
+                    ["export", path, "--out", str(tmp_path / "evil.onnx")], ["serve", path, "--port", "1"]):
+        assert f"{path}: {REFUSED}" in _error(command, capsys), command
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "evil.onnx").exists()
+
+
 def test_evaluating_an_onnx_export_says_it_needs_the_checkpoint(tiny_mnist, tmp_path, capsys):
     from digits.export import export_model
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import pickle
 import re
 import struct
 import warnings
@@ -220,11 +221,14 @@ def _reason(error: Exception) -> str:
     """Why torch could not read a file, in a few whole words: a sentence of its message is shown
     whole or not at all (it was cut at 200 characters, mid-sentence)."""
     text = str(error)
-    if "WeightsUnpickler error:" in text:  # the file asks to run code: refused, and say so
-        detail = _first_sentence(text.split("WeightsUnpickler error:", 1)[1])
+    # the file asks to run code (or to build what the safe loader does not): refused, and say so
+    if text.startswith("Weights only load failed") or "WeightsUnpickler error:" in text:
+        detail = _unpickler_message(error, text)
         if detail.startswith("Unsupported operand"):  # an opcode outside the safe loader's subset
             opcode = detail.removeprefix("Unsupported operand").strip()
             return f"refused: its pickled data uses pickle opcode {opcode}, which PyTorch's safe loader does not run"
+        if found := re.search(r"GLOBAL (\S+) (was not an allowed global|whose module)", detail):
+            detail = f"it asks for {found[1]}, which PyTorch's safe loader does not load"
         return ("refused: it holds objects other than tensors and plain data"
                 + (f"; {detail}" if 0 < len(detail) <= 160 else ""))
     if (isinstance(error, (EOFError, struct.error)) or "central directory" in text
@@ -236,6 +240,16 @@ def _reason(error: Exception) -> str:
     if sentence.startswith("PytorchStreamReader failed"):  # a zip entry that does not read back
         return f"damaged: {sentence.removeprefix('PytorchStreamReader ')}"
     return sentence if 0 < len(sentence) <= 200 else type(error).__name__
+
+
+def _unpickler_message(error: Exception, text: str) -> str:
+    """The first sentence of the safe loader's own message. torch wraps it in advice worded four
+    ways in 2.13; two name no "WeightsUnpickler error:" (a blocked module such as posix, and a
+    module to import first), but every wrapper is raised ``from None``, which keeps it as the context."""
+    inner = error.__context__
+    if isinstance(inner, pickle.UnpicklingError):
+        return _first_sentence(str(inner))
+    return _first_sentence(text.split("WeightsUnpickler error:", 1)[1]) if "WeightsUnpickler error:" in text else ""
 
 
 def _first_sentence(text: str) -> str:
