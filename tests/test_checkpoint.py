@@ -199,11 +199,30 @@ def _recorded(val_size=None, split_seed=None) -> dict:
     return {"meta": describe("seed", {}, config=data)}
 
 
-def test_held_out_split_is_the_checkpoints_own_unless_given():
-    a, b = ("a.pt", _recorded(3000, 4)), ("b.pt", _recorded(3000, 4))
+def test_held_out_split_is_the_checkpoints_own_or_given_for_those_that_record_none():
+    a, b, old = ("a.pt", _recorded(3000, 4)), ("b.pt", _recorded(3000, 4)), ("old.pt", _recorded())
     assert held_out_split([a, b]) == (3000, 4)
-    assert held_out_split([a], split_seed=9) == (3000, 9)
-    assert held_out_split([a, ("old.pt", _recorded())], val_size=200, split_seed=1) == (200, 1)
+    assert held_out_split([a, b], val_size=3000, split_seed=4) == (3000, 4)  # the recorded values, repeated
+    assert held_out_split([old], val_size=200, split_seed=1) == (200, 1)
+    assert held_out_split([a, old], val_size=3000, split_seed=4) == (3000, 4)
+
+
+@pytest.mark.parametrize("named, given, message", [
+    ([("a.pt", _recorded(3000, 4))], {"split_seed": 9},
+     "a.pt: records its validation split as 3000 images, split seed 4; --split-seed 9 would choose other"),
+    ([("a.pt", _recorded(3000, 4))], {"val_size": 5000, "split_seed": 4},
+     "a.pt: records its validation split as 3000 images, split seed 4; --val-size 5000 would choose other"),
+    ([("a.pt", _recorded(3000, 4)), ("b.pt", _recorded(3000, 5))], {"split_seed": 4},
+     "b.pt: records its validation split as 3000 images, split seed 5; --split-seed 4 would choose other"),
+    ([("a.pt", _recorded(0, 0))], {"val_size": 5000, "split_seed": 0}, "a.pt: trained on all 60,000 training images"),
+    ([("a.pt", _recorded(0, 0))], {"split_seed": 7}, "a.pt: trained on all 60,000 training images"),
+])
+def test_held_out_split_refuses_values_other_than_a_checkpoint_records(named, given, message):
+    """`evaluate --split val --val-size 5000` on a checkpoint trained with --val-size 0 scored it on
+    5,000 of its own training images ("validation accuracy 98.72%"); so did another --split-seed."""
+    with pytest.raises(DigitsError, match=re.escape(message)) as error:
+        held_out_split(named, **given)
+    assert "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("named, given, message", [
@@ -382,6 +401,55 @@ def test_a_pickle_that_would_run_code_is_still_refused_as_such(tmp_path):
             read_checkpoint(path)
         assert str(error.value).startswith(f"{path}: not a readable digits checkpoint (refused: ")
         assert "\n" not in str(error.value) and not (tmp_path / "pwned").exists()
+
+
+class _System:
+    """What a hostile checkpoint holds: unpickling it calls os.system (posix.system, a module torch
+    2.13 blocks, so its message names no "WeightsUnpickler error:")."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+        return (os.system, (self.command,))
+
+
+def hostile_checkpoint(path, proof) -> str:
+    """A checkpoint that would create ``proof`` if it were unpickled without weights_only."""
+    import shlex
+    torch.save({"format": "digits-checkpoint", "meta": {}, "x": _System(f"touch {shlex.quote(str(proof))}")}, path)
+    return str(path)
+
+
+REFUSED = "not a readable digits checkpoint (refused: it holds objects other than tensors and plain data"
+
+
+def test_a_checkpoint_that_would_call_a_blocked_module_is_refused_as_such(tmp_path):
+    """It was refused, safely, as "not a readable digits checkpoint (Weights only load failed)"."""
+    path = hostile_checkpoint(tmp_path / "evil.pt", tmp_path / "pwned")
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(path)
+    assert str(error.value) == f"{path}: {REFUSED}; it asks for posix.system, which PyTorch's safe loader does not load)"
+    assert not (tmp_path / "pwned").exists()
+    torch.load(path, weights_only=False)  # the payload is real: loaded unsafely, it runs
+    assert (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("pickled, detail", [
+    (b"cposix\nsystem\n", "; it asks for posix.system, which PyTorch's safe loader does not load)"),  # blocked
+    (b"cbuiltins\nexec\n", "; it asks for exec, which PyTorch's safe loader does not load)"),  # not allowed
+    (b"}K\x01a", "; Can only append to lists, but got <class 'dict'>)"),  # torch's "please file an issue"
+])
+def test_every_refusal_of_torch_s_safe_loader_says_so(tmp_path, pickled, detail):
+    """torch 2.13 words its weights_only refusals four ways, and only two say "WeightsUnpickler error:".
+    The fourth (a module to import first, as for DTensors) holds only while the process has not imported
+    it, which other tests do; it takes the blocked module's path."""
+    path = tmp_path / "odd.pt"
+    path.write_bytes(b"\x80\x02" + pickled + b".")
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(path)
+    assert str(error.value) == f"{path}: {REFUSED}{detail}"
 
 
 def test_reading_a_pickle_of_a_newer_protocol_warns_nothing(tmp_path):

@@ -40,17 +40,20 @@ def test_run_writes_the_whole_run_folder(tiny_mnist, tmp_path, capsys):
     assert evaluated["accuracy"] == pytest.approx(metrics["test_accuracy"])
     assert evaluated["confusion_matrix"] == metrics["confusion_matrix"]
 
-    # --split val: the 50 validation images the run held out (split seed 0), or another split when given
+    # --split val: the 50 validation images the run held out (split seed 0), its recorded values repeated
+    # or not; another split would hold images it was trained on, and is refused
     from digits.data import load_mnist
-    for flags, split_seed in (([], 0), (["--split-seed", "3"], 3)):
-        assert main(["evaluate", str(out / "checkpoint.pt"), "--data-dir", str(tiny_mnist), "--split", "val",
-                     "--json", *flags]) == 0
+    evaluate_val = ["evaluate", str(out / "checkpoint.pt"), "--data-dir", str(tiny_mnist), "--split", "val"]
+    for flags in ([], ["--val-size", "50", "--split-seed", "0"]):
+        assert main([*evaluate_val, "--json", *flags]) == 0
         on_val = json.loads(capsys.readouterr().out)
-        labels = load_mnist(tiny_mnist, val_size=50, split_seed=split_seed, download=False).val.labels
+        labels = load_mnist(tiny_mnist, val_size=50, split_seed=0, download=False).val.labels
         assert (on_val["split"], on_val["images"]) == ("val", 50)
         assert [sum(row) for row in on_val["confusion_matrix"]] == labels.bincount(minlength=10).tolist()
-        if not flags:
-            assert on_val["accuracy"] == pytest.approx(metrics["val_accuracy"])
+        assert on_val["accuracy"] == pytest.approx(metrics["val_accuracy"])
+    for flags in (["--split-seed", "3"], ["--val-size", "60"]):
+        err = _error([*evaluate_val, *flags], capsys)
+        assert f"records its validation split as 50 images, split seed 0; {' '.join(flags)} would" in err
 
 
 def _check_tensorboard(folder, iterations: int) -> None:
@@ -73,6 +76,10 @@ def test_run_without_a_validation_split_and_bad_devices(tiny_mnist, tmp_path, ca
     assert "validation n/a" in capsys.readouterr().out
     assert json.loads((out / "metrics.json").read_text())["val_accuracy"] is None
     assert "Validation accuracy: n/a (no validation split)" in (out / "report.md").read_text()
+    for flags in ([], ["--val-size", "50", "--split-seed", "0"]):  # the flags scored it on its training images
+        err = _error(["evaluate", str(out / "checkpoint.pt"), "--data-dir", str(tiny_mnist), "--split", "val",
+                      *flags], capsys)
+        assert "trained on all 60,000 training images, so no validation images are held out" in err
     bad = ["bogus"] + ([] if __import__("torch").cuda.is_available() else ["cuda"])
     for device in bad:
         err = _error(["train", "--data-dir", str(tiny_mnist), "--device", device, *FAST], capsys)
@@ -162,6 +169,16 @@ def test_corrupt_data_file(tiny_mnist, tmp_path, capsys):
 def test_not_a_checkpoint(tiny_mnist, tmp_path, capsys):
     (tmp_path / "x.pt").write_text("hello")
     assert "x.pt" in _error(["evaluate", str(tmp_path / "x.pt"), "--data-dir", str(tiny_mnist)], capsys)
+
+
+def test_every_command_that_reads_a_checkpoint_refuses_a_hostile_one_as_such(tiny_mnist, tmp_path, capsys):
+    from test_checkpoint import REFUSED, hostile_checkpoint
+
+    path = hostile_checkpoint(tmp_path / "evil.pt", tmp_path / "pwned")
+    for command in (["evaluate", path, "--data-dir", str(tiny_mnist)], ["predict", path, str(tmp_path)],
+                    ["export", path, "--out", str(tmp_path / "evil.onnx")], ["serve", path, "--port", "1"]):
+        assert f"{path}: {REFUSED}" in _error(command, capsys), command
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "evil.onnx").exists()
 
 
 def test_evaluating_an_onnx_export_says_it_needs_the_checkpoint(tiny_mnist, tmp_path, capsys):

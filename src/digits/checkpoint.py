@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import pickle
 import re
 import struct
 import warnings
@@ -32,6 +33,7 @@ from .models.registry import is_embedding
 FORMAT = "digits-checkpoint"
 VERSION = 2  # 2 added "sha256"; version 1 files (no checksum) still load
 DAMAGED = "damaged or truncated: not a complete checkpoint file"
+ALL_TRAINED = "trained on all 60,000 training images, so no validation images are held out; use --split test"
 
 
 def describe(model_name: str, model_kwargs: dict, config: dict | None = None, **extra) -> dict:
@@ -217,11 +219,14 @@ def _reason(error: Exception) -> str:
     """Why torch could not read a file, in a few whole words: a sentence of its message is shown
     whole or not at all (it was cut at 200 characters, mid-sentence)."""
     text = str(error)
-    if "WeightsUnpickler error:" in text:  # the file asks to run code: refused, and say so
-        detail = _first_sentence(text.split("WeightsUnpickler error:", 1)[1])
+    # the file asks to run code (or to build what the safe loader does not): refused, and say so
+    if text.startswith("Weights only load failed") or "WeightsUnpickler error:" in text:
+        detail = _unpickler_message(error, text)
         if detail.startswith("Unsupported operand"):  # an opcode outside the safe loader's subset
             opcode = detail.removeprefix("Unsupported operand").strip()
             return f"refused: its pickled data uses pickle opcode {opcode}, which PyTorch's safe loader does not run"
+        if found := re.search(r"GLOBAL (\S+) (was not an allowed global|whose module)", detail):
+            detail = f"it asks for {found[1]}, which PyTorch's safe loader does not load"
         return ("refused: it holds objects other than tensors and plain data"
                 + (f"; {detail}" if 0 < len(detail) <= 160 else ""))
     if (isinstance(error, (EOFError, struct.error)) or "central directory" in text
@@ -233,6 +238,16 @@ def _reason(error: Exception) -> str:
     if sentence.startswith("PytorchStreamReader failed"):  # a zip entry that does not read back
         return f"damaged: {sentence.removeprefix('PytorchStreamReader ')}"
     return sentence if 0 < len(sentence) <= 200 else type(error).__name__
+
+
+def _unpickler_message(error: Exception, text: str) -> str:
+    """The first sentence of the safe loader's own message. torch wraps it in advice worded four
+    ways in 2.13; two name no "WeightsUnpickler error:" (a blocked module such as posix, and a
+    module to import first), but every wrapper is raised ``from None``, which keeps it as the context."""
+    inner = error.__context__
+    if isinstance(inner, pickle.UnpicklingError):
+        return _first_sentence(str(inner))
+    return _first_sentence(text.split("WeightsUnpickler error:", 1)[1]) if "WeightsUnpickler error:" in text else ""
 
 
 def _first_sentence(text: str) -> str:
@@ -289,8 +304,10 @@ def _mismatch(model: torch.nn.Module, weights: dict) -> str:
 def held_out_split(named: list[tuple[str, dict]], val_size: int | None = None,
                    split_seed: int | None = None) -> tuple[int, int]:
     """The validation split, as (val_size, split_seed), that the checkpoints ``(path, ckpt)`` were
-    trained without: read from each one's recorded config, or the values given here. Evaluating an
-    ensemble on it is fair only if every member held out the same images, so checkpoints that
+    trained without: read from each one's recorded config. The values given here stand in for what a
+    checkpoint does not record (another writer's, or one from before configs were saved); one that
+    records another split is refused, since other images would include some it was trained on.
+    Evaluating an ensemble is fair only if every member held out the same images, so checkpoints that
     disagree, or record nothing and were given nothing, or held out no images, are refused."""
     if val_size is not None and val_size <= 0:
         raise DigitsError(f"--val-size must be positive to evaluate on validation images, got {val_size}")
@@ -299,11 +316,12 @@ def held_out_split(named: list[tuple[str, dict]], val_size: int | None = None,
         config = ckpt["meta"].get("config")
         data = config.get("data") if isinstance(config, dict) else None
         data = data if isinstance(data, dict) else {}  # a checkpoint of another writer records none
+        _refuse_another_split(path, data.get("val_size"), data.get("split_seed"), val_size, split_seed)
         size = val_size if val_size is not None else data.get("val_size")
         seed = split_seed if split_seed is not None else data.get("split_seed")
         if size is None or seed is None:
             raise DigitsError(f"{path}: does not record its validation split; give --val-size and --split-seed")
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (size, seed)):
+        if not all(map(_whole, (size, seed))):
             raise DigitsError(f"{path}: records its validation split as {repr(size)[:40]} images, split "
                               f"seed {repr(seed)[:40]}, not two whole numbers; give --val-size and --split-seed")
         seen[(int(size), int(seed))] = path
@@ -313,6 +331,25 @@ def held_out_split(named: list[tuple[str, dict]], val_size: int | None = None,
                           f"split seed {a[1]}; {pb}: {b[0]} images, split seed {b[1]}); evaluate them apart")
     (size, seed), path = next(iter(seen.items()))
     if size <= 0:
-        raise DigitsError(f"{path}: trained on all 60,000 training images, so no validation images are "
-                          "held out; use --split test")
+        raise DigitsError(f"{path}: {ALL_TRAINED}")
     return size, seed
+
+
+def _refuse_another_split(path: str, size, seed, val_size: int | None, split_seed: int | None) -> None:
+    """Refuse --val-size or --split-seed values other than those a checkpoint records (whole numbers:
+    anything else records nothing usable, and the given values stand in)."""
+    differ = [f"{flag} {given}" for flag, given, recorded in (("--val-size", val_size, size),
+                                                              ("--split-seed", split_seed, seed))
+              if given is not None and _whole(recorded) and given != recorded]
+    if not differ:
+        return
+    if _whole(size) and size <= 0:
+        raise DigitsError(f"{path}: {ALL_TRAINED}")
+    records = ", ".join(text for text, value in ((f"{size} images", size), (f"split seed {seed}", seed))
+                        if _whole(value))
+    raise DigitsError(f"{path}: records its validation split as {records}; {' and '.join(differ)} would "
+                      "choose other images, some of which it was trained on; leave them out")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

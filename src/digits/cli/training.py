@@ -120,12 +120,14 @@ def add_evaluate(sub) -> None:
                    "several: evaluate their ensemble (the mean of their class probabilities)")
     add_data_args(p, helps={
         "data.val_size": "with --split val: how many training images the checkpoints held out (default: "
-        "the number each checkpoint recorded); unused with --split test",
+        "the number each checkpoint recorded, which no other value replaces; give it for checkpoints that "
+        "record none); unused with --split test",
         "data.split_seed": "with --split val: the seed of that train/validation split (default: the value "
-        "each checkpoint recorded); unused with --split test"})
+        "each checkpoint recorded, which no other value replaces; give it for checkpoints that record "
+        "none); unused with --split test"})
     p.add_argument("--split", choices=("test", "val"), default="test",
                    help="test: the 10,000 test images (default); val: the validation images the checkpoints "
-                   "were trained without (their recorded --val-size and --split-seed, unless given), for "
+                   "were trained without (their recorded --val-size and --split-seed), for "
                    "choosing between models or ensembles without looking at the test set")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average each model over the "
                    "image and its four 1-pixel shifts")
