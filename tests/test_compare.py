@@ -52,6 +52,74 @@ def test_a_run_without_validation_split_records_its_val_accuracy_as_null(tiny_mn
     assert "seed seed 0: validation n/a, test " in capsys.readouterr().out  # the progress line said "nan"
 
 
+@pytest.mark.parametrize("seeds", ["0,1", "0,1,2"])
+def test_a_comparison_without_validation_split_summarises_over_several_seeds(tiny_mnist, tmp_path, capsys, seeds):
+    # with two seeds or more, statistics.stdev of the NaNs died in a 20-line traceback after every run
+    # had trained: no results.md, no comparison.png, exit 1
+    out = tmp_path / "cmp"
+    assert main(["compare", "--models", "seed", "--seeds", seeds, "--data-dir", str(tiny_mnist), "--out", str(out),
+                 *FAST, "--val-size", "0"]) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == len(seeds.split(",")) and all(r["val_accuracy"] == "" for r in rows)  # no "nan"
+    assert "nan" not in (out / "results.csv").read_text()
+    tests = [float(r["test_accuracy"]) for r in rows]
+    row = [line for line in (out / "results.md").read_text().splitlines() if line.startswith("| seed |")][0]
+    cells = row.split(" | ")
+    assert cells[3] == "n/a" and cells[4] == f"{statistics.fmean(tests):.4f} +- {statistics.stdev(tests):.4f}"
+    assert "nan" not in row
+    assert (out / "comparison.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("missing", [None, float("nan"), ""])
+def test_summaries_skip_missing_values_and_say_n_a_when_there_are_none(missing):
+    def rows(*vals):
+        return [{"model": "m", "seed": s, "val_accuracy": v, "test_accuracy": 0.9 + s / 100, "parameters": 7,
+                 "epochs": 1, "train_seconds": 1.0, "images_per_second": 10.0} for s, v in enumerate(vals)]
+
+    for n in (1, 2, 3):
+        (s,) = summarise(rows(*[missing] * n))
+        assert s["val_accuracy"] != s["val_accuracy"] and s["runs"] == n  # NaN: no mean
+        assert "| m | 7 | 1 | n/a | " in render_markdown([s], "r", list(range(n)))
+        assert s["test_accuracy"] == pytest.approx(0.9 + (n - 1) / 200)
+    (s,) = summarise(rows(0.98, missing, 0.96))  # the runs that have one
+    assert s["val_accuracy"] == pytest.approx(0.97) and s["val_accuracy_std"] == pytest.approx(statistics.stdev(
+        [0.98, 0.96]))
+    (s,) = summarise(rows(missing, "0.95"))  # a value read back from results.csv
+    assert s["val_accuracy"] == pytest.approx(0.95) and s["val_accuracy_std"] == 0
+
+
+def test_the_comparison_chart_draws_no_validation_bars_when_no_run_has_a_validation_split(tmp_path, monkeypatch):
+    from digits import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig))
+    nan = float("nan")
+    summary = [{"model": m, "val_accuracy": nan, "val_accuracy_std": nan, "test_accuracy": 0.96,
+                "test_accuracy_std": 0.01} for m in ("seed", "lenet5")]
+    plots.plot_comparison(summary, tmp_path / "comparison.png")
+    ax = drawn[0].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["test"]  # no empty "validation" entry
+    labels = [t.get_text() for t in ax.texts]
+    assert labels == ["96.00", "96.00"] and "nan" not in labels
+    low, high = ax.get_xlim()
+    assert low < -0.2 and high > 1.2  # both bars inside the axes: NaN bars had collapsed the x range
+    plots.plt.close(drawn[0])
+
+    drawn.clear()  # one model without: its bar reads n/a
+    summary[1] = {"model": "lenet5", "val_accuracy": 0.95, "val_accuracy_std": 0.0, "test_accuracy": 0.96,
+                  "test_accuracy_std": 0.01}
+    plots.plot_comparison(summary, tmp_path / "comparison.png")
+    ax = drawn[0].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["validation", "test"]
+    assert sorted(t.get_text() for t in ax.texts if t.get_text()) == ["95.00", "96.00", "96.00", "n/a"]
+    drawn[0].canvas.draw()
+    (na,) = [t for t in ax.texts if t.get_text() == "n/a"]
+    box, axes = na.get_window_extent(), ax.get_window_extent()
+    assert axes.x0 <= box.x0 and box.x1 <= axes.x1 and axes.y0 <= box.y0 and box.y1 <= axes.y1  # on show
+    assert not box.overlaps(ax.get_legend().get_window_extent())  # not under the legend
+    plots.plt.close(drawn[0])
+
+
 def test_compare_rejects_unknown_models_and_bad_seeds(tiny_mnist, tmp_path, capsys):
     assert main(["compare", "--models", "seed,nope", "--data-dir", str(tiny_mnist), "--out",
                  str(tmp_path / "x"), *FAST]) == 2

@@ -1,9 +1,10 @@
 """Fair comparison of models: each model trained with the same recipe on each seed, on the same
 data, and summarised as mean +- std.
 
-Writes into OUT: results.csv (one row per run, appended as each run finishes), results.md (the
-summary table), comparison.png (test accuracy with error bars) and OUT/<model>-seed<S>/ (each
-run's checkpoint.pt, config.json and metrics.json).
+Writes into OUT: results.csv (one row per run, appended as each run finishes; val_accuracy is an
+empty cell for runs without a validation split), results.md (the summary table), comparison.png
+(accuracy with error bars) and OUT/<model>-seed<S>/ (each run's checkpoint.pt, config.json and
+metrics.json).
 
     rows = compare(["seed", "lenet5"], [0, 1, 2], recipe("short"), "runs/compare")
     rows = compare(["resnet", "inception"], [0, 1], recipe("short"), "runs/w16", model_args={"width": 16})
@@ -72,7 +73,7 @@ def train_one(config: RunConfig, data: MNIST, out: Path) -> dict:
                     config.channels_last)
     h = trained.history
     row = {"model": config.model.name, "seed": config.seed,
-           "val_accuracy": h.val_acc[-1] if h.val_acc else float("nan"), "test_accuracy": test.accuracy,
+           "val_accuracy": h.val_acc[-1] if h.val_acc else None, "test_accuracy": test.accuracy,
            "parameters": count_parameters(trained.model), "epochs": config.optim.epochs,
            "train_seconds": trained.train_seconds, "images_per_second": trained.images_per_second}
     write_json(out / "metrics.json", row)
@@ -80,18 +81,28 @@ def train_one(config: RunConfig, data: MNIST, out: Path) -> dict:
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Per model, in first-seen order: mean and std (0 for one run) of each measured column."""
+    """Per model, in first-seen order: mean and std (0 for one value) of each measured column over
+    the runs that measured it; NaN for both (n/a in results.md) where none did (--val-size 0)."""
     out = []
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
         s = {"model": model, "runs": len(mine), "parameters": mine[0]["parameters"],
              "epochs": mine[0]["epochs"]}
         for key in ("val_accuracy", "test_accuracy", "train_seconds", "images_per_second"):
-            values = [float(r[key]) for r in mine]
-            s[key] = statistics.fmean(values)
-            s[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            values = [v for v in (_measured(r[key]) for r in mine) if v is not None]
+            s[key] = statistics.fmean(values) if values else math.nan
+            s[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0 if values else math.nan
         out.append(s)
     return out
+
+
+def _measured(value) -> float | None:
+    """A row's value as a float, or None where the run has none: None (a run without a validation
+    split), NaN, or an empty cell of results.csv."""
+    if value is None or value == "":
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
 
 
 def render_markdown(summary: list[dict], recipe_name: str, seeds: list[int]) -> str:
@@ -107,9 +118,10 @@ def render_markdown(summary: list[dict], recipe_name: str, seeds: list[int]) -> 
     return "\n".join(lines) + "\n"
 
 
-def _accuracy(value: float) -> str:
-    """To 4 places, or n/a for runs without a validation split (--val-size 0: NaN)."""
-    return "n/a" if math.isnan(value) else f"{value:.4f}"
+def _accuracy(value: float | None) -> str:
+    """To 4 places, or n/a for runs without a validation split (--val-size 0: None, or NaN)."""
+    value = _measured(value)
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _mean_std(s: dict, key: str) -> str:
