@@ -1,6 +1,7 @@
 """`digits compare`, recipes and the evaluate command's ensemble and TTA options, on tiny data."""
 import csv
 import json
+import shutil
 import statistics
 
 import pytest
@@ -136,6 +137,29 @@ def test_compare_rejects_unknown_models_and_bad_seeds(tiny_mnist, tmp_path, caps
     assert "given to every model of --models" in " ".join(shown.split())  # --model-arg
 
 
+def _no_gpu(monkeypatch):
+    """This machine as one without CUDA or MPS, whatever it has."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    if getattr(torch.backends, "mps", None) is not None:
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+def _snapshot(folder) -> dict:
+    """Every file under ``folder``, byte for byte, and every folder."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+DEVICE_AND_THREADS = [
+    (["--device", "cuda"], "--device cuda: CUDA is not available on this machine"),
+    (["--device", "cuda:3"], "--device cuda:3: CUDA is not available on this machine"),
+    (["--device", "mps"], "--device mps: Apple's MPS backend is not available on this machine"),
+    (["--device", "tpu"], "--device 'tpu': expected auto, cpu, cuda, cuda:N or mps"),
+    (["--threads", "-1"], "--threads must not be negative, got -1")]
+
+
 def _refused(args, capsys) -> str:
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
@@ -151,17 +175,58 @@ def _refused(args, capsys) -> str:
     (["--models", "seed", "--recipe", "short", "--scheduler", "nope"], "unknown scheduler 'nope'"),
     (["--models", "seed", "--model", "lenet5"], "compare trains the models of --models; --model applies to"),
     (["--models", "seed", "--seed", "0"], "compare trains on each seed of --seeds; --seed applies to"),
-    (["--models", "seed", "--tensorboard"], "compare writes no TensorBoard logs")])
+    (["--models", "seed", "--tensorboard"], "compare writes no TensorBoard logs"),
+    *[(["--models", "seed,lenet5", *flags], message) for flags, message in DEVICE_AND_THREADS]])
 def test_compare_refuses_what_cannot_run_before_it_trains_loads_data_or_makes_out(
         tiny_mnist, tmp_path, capsys, monkeypatch, flags, message):
     from digits import compare as compare_module
 
+    _no_gpu(monkeypatch)
     monkeypatch.setattr(compare_module, "load_mnist", lambda *a, **k: pytest.fail("loaded the data"))
     monkeypatch.setattr(compare_module, "train_one", lambda *a: pytest.fail("trained a run"))
     out = tmp_path / "cmp"
     assert message in _refused(["compare", *flags, "--data-dir", str(tiny_mnist), "--out", str(out), *FAST],
                                capsys)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, message", DEVICE_AND_THREADS)
+def test_a_refused_device_or_thread_count_leaves_a_previous_comparison_byte_for_byte(
+        tiny_mnist, tmp_path, capsys, monkeypatch, flags, message):
+    # it loaded the data, deleted results.csv, results.md, comparison.png and seed-seed0/metrics.json,
+    # and rewrote seed-seed0/config.json to say cuda before fit refused the device
+    from digits import compare as compare_module
+
+    out = tmp_path / "cmp"
+    args = ["compare", "--models", "seed,lenet5", "--seeds", "0,1", "--data-dir", str(tiny_mnist), "--out", str(out),
+            "--threads", "1", *FAST]
+    assert main(args) == 0
+    before = _snapshot(out)
+    assert {"results.csv", "results.md", "comparison.png", "seed-seed0/metrics.json"} <= set(before)
+    _no_gpu(monkeypatch)
+    monkeypatch.setattr(compare_module, "load_mnist", lambda *a, **k: pytest.fail("loaded the data"))
+    monkeypatch.setattr(compare_module, "train_one", lambda *a: pytest.fail("trained a run"))
+    capsys.readouterr()
+    assert _refused([*args, *flags], capsys) == f"digits: error: {message}"
+    assert _snapshot(out) == before
+
+
+def test_a_file_in_the_way_of_a_run_folder_is_refused_before_out_is_touched(tiny_mnist, tmp_path, capsys,
+                                                                            monkeypatch):
+    # the run folder's mkdir failed only after the previous results had been deleted
+    from digits import compare as compare_module
+
+    out = tmp_path / "cmp"
+    args = ["compare", "--models", "seed", "--seeds", "0,1", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST]
+    assert main(args) == 0
+    shutil.rmtree(out / "seed-seed1")
+    (out / "seed-seed1").write_text("in the way")
+    before = _snapshot(out)
+    monkeypatch.setattr(compare_module, "load_mnist", lambda *a, **k: pytest.fail("loaded the data"))
+    capsys.readouterr()
+    assert _refused(args, capsys) == (f"digits: error: cannot create output folder {out / 'seed-seed1'}: "
+                                      f"{out / 'seed-seed1'} is a file, not a folder")
+    assert _snapshot(out) == before
 
 
 def _fake_row(config, data, folder) -> dict:

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from .config import RunConfig
 from .data import MNIST, load_mnist
+from .device import resolve_device, set_threads
 from .errors import DigitsError
 from .evaluate import evaluate
 from .models import count_parameters, list_models
-from .outpath import make_folder
+from .outpath import file_in_the_way, make_folder
 from .pipeline import prepare_out
 from .report import write_json, write_text
 from .train import check_startable, fit
@@ -46,7 +47,9 @@ def config_for(base: RunConfig, model: str, seed: int, model_args: dict | None =
 def check_comparison(models: list[str], seeds: list[int], base: RunConfig,
                      model_args: dict | None = None) -> list[RunConfig]:
     """Every run's config, in training order, each checked as `digits run` checks its one: a model
-    that cannot train (an embedding, an argument it does not take) is refused before any run trains."""
+    that cannot train (an embedding, an argument it does not take), a device this machine lacks or a
+    negative thread count is refused before any run trains, the data is loaded or OUT is touched.
+    Sets torch's thread count, as `digits run` does before it reads the data."""
     known = ", ".join(list_models())
     unknown = [m for m in models if m not in list_models()]
     if not models:  # each message names only what is wrong
@@ -62,7 +65,22 @@ def check_comparison(models: list[str], seeds: list[int], base: RunConfig,
     configs = [config_for(base, model, seed, model_args) for model in models for seed in seeds]
     for config in configs:
         check_startable(config)
+        resolve_device(config.device)  # fit checks these too, but only after the data is loaded and
+        set_threads(config.threads)    # the previous results are gone
     return configs
+
+
+def run_folder(out: Path, config: RunConfig) -> Path:
+    return out / f"{config.model.name}-seed{config.seed}"
+
+
+def check_out(out: Path, configs: list[RunConfig]) -> None:
+    """OUT and every run's folder in it can be made: a file in the way is refused before any work
+    (making a run's folder failed only after the previous comparison's results were removed)."""
+    for folder in (out, *(run_folder(out, config) for config in configs)):
+        blocker = file_in_the_way(folder)
+        if blocker is not None:
+            raise DigitsError(f"cannot create output folder {folder}: {blocker} is a file, not a folder")
 
 
 def train_one(config: RunConfig, data: MNIST, out: Path) -> dict:
@@ -154,17 +172,18 @@ def compare(models: list[str], seeds: list[int], base: RunConfig, out: str | Pat
             model_args: dict | None = None) -> list[dict]:
     """Train every model on every seed; write results.csv, results.md and comparison.png.
 
-    ``model_args``: constructor arguments given to every model (check_comparison checks them all
-    before OUT is touched or the data loaded)."""
+    ``model_args``: constructor arguments given to every model (check_comparison checks them all,
+    and check_out OUT, before OUT is touched or the data loaded)."""
     configs = check_comparison(models, seeds, base, model_args)
+    out = Path(out)
+    check_out(out, configs)
     d = base.data
     data = data or load_mnist(d.data_dir, d.val_size, d.split_seed, d.download)
-    out = Path(out)
     _prepare_out(out)
     rows = []
     for config in configs:
         start = time.perf_counter()
-        row = train_one(config, data, out / f"{config.model.name}-seed{config.seed}")
+        row = train_one(config, data, run_folder(out, config))
         _append_csv(out / "results.csv", row)
         rows.append(row)
         log(f"{config.model.name} seed {config.seed}: validation {_accuracy(row['val_accuracy'])}, "
