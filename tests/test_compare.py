@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from digits.cli import config_from_args, build_parser, main
-from digits.compare import config_for, render_markdown, summarise
+from digits.compare import COLUMNS, config_for, render_markdown, summarise
 from digits.recipes import list_recipes, recipe
 
 FAST = ["--epochs", "1", "--batch-size", "64", "--val-size", "50", "--no-progress"]
@@ -133,6 +133,7 @@ def test_compare_rejects_unknown_models_and_bad_seeds(tiny_mnist, tmp_path, caps
         main(["compare", "--help"])
     shown = capsys.readouterr().out
     assert "runs/compare-<recipe>" in shown and "--resume" not in shown
+    assert "new, empty or a previous comparison's" in " ".join(shown.split())
     assert "--model NAME" not in shown and "--seed N" not in shown and "tensorboard" not in shown
     assert "given to every model of --models" in " ".join(shown.split())  # --model-arg
 
@@ -257,11 +258,12 @@ def test_a_rerun_removes_the_previous_results_first_and_a_refused_one_keeps_them
     out = tmp_path / "cmp"
     out.mkdir()
     results = ("results.csv", "results.md", "comparison.png")
+    previous = ",".join(COLUMNS) + "\nthe previous comparison's\n"  # results.csv: a comparison's header
     for name in results:
-        (out / name).write_text("the previous comparison's")
+        (out / name).write_text(previous)
     args = ["compare", "--models", "seed", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST]
     assert "--seeds names 0" in _refused([*args, "--seeds", "0,0"], capsys)  # refused: nothing changed
-    assert all((out / name).read_text() == "the previous comparison's" for name in results)
+    assert all((out / name).read_text() == previous for name in results)
 
     def fail(config, data, folder):
         raise DigitsError("the disk is full")
@@ -269,6 +271,61 @@ def test_a_rerun_removes_the_previous_results_first_and_a_refused_one_keeps_them
     monkeypatch.setattr(compare_module, "train_one", fail)  # the rerun fails at its first run
     assert "the disk is full" in _refused(args, capsys)
     assert not any((out / name).exists() for name in results)
+
+
+def _run_config_json(model: str, seed: int) -> str:
+    return json.dumps(config_for(recipe("seed"), model, seed).to_dict())
+
+
+NOT_A_COMPARISON = {  # what a user's own folder may hold: compare would have deleted its results.*
+    "notes": {"results.md": "# my results\n", "notes.txt": "keep\n"},
+    "another csv": {"results.csv": "name,score\nme,1\n", "comparison.png": "my chart"},
+    "a csv that only starts like compare's": {"results.csv": ",".join(COLUMNS[:2]) + "\n0,1\n"},
+    "a digits run folder": {"config.json": _run_config_json("seed", 0), "metrics.json": "{}", "report.md": "r"},
+    "a run-like folder whose config is not digits'": {"seed-seed0/config.json": "{}", "results.md": "mine"},
+    "a config naming another run": {"seed-seed0/config.json": _run_config_json("lenet5", 0), "results.md": "x"},
+    "a file named like a run folder": {"seed-seed0": "mine"},
+}
+
+
+@pytest.mark.parametrize("holds", NOT_A_COMPARISON.values(), ids=NOT_A_COMPARISON.keys())
+def test_compare_refuses_a_non_empty_out_that_is_not_a_comparison_before_any_work(tiny_mnist, tmp_path, capsys,
+                                                                                  monkeypatch, holds):
+    # it deleted results.csv, results.md and comparison.png in any folder given as --out
+    from digits import compare as compare_module
+
+    out = tmp_path / "mine"
+    for name, text in holds.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    before = _snapshot(out)
+    monkeypatch.setattr(compare_module, "load_mnist", lambda *a, **k: pytest.fail("loaded the data"))
+    monkeypatch.setattr(compare_module, "train_one", lambda *a: pytest.fail("trained a run"))
+    err = _refused(["compare", "--models", "seed", "--seeds", "0", "--data-dir", str(tiny_mnist), "--out", str(out),
+                    *FAST], capsys)
+    assert err.startswith(f"digits: error: --out {out} holds files that are not a `digits compare` output (")
+    assert "choose a new or empty folder, or a previous comparison's" in err
+    assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize("holds", [
+    {},  # an empty folder
+    {"results.csv": ",".join(COLUMNS) + "\n"},  # a comparison whose runs have not finished
+    {"lenet5-seed3/config.json": _run_config_json("lenet5", 3)},  # one killed in its first run
+    {"seed-bn-seed0/config.json": _run_config_json("seed-bn", 0), "notes.txt": "the user's, kept"}],
+    ids=["empty", "results.csv", "a run folder", "a run folder and more"])
+def test_compare_writes_into_an_empty_folder_or_a_previous_comparisons(tiny_mnist, tmp_path, monkeypatch, holds):
+    from digits import compare as compare_module
+
+    out = tmp_path / "cmp"
+    out.mkdir()
+    for name, text in holds.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    monkeypatch.setattr(compare_module, "train_one", _fake_row)
+    assert main(["compare", "--models", "seed", "--seeds", "0", "--data-dir", str(tiny_mnist), "--out", str(out),
+                 *FAST]) == 0
+    assert (out / "results.md").exists() and all((out / name).exists() for name in holds)
 
 
 def test_a_rerun_removes_a_runs_old_metrics_before_it_trains_so_a_failure_leaves_none(tiny_mnist, tmp_path,
@@ -279,7 +336,9 @@ def test_a_rerun_removes_a_runs_old_metrics_before_it_trains_so_a_failure_leaves
 
     folder = tmp_path / "cmp" / "seed-seed0"
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text('{"seed": 0, "optim": {"epochs": 9}}')
+    config = config_for(recipe("seed"), "seed", 0)
+    config.optim.epochs = 9
+    (folder / "config.json").write_text(json.dumps(config.to_dict()))  # what the previous compare wrote
     (folder / "metrics.json").write_text('{"test_accuracy": 0.5}')
     seen = []
 

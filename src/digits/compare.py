@@ -4,7 +4,7 @@ data, and summarised as mean +- std.
 Writes into OUT: results.csv (one row per run, appended as each run finishes; val_accuracy is an
 empty cell for runs without a validation split), results.md (the summary table), comparison.png
 (accuracy with error bars) and OUT/<model>-seed<S>/ (each run's checkpoint.pt, config.json and
-metrics.json).
+metrics.json). OUT must be new, empty or a previous comparison's (check_out).
 
     rows = compare(["seed", "lenet5"], [0, 1, 2], recipe("short"), "runs/compare")
     rows = compare(["resnet", "inception"], [0, 1], recipe("short"), "runs/w16", model_args={"width": 16})
@@ -12,6 +12,7 @@ metrics.json).
 from __future__ import annotations
 
 import csv
+import json
 import math
 import statistics
 import time
@@ -75,8 +76,19 @@ def run_folder(out: Path, config: RunConfig) -> Path:
 
 
 def check_out(out: Path, configs: list[RunConfig]) -> None:
-    """OUT and every run's folder in it can be made: a file in the way is refused before any work
-    (making a run's folder failed only after the previous comparison's results were removed)."""
+    """OUT is new, empty or a previous comparison's (is_comparison), and OUT and every run's folder
+    in it can be made; refused before any work: compare removes results.csv, results.md and
+    comparison.png in OUT (a user's own), and making a run's folder failed only after that."""
+    try:
+        held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+        foreign = held and not is_comparison(out)
+    except OSError as e:
+        raise DigitsError(f"cannot read output folder {out}: {e.strerror or e}") from None
+    if foreign:
+        shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+        raise DigitsError(f"--out {out} holds files that are not a `digits compare` output ({shown}); compare "
+                          "replaces results.csv, results.md and comparison.png there, so choose a new or empty "
+                          "folder, or a previous comparison's")
     for folder in (out, *(run_folder(out, config) for config in configs)):
         blocker = file_in_the_way(folder)
         if blocker is not None:
@@ -154,6 +166,27 @@ def _append_csv(path: Path, row: dict) -> None:
         if new:
             writer.writeheader()
         writer.writerow(row)
+
+
+def is_comparison(out: Path) -> bool:
+    """Whether the folder ``out`` is a `digits compare` output, finished or not: it holds a
+    results.csv with compare's header (written after the first run), or a run folder
+    MODEL-seedN holding the config.json of model MODEL and seed N (written as that run starts)."""
+    try:
+        with open(out / "results.csv", newline="", errors="replace") as f:
+            if next(csv.reader(f), None) == list(COLUMNS):
+                return True
+    except (OSError, csv.Error):
+        pass
+    return any(_is_run_folder(folder) for folder in out.iterdir())
+
+
+def _is_run_folder(folder: Path) -> bool:
+    try:
+        config = json.loads((folder / "config.json").read_text(errors="replace"))
+        return folder.name == f"{config['model']['name']}-seed{config['seed']}"
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
 
 
 def _prepare_out(out: Path) -> None:
