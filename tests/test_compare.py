@@ -1,12 +1,13 @@
 """`digits compare`, recipes and the evaluate command's ensemble and TTA options, on tiny data."""
 import csv
 import json
+import shutil
 import statistics
 
 import pytest
 
 from digits.cli import config_from_args, build_parser, main
-from digits.compare import config_for, render_markdown, summarise
+from digits.compare import COLUMNS, config_for, render_markdown, summarise
 from digits.recipes import list_recipes, recipe
 
 FAST = ["--epochs", "1", "--batch-size", "64", "--val-size", "50", "--no-progress"]
@@ -52,6 +53,74 @@ def test_a_run_without_validation_split_records_its_val_accuracy_as_null(tiny_mn
     assert "seed seed 0: validation n/a, test " in capsys.readouterr().out  # the progress line said "nan"
 
 
+@pytest.mark.parametrize("seeds", ["0,1", "0,1,2"])
+def test_a_comparison_without_validation_split_summarises_over_several_seeds(tiny_mnist, tmp_path, capsys, seeds):
+    # with two seeds or more, statistics.stdev of the NaNs died in a 20-line traceback after every run
+    # had trained: no results.md, no comparison.png, exit 1
+    out = tmp_path / "cmp"
+    assert main(["compare", "--models", "seed", "--seeds", seeds, "--data-dir", str(tiny_mnist), "--out", str(out),
+                 *FAST, "--val-size", "0"]) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == len(seeds.split(",")) and all(r["val_accuracy"] == "" for r in rows)  # no "nan"
+    assert "nan" not in (out / "results.csv").read_text()
+    tests = [float(r["test_accuracy"]) for r in rows]
+    row = [line for line in (out / "results.md").read_text().splitlines() if line.startswith("| seed |")][0]
+    cells = row.split(" | ")
+    assert cells[3] == "n/a" and cells[4] == f"{statistics.fmean(tests):.4f} +- {statistics.stdev(tests):.4f}"
+    assert "nan" not in row
+    assert (out / "comparison.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("missing", [None, float("nan"), ""])
+def test_summaries_skip_missing_values_and_say_n_a_when_there_are_none(missing):
+    def rows(*vals):
+        return [{"model": "m", "seed": s, "val_accuracy": v, "test_accuracy": 0.9 + s / 100, "parameters": 7,
+                 "epochs": 1, "train_seconds": 1.0, "images_per_second": 10.0} for s, v in enumerate(vals)]
+
+    for n in (1, 2, 3):
+        (s,) = summarise(rows(*[missing] * n))
+        assert s["val_accuracy"] != s["val_accuracy"] and s["runs"] == n  # NaN: no mean
+        assert "| m | 7 | 1 | n/a | " in render_markdown([s], "r", list(range(n)))
+        assert s["test_accuracy"] == pytest.approx(0.9 + (n - 1) / 200)
+    (s,) = summarise(rows(0.98, missing, 0.96))  # the runs that have one
+    assert s["val_accuracy"] == pytest.approx(0.97) and s["val_accuracy_std"] == pytest.approx(statistics.stdev(
+        [0.98, 0.96]))
+    (s,) = summarise(rows(missing, "0.95"))  # a value read back from results.csv
+    assert s["val_accuracy"] == pytest.approx(0.95) and s["val_accuracy_std"] == 0
+
+
+def test_the_comparison_chart_draws_no_validation_bars_when_no_run_has_a_validation_split(tmp_path, monkeypatch):
+    from digits import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig))
+    nan = float("nan")
+    summary = [{"model": m, "val_accuracy": nan, "val_accuracy_std": nan, "test_accuracy": 0.96,
+                "test_accuracy_std": 0.01} for m in ("seed", "lenet5")]
+    plots.plot_comparison(summary, tmp_path / "comparison.png")
+    ax = drawn[0].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["test"]  # no empty "validation" entry
+    labels = [t.get_text() for t in ax.texts]
+    assert labels == ["96.00", "96.00"] and "nan" not in labels
+    low, high = ax.get_xlim()
+    assert low < -0.2 and high > 1.2  # both bars inside the axes: NaN bars had collapsed the x range
+    plots.plt.close(drawn[0])
+
+    drawn.clear()  # one model without: its bar reads n/a
+    summary[1] = {"model": "lenet5", "val_accuracy": 0.95, "val_accuracy_std": 0.0, "test_accuracy": 0.96,
+                  "test_accuracy_std": 0.01}
+    plots.plot_comparison(summary, tmp_path / "comparison.png")
+    ax = drawn[0].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["validation", "test"]
+    assert sorted(t.get_text() for t in ax.texts if t.get_text()) == ["95.00", "96.00", "96.00", "n/a"]
+    drawn[0].canvas.draw()
+    (na,) = [t for t in ax.texts if t.get_text() == "n/a"]
+    box, axes = na.get_window_extent(), ax.get_window_extent()
+    assert axes.x0 <= box.x0 and box.x1 <= axes.x1 and axes.y0 <= box.y0 and box.y1 <= axes.y1  # on show
+    assert not box.overlaps(ax.get_legend().get_window_extent())  # not under the legend
+    plots.plt.close(drawn[0])
+
+
 def test_compare_rejects_unknown_models_and_bad_seeds(tiny_mnist, tmp_path, capsys):
     assert main(["compare", "--models", "seed,nope", "--data-dir", str(tiny_mnist), "--out",
                  str(tmp_path / "x"), *FAST]) == 2
@@ -64,8 +133,32 @@ def test_compare_rejects_unknown_models_and_bad_seeds(tiny_mnist, tmp_path, caps
         main(["compare", "--help"])
     shown = capsys.readouterr().out
     assert "runs/compare-<recipe>" in shown and "--resume" not in shown
+    assert "new, empty or a previous comparison's" in " ".join(shown.split())
     assert "--model NAME" not in shown and "--seed N" not in shown and "tensorboard" not in shown
     assert "given to every model of --models" in " ".join(shown.split())  # --model-arg
+
+
+def _no_gpu(monkeypatch):
+    """This machine as one without CUDA or MPS, whatever it has."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    if getattr(torch.backends, "mps", None) is not None:
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+def _snapshot(folder) -> dict:
+    """Every file under ``folder``, byte for byte, and every folder."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+DEVICE_AND_THREADS = [
+    (["--device", "cuda"], "--device cuda: CUDA is not available on this machine"),
+    (["--device", "cuda:3"], "--device cuda:3: CUDA is not available on this machine"),
+    (["--device", "mps"], "--device mps: Apple's MPS backend is not available on this machine"),
+    (["--device", "tpu"], "--device 'tpu': expected auto, cpu, cuda, cuda:N or mps"),
+    (["--threads", "-1"], "--threads must not be negative, got -1")]
 
 
 def _refused(args, capsys) -> str:
@@ -83,17 +176,58 @@ def _refused(args, capsys) -> str:
     (["--models", "seed", "--recipe", "short", "--scheduler", "nope"], "unknown scheduler 'nope'"),
     (["--models", "seed", "--model", "lenet5"], "compare trains the models of --models; --model applies to"),
     (["--models", "seed", "--seed", "0"], "compare trains on each seed of --seeds; --seed applies to"),
-    (["--models", "seed", "--tensorboard"], "compare writes no TensorBoard logs")])
+    (["--models", "seed", "--tensorboard"], "compare writes no TensorBoard logs"),
+    *[(["--models", "seed,lenet5", *flags], message) for flags, message in DEVICE_AND_THREADS]])
 def test_compare_refuses_what_cannot_run_before_it_trains_loads_data_or_makes_out(
         tiny_mnist, tmp_path, capsys, monkeypatch, flags, message):
     from digits import compare as compare_module
 
+    _no_gpu(monkeypatch)
     monkeypatch.setattr(compare_module, "load_mnist", lambda *a, **k: pytest.fail("loaded the data"))
     monkeypatch.setattr(compare_module, "train_one", lambda *a: pytest.fail("trained a run"))
     out = tmp_path / "cmp"
     assert message in _refused(["compare", *flags, "--data-dir", str(tiny_mnist), "--out", str(out), *FAST],
                                capsys)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, message", DEVICE_AND_THREADS)
+def test_a_refused_device_or_thread_count_leaves_a_previous_comparison_byte_for_byte(
+        tiny_mnist, tmp_path, capsys, monkeypatch, flags, message):
+    # it loaded the data, deleted results.csv, results.md, comparison.png and seed-seed0/metrics.json,
+    # and rewrote seed-seed0/config.json to say cuda before fit refused the device
+    from digits import compare as compare_module
+
+    out = tmp_path / "cmp"
+    args = ["compare", "--models", "seed,lenet5", "--seeds", "0,1", "--data-dir", str(tiny_mnist), "--out", str(out),
+            "--threads", "1", *FAST]
+    assert main(args) == 0
+    before = _snapshot(out)
+    assert {"results.csv", "results.md", "comparison.png", "seed-seed0/metrics.json"} <= set(before)
+    _no_gpu(monkeypatch)
+    monkeypatch.setattr(compare_module, "load_mnist", lambda *a, **k: pytest.fail("loaded the data"))
+    monkeypatch.setattr(compare_module, "train_one", lambda *a: pytest.fail("trained a run"))
+    capsys.readouterr()
+    assert _refused([*args, *flags], capsys) == f"digits: error: {message}"
+    assert _snapshot(out) == before
+
+
+def test_a_file_in_the_way_of_a_run_folder_is_refused_before_out_is_touched(tiny_mnist, tmp_path, capsys,
+                                                                            monkeypatch):
+    # the run folder's mkdir failed only after the previous results had been deleted
+    from digits import compare as compare_module
+
+    out = tmp_path / "cmp"
+    args = ["compare", "--models", "seed", "--seeds", "0,1", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST]
+    assert main(args) == 0
+    shutil.rmtree(out / "seed-seed1")
+    (out / "seed-seed1").write_text("in the way")
+    before = _snapshot(out)
+    monkeypatch.setattr(compare_module, "load_mnist", lambda *a, **k: pytest.fail("loaded the data"))
+    capsys.readouterr()
+    assert _refused(args, capsys) == (f"digits: error: cannot create output folder {out / 'seed-seed1'}: "
+                                      f"{out / 'seed-seed1'} is a file, not a folder")
+    assert _snapshot(out) == before
 
 
 def _fake_row(config, data, folder) -> dict:
@@ -124,11 +258,12 @@ def test_a_rerun_removes_the_previous_results_first_and_a_refused_one_keeps_them
     out = tmp_path / "cmp"
     out.mkdir()
     results = ("results.csv", "results.md", "comparison.png")
+    previous = ",".join(COLUMNS) + "\nthe previous comparison's\n"  # results.csv: a comparison's header
     for name in results:
-        (out / name).write_text("the previous comparison's")
+        (out / name).write_text(previous)
     args = ["compare", "--models", "seed", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST]
     assert "--seeds names 0" in _refused([*args, "--seeds", "0,0"], capsys)  # refused: nothing changed
-    assert all((out / name).read_text() == "the previous comparison's" for name in results)
+    assert all((out / name).read_text() == previous for name in results)
 
     def fail(config, data, folder):
         raise DigitsError("the disk is full")
@@ -136,6 +271,61 @@ def test_a_rerun_removes_the_previous_results_first_and_a_refused_one_keeps_them
     monkeypatch.setattr(compare_module, "train_one", fail)  # the rerun fails at its first run
     assert "the disk is full" in _refused(args, capsys)
     assert not any((out / name).exists() for name in results)
+
+
+def _run_config_json(model: str, seed: int) -> str:
+    return json.dumps(config_for(recipe("seed"), model, seed).to_dict())
+
+
+NOT_A_COMPARISON = {  # what a user's own folder may hold: compare would have deleted its results.*
+    "notes": {"results.md": "# my results\n", "notes.txt": "keep\n"},
+    "another csv": {"results.csv": "name,score\nme,1\n", "comparison.png": "my chart"},
+    "a csv that only starts like compare's": {"results.csv": ",".join(COLUMNS[:2]) + "\n0,1\n"},
+    "a digits run folder": {"config.json": _run_config_json("seed", 0), "metrics.json": "{}", "report.md": "r"},
+    "a run-like folder whose config is not digits'": {"seed-seed0/config.json": "{}", "results.md": "mine"},
+    "a config naming another run": {"seed-seed0/config.json": _run_config_json("lenet5", 0), "results.md": "x"},
+    "a file named like a run folder": {"seed-seed0": "mine"},
+}
+
+
+@pytest.mark.parametrize("holds", NOT_A_COMPARISON.values(), ids=NOT_A_COMPARISON.keys())
+def test_compare_refuses_a_non_empty_out_that_is_not_a_comparison_before_any_work(tiny_mnist, tmp_path, capsys,
+                                                                                  monkeypatch, holds):
+    # it deleted results.csv, results.md and comparison.png in any folder given as --out
+    from digits import compare as compare_module
+
+    out = tmp_path / "mine"
+    for name, text in holds.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    before = _snapshot(out)
+    monkeypatch.setattr(compare_module, "load_mnist", lambda *a, **k: pytest.fail("loaded the data"))
+    monkeypatch.setattr(compare_module, "train_one", lambda *a: pytest.fail("trained a run"))
+    err = _refused(["compare", "--models", "seed", "--seeds", "0", "--data-dir", str(tiny_mnist), "--out", str(out),
+                    *FAST], capsys)
+    assert err.startswith(f"digits: error: --out {out} holds files that are not a `digits compare` output (")
+    assert "choose a new or empty folder, or a previous comparison's" in err
+    assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize("holds", [
+    {},  # an empty folder
+    {"results.csv": ",".join(COLUMNS) + "\n"},  # a comparison whose runs have not finished
+    {"lenet5-seed3/config.json": _run_config_json("lenet5", 3)},  # one killed in its first run
+    {"seed-bn-seed0/config.json": _run_config_json("seed-bn", 0), "notes.txt": "the user's, kept"}],
+    ids=["empty", "results.csv", "a run folder", "a run folder and more"])
+def test_compare_writes_into_an_empty_folder_or_a_previous_comparisons(tiny_mnist, tmp_path, monkeypatch, holds):
+    from digits import compare as compare_module
+
+    out = tmp_path / "cmp"
+    out.mkdir()
+    for name, text in holds.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    monkeypatch.setattr(compare_module, "train_one", _fake_row)
+    assert main(["compare", "--models", "seed", "--seeds", "0", "--data-dir", str(tiny_mnist), "--out", str(out),
+                 *FAST]) == 0
+    assert (out / "results.md").exists() and all((out / name).exists() for name in holds)
 
 
 def test_a_rerun_removes_a_runs_old_metrics_before_it_trains_so_a_failure_leaves_none(tiny_mnist, tmp_path,
@@ -146,7 +336,9 @@ def test_a_rerun_removes_a_runs_old_metrics_before_it_trains_so_a_failure_leaves
 
     folder = tmp_path / "cmp" / "seed-seed0"
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text('{"seed": 0, "optim": {"epochs": 9}}')
+    config = config_for(recipe("seed"), "seed", 0)
+    config.optim.epochs = 9
+    (folder / "config.json").write_text(json.dumps(config.to_dict()))  # what the previous compare wrote
     (folder / "metrics.json").write_text('{"test_accuracy": 0.5}')
     seen = []
 

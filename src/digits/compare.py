@@ -1,9 +1,10 @@
 """Fair comparison of models: each model trained with the same recipe on each seed, on the same
 data, and summarised as mean +- std.
 
-Writes into OUT: results.csv (one row per run, appended as each run finishes), results.md (the
-summary table), comparison.png (test accuracy with error bars) and OUT/<model>-seed<S>/ (each
-run's checkpoint.pt, config.json and metrics.json).
+Writes into OUT: results.csv (one row per run, appended as each run finishes; val_accuracy is an
+empty cell for runs without a validation split), results.md (the summary table), comparison.png
+(accuracy with error bars) and OUT/<model>-seed<S>/ (each run's checkpoint.pt, config.json and
+metrics.json). OUT must be new, empty or a previous comparison's (check_out).
 
     rows = compare(["seed", "lenet5"], [0, 1, 2], recipe("short"), "runs/compare")
     rows = compare(["resnet", "inception"], [0, 1], recipe("short"), "runs/w16", model_args={"width": 16})
@@ -11,6 +12,7 @@ run's checkpoint.pt, config.json and metrics.json).
 from __future__ import annotations
 
 import csv
+import json
 import math
 import statistics
 import time
@@ -18,10 +20,11 @@ from pathlib import Path
 
 from .config import RunConfig
 from .data import MNIST, load_mnist
+from .device import resolve_device, set_threads
 from .errors import DigitsError
 from .evaluate import evaluate
 from .models import count_parameters, list_models
-from .outpath import make_folder
+from .outpath import file_in_the_way, make_folder
 from .pipeline import prepare_out
 from .report import write_json, write_text
 from .train import check_startable, fit
@@ -45,7 +48,9 @@ def config_for(base: RunConfig, model: str, seed: int, model_args: dict | None =
 def check_comparison(models: list[str], seeds: list[int], base: RunConfig,
                      model_args: dict | None = None) -> list[RunConfig]:
     """Every run's config, in training order, each checked as `digits run` checks its one: a model
-    that cannot train (an embedding, an argument it does not take) is refused before any run trains."""
+    that cannot train (an embedding, an argument it does not take), a device this machine lacks or a
+    negative thread count is refused before any run trains, the data is loaded or OUT is touched.
+    Sets torch's thread count, as `digits run` does before it reads the data."""
     known = ", ".join(list_models())
     unknown = [m for m in models if m not in list_models()]
     if not models:  # each message names only what is wrong
@@ -61,7 +66,33 @@ def check_comparison(models: list[str], seeds: list[int], base: RunConfig,
     configs = [config_for(base, model, seed, model_args) for model in models for seed in seeds]
     for config in configs:
         check_startable(config)
+        resolve_device(config.device)  # fit checks these too, but only after the data is loaded and
+        set_threads(config.threads)    # the previous results are gone
     return configs
+
+
+def run_folder(out: Path, config: RunConfig) -> Path:
+    return out / f"{config.model.name}-seed{config.seed}"
+
+
+def check_out(out: Path, configs: list[RunConfig]) -> None:
+    """OUT is new, empty or a previous comparison's (is_comparison), and OUT and every run's folder
+    in it can be made; refused before any work: compare removes results.csv, results.md and
+    comparison.png in OUT (a user's own), and making a run's folder failed only after that."""
+    try:
+        held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+        foreign = held and not is_comparison(out)
+    except OSError as e:
+        raise DigitsError(f"cannot read output folder {out}: {e.strerror or e}") from None
+    if foreign:
+        shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+        raise DigitsError(f"--out {out} holds files that are not a `digits compare` output ({shown}); compare "
+                          "replaces results.csv, results.md and comparison.png there, so choose a new or empty "
+                          "folder, or a previous comparison's")
+    for folder in (out, *(run_folder(out, config) for config in configs)):
+        blocker = file_in_the_way(folder)
+        if blocker is not None:
+            raise DigitsError(f"cannot create output folder {folder}: {blocker} is a file, not a folder")
 
 
 def train_one(config: RunConfig, data: MNIST, out: Path) -> dict:
@@ -72,7 +103,7 @@ def train_one(config: RunConfig, data: MNIST, out: Path) -> dict:
                     config.channels_last)
     h = trained.history
     row = {"model": config.model.name, "seed": config.seed,
-           "val_accuracy": h.val_acc[-1] if h.val_acc else float("nan"), "test_accuracy": test.accuracy,
+           "val_accuracy": h.val_acc[-1] if h.val_acc else None, "test_accuracy": test.accuracy,
            "parameters": count_parameters(trained.model), "epochs": config.optim.epochs,
            "train_seconds": trained.train_seconds, "images_per_second": trained.images_per_second}
     write_json(out / "metrics.json", row)
@@ -80,18 +111,28 @@ def train_one(config: RunConfig, data: MNIST, out: Path) -> dict:
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Per model, in first-seen order: mean and std (0 for one run) of each measured column."""
+    """Per model, in first-seen order: mean and std (0 for one value) of each measured column over
+    the runs that measured it; NaN for both (n/a in results.md) where none did (--val-size 0)."""
     out = []
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
         s = {"model": model, "runs": len(mine), "parameters": mine[0]["parameters"],
              "epochs": mine[0]["epochs"]}
         for key in ("val_accuracy", "test_accuracy", "train_seconds", "images_per_second"):
-            values = [float(r[key]) for r in mine]
-            s[key] = statistics.fmean(values)
-            s[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            values = [v for v in (_measured(r[key]) for r in mine) if v is not None]
+            s[key] = statistics.fmean(values) if values else math.nan
+            s[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0 if values else math.nan
         out.append(s)
     return out
+
+
+def _measured(value) -> float | None:
+    """A row's value as a float, or None where the run has none: None (a run without a validation
+    split), NaN, or an empty cell of results.csv."""
+    if value is None or value == "":
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
 
 
 def render_markdown(summary: list[dict], recipe_name: str, seeds: list[int]) -> str:
@@ -107,9 +148,10 @@ def render_markdown(summary: list[dict], recipe_name: str, seeds: list[int]) -> 
     return "\n".join(lines) + "\n"
 
 
-def _accuracy(value: float) -> str:
-    """To 4 places, or n/a for runs without a validation split (--val-size 0: NaN)."""
-    return "n/a" if math.isnan(value) else f"{value:.4f}"
+def _accuracy(value: float | None) -> str:
+    """To 4 places, or n/a for runs without a validation split (--val-size 0: None, or NaN)."""
+    value = _measured(value)
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _mean_std(s: dict, key: str) -> str:
@@ -124,6 +166,27 @@ def _append_csv(path: Path, row: dict) -> None:
         if new:
             writer.writeheader()
         writer.writerow(row)
+
+
+def is_comparison(out: Path) -> bool:
+    """Whether the folder ``out`` is a `digits compare` output, finished or not: it holds a
+    results.csv with compare's header (written after the first run), or a run folder
+    MODEL-seedN holding the config.json of model MODEL and seed N (written as that run starts)."""
+    try:
+        with open(out / "results.csv", newline="", errors="replace") as f:
+            if next(csv.reader(f), None) == list(COLUMNS):
+                return True
+    except (OSError, csv.Error):
+        pass
+    return any(_is_run_folder(folder) for folder in out.iterdir())
+
+
+def _is_run_folder(folder: Path) -> bool:
+    try:
+        config = json.loads((folder / "config.json").read_text(errors="replace"))
+        return folder.name == f"{config['model']['name']}-seed{config['seed']}"
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
 
 
 def _prepare_out(out: Path) -> None:
@@ -142,17 +205,18 @@ def compare(models: list[str], seeds: list[int], base: RunConfig, out: str | Pat
             model_args: dict | None = None) -> list[dict]:
     """Train every model on every seed; write results.csv, results.md and comparison.png.
 
-    ``model_args``: constructor arguments given to every model (check_comparison checks them all
-    before OUT is touched or the data loaded)."""
+    ``model_args``: constructor arguments given to every model (check_comparison checks them all,
+    and check_out OUT, before OUT is touched or the data loaded)."""
     configs = check_comparison(models, seeds, base, model_args)
+    out = Path(out)
+    check_out(out, configs)
     d = base.data
     data = data or load_mnist(d.data_dir, d.val_size, d.split_seed, d.download)
-    out = Path(out)
     _prepare_out(out)
     rows = []
     for config in configs:
         start = time.perf_counter()
-        row = train_one(config, data, out / f"{config.model.name}-seed{config.seed}")
+        row = train_one(config, data, run_folder(out, config))
         _append_csv(out / "results.csv", row)
         rows.append(row)
         log(f"{config.model.name} seed {config.seed}: validation {_accuracy(row['val_accuracy'])}, "

@@ -139,18 +139,30 @@ def plot_inputs(images: torch.Tensor, titles: list[str], path, cols: int = 8) ->
 
 
 def plot_comparison(summary: list[dict], path, title: str = "") -> Path:
-    """Mean validation and test accuracy per model as bars, one standard deviation as error bars."""
+    """Mean validation and test accuracy per model as bars, one standard deviation as error bars. A
+    mean that is NaN (no validation split) is an empty bar labelled n/a, and a series no model has is
+    not drawn (nor named in the legend)."""
     names = [s["model"] for s in summary]
     x = range(len(names))
     width, height = max(5, 1.4 * len(names) + 2), 4
     fig, ax = plt.subplots(figsize=(width, height))
     # margins in inches: the y label and its tick labels take about 0.7 in, however few the models
     fig.subplots_adjust(left=0.9 / width, right=1 - 0.15 / width, bottom=0.45 / height, top=1 - 0.4 / height)
-    for offset, key, label in ((-0.2, "val_accuracy", "validation"), (0.2, "test_accuracy", "test")):
-        means = [100 * s[key] for s in summary]
-        stds = [100 * s[key + "_std"] for s in summary]
-        bars = ax.bar([i + offset for i in x], means, 0.4, yerr=stds, capsize=4, label=label)
-        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+    series = [(key, label, color) for key, label, color in (("val_accuracy", "validation", "C0"),
+                                                            ("test_accuracy", "test", "C1"))
+              if any(s[key] == s[key] for s in summary)]
+    bar = 0.8 / max(1, len(series))
+    for n, (key, label, color) in enumerate(series):
+        offset = (n - (len(series) - 1) / 2) * bar
+        has = [s[key] == s[key] for s in summary]  # NaN != NaN; a NaN bar squashed the x axis
+        means = [100 * s[key] if h else 0.0 for s, h in zip(summary, has)]
+        stds = [100 * s[key + "_std"] if h else 0.0 for s, h in zip(summary, has)]
+        bars = ax.bar([i + offset for i in x], means, bar, yerr=stds, capsize=4, label=label, color=color)
+        ax.bar_label(bars, labels=[f"{m:.2f}" if h else "" for m, h in zip(means, has)], fontsize=7, padding=2)
+        for i, h in zip(x, has):  # where the bar would stand, above the legend in the lower left
+            if not h:
+                ax.text(i + offset, 0.5, "n/a", transform=ax.get_xaxis_transform(), ha="center", va="center",
+                        fontsize=7)
     values = [100 * s[k] for s in summary for k in ("val_accuracy", "test_accuracy") if s[k] == s[k]]
     low = min(values, default=0.0)  # NaN (no validation split) is left out
     ax.set_ylim(max(0.0, low - 1.0), 100.4)  # accuracies differ in the last percent: zoom there

@@ -26,7 +26,8 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool = False) -> None:
     p.add_argument("--recipe", default="seed", help="starting configuration that the flags below "
                    f"override: {', '.join(list_recipes())} (default seed, the tutorial's)")
     add_config_args(p, helps=_COMPARE_HELPS if compare else None)
-    p.add_argument("--out", help="folder of the comparison (default runs/compare-<recipe>)" if compare
+    p.add_argument("--out", help="folder of the comparison: new, empty or a previous comparison's "
+                   "(default runs/compare-<recipe>)" if compare
                    else "run folder (default runs/<model>-<timestamp>)")
     # compare accepts --resume only to refuse it with a reason (cmd_compare), so its help hides it
     p.add_argument("--resume", metavar="CHECKPOINT", help=argparse.SUPPRESS if compare
