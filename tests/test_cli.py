@@ -117,6 +117,22 @@ def test_resume_refuses_another_split_seed_or_augmentation_and_leaves_no_folder(
             assert not out.exists()
 
 
+def test_resume_with_epochs_that_train_nothing_more_is_refused_and_leaves_the_folder_as_it_was(tiny_mnist, tmp_path,
+                                                                                          capsys):
+    """`run --epochs 1 --resume` of a 2-epoch run's checkpoint exited 0 having trained nothing ("trained
+    0.0 s (0 images/s)"), its config.json then saying epochs 1 beside metrics of 2 epochs."""
+    out = tmp_path / "two"
+    assert main(["run", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST[2:], "--epochs", "2",
+                 "--no-tensorboard"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    for epochs in ("1", "2"):
+        err = _error(["run", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST[2:], "--epochs", epochs,
+                      "--no-tensorboard", "--resume", str(out / "checkpoint.pt")], capsys)
+        assert err.endswith(f"the checkpoint has completed 2 epochs, so --epochs {epochs} would train nothing "
+                            "more; --epochs counts the whole run: give --epochs 3 or more to extend it")
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
 def test_a_recipe_run_resumes_with_its_recipe_and_its_flags(tiny_mnist, tmp_path, capsys):
     """The flags build the resumed run's settings from --recipe as they built the run's: a `--recipe best`
     run resumes with `--recipe best` (its augmentation included) and whatever else it was given."""

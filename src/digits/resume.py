@@ -47,7 +47,25 @@ def read_resumable(path, config: RunConfig) -> dict:
         raise DigitsError(f"--resume {path}: it has no training state ({', '.join(missing)}); resume "
                           "from the checkpoint.pt in a training run's folder")
     _check_same_training(path, ckpt, config)
+    _check_epochs_left(path, ckpt, config)
     return ckpt
+
+
+def _check_epochs_left(path, ckpt: dict, config: RunConfig) -> None:
+    """--epochs is the run's whole length, not the epochs to add: at or below the epochs the checkpoint
+    has completed it trained nothing, exited 0 and rewrote config.json with that count beside the
+    metrics of the longer run. A checkpoint written mid-epoch (--checkpoint-every) has that epoch
+    still to finish, which --epochs one above the completed ones does."""
+    progress = ckpt["progress"]
+    done, step = int(progress.get("epoch", 0)), int(progress.get("step", 0))
+    if config.optim.epochs > done:
+        return
+    what = f"{done} epoch{'s' if done != 1 else ''}"
+    if step:
+        what += f" and {step} step{'s' if step != 1 else ''} of epoch {done + 1}"
+    raise DigitsError(f"--resume {path}: the checkpoint has completed {what}, so --epochs "
+                      f"{config.optim.epochs} would train nothing more; --epochs counts the whole run: "
+                      f"give --epochs {done + 1} or more to {'finish epoch ' + str(done + 1) if step else 'extend it'}")
 
 
 # The settings that decide what a run trains on, in what order, and how: a resumed run continues
