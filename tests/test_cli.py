@@ -93,8 +93,12 @@ def test_train_then_resume_and_show(tiny_mnist, tmp_path, capsys):
     assert not (out / "figures").exists()  # train draws none
     args = ["train", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST[2:], "--epochs", "2",
             "--resume", str(out / "checkpoint.pt")]
+    capsys.readouterr()
     assert main(args) == 0
-    assert json.loads((out / "metrics.json").read_text())["iterations"] == 16
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["iterations"] == 16  # the whole run's steps, and its seconds: both epochs'
+    assert metrics["train_seconds"] == pytest.approx(sum(metrics["epoch_seconds"]))
+    assert " s of it from step 8 on in this session" in capsys.readouterr().out
     assert main(["show", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").stat().st_size > 0
 
