@@ -351,6 +351,18 @@ def test_model_arg_overrides_one_of_the_recipes_model_arguments():
                                    "dropout=0.1"])).model.kwargs == {"dropout": 0.1}
 
 
+def test_a_bad_model_argument_is_one_line_on_stderr(tiny_mnist, tmp_path):
+    """`--model-arg c1=0` printed torch's 2-line UserWarning above the error; `c1=abc` said only "not all
+    arguments converted during string formatting". The real command: warnings go to its stderr."""
+    for value, shown in (("0", "0"), ("abc", "'abc'")):
+        done = subprocess.run([sys.executable, "-m", "digits", "run", "--data-dir", str(tiny_mnist), "--out",
+                               str(tmp_path / "o"), "--model", "fast", "--model-arg", f"c1={value}"],
+                              capture_output=True, text=True)
+        assert done.returncode == 2 and done.stderr == (f"digits: error: bad arguments for model 'fast': c1 must "
+                                                        f"be a whole number of at least 1, got {shown}\n")
+    assert not (tmp_path / "o").exists()
+
+
 def test_python_dash_m_and_console_script(tmp_path):
     done = subprocess.run([sys.executable, "-m", "digits", "models"], capture_output=True, text=True)
     assert done.returncode == 0 and "seed" in done.stdout and "42,940" in done.stdout
