@@ -115,7 +115,8 @@ def test_fewshot_refuses_a_read_only_out_before_it_trains(tiny_mnist, tmp_path, 
              "--train-shots", "1", "--eval-shots", "1", "--queries", "2", "--no-progress"]
     empty = mounted(tmp_path / "empty", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs")
     err = _error([*flags, "--out", str(empty)], capsys)
-    assert err == f"digits: error: cannot write in output folder {empty}: Read-only file system (choose a writable --out)"
+    assert err == (f"digits: error: cannot write in output folder {empty}: Read-only file system "
+                   "(choose a writable --out)")
     rerun = tmp_path / "rerun"
     rerun.mkdir()
     (rerun / "fewshot.json").write_text("{}")

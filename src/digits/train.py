@@ -102,13 +102,13 @@ def _run_epoch(model, optimizer, scheduler, ema, x, y, config: RunConfig, state:
     """One epoch from ``state.step`` on; returns the per-step losses of the steps it ran."""
     from tqdm import tqdm
 
+    lap = time.perf_counter()  # the run's time, carried by state so that a mid-epoch checkpoint holds it
     order = distributed.shard(epoch_permutation(len(y), config.seed, state.epoch))
     batches = order.to(x.device).split(config.optim.batch_size)
     losses = []
     # the accuracy window's counts; after a mid-epoch resume rank 0 holds the saved ones (ratio sums all ranks')
     hits, seen = state.window if distributed.is_main() else (0, 0)
     hits = torch.tensor(hits, device=x.device)
-    lap = time.perf_counter()  # the run's time, carried by state so that a mid-epoch checkpoint holds it
     bar = tqdm(total=len(batches), initial=state.step, desc=f"epoch {state.epoch + 1}/{config.optim.epochs}",
                disable=not (config.progress and distributed.is_main()), file=sys.stderr, leave=False,
                mininterval=0.5)
