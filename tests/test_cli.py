@@ -93,8 +93,12 @@ def test_train_then_resume_and_show(tiny_mnist, tmp_path, capsys):
     assert not (out / "figures").exists()  # train draws none
     args = ["train", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST[2:], "--epochs", "2",
             "--resume", str(out / "checkpoint.pt")]
+    capsys.readouterr()
     assert main(args) == 0
-    assert json.loads((out / "metrics.json").read_text())["iterations"] == 16
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["iterations"] == 16  # the whole run's steps, and its seconds: both epochs'
+    assert metrics["train_seconds"] == pytest.approx(sum(metrics["epoch_seconds"]))
+    assert " s of it from step 8 on in this session" in capsys.readouterr().out
     assert main(["show", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").stat().st_size > 0
 
@@ -115,6 +119,22 @@ def test_resume_refuses_another_split_seed_or_augmentation_and_leaves_no_folder(
             assert err.endswith(f"--resume {ckpt}: the run was trained with {message}; resume with its settings "
                                 "(only --lr and --epochs may change)")
             assert not out.exists()
+
+
+def test_resume_with_epochs_that_train_nothing_more_is_refused_and_leaves_the_folder_as_it_was(tiny_mnist, tmp_path,
+                                                                                          capsys):
+    """`run --epochs 1 --resume` of a 2-epoch run's checkpoint exited 0 having trained nothing ("trained
+    0.0 s (0 images/s)"), its config.json then saying epochs 1 beside metrics of 2 epochs."""
+    out = tmp_path / "two"
+    assert main(["run", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST[2:], "--epochs", "2",
+                 "--no-tensorboard"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    for epochs in ("1", "2"):
+        err = _error(["run", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST[2:], "--epochs", epochs,
+                      "--no-tensorboard", "--resume", str(out / "checkpoint.pt")], capsys)
+        assert err.endswith(f"the checkpoint has completed 2 epochs, so --epochs {epochs} would train nothing "
+                            "more; --epochs counts the whole run: give --epochs 3 or more to extend it")
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
 def test_a_recipe_run_resumes_with_its_recipe_and_its_flags(tiny_mnist, tmp_path, capsys):
@@ -329,6 +349,18 @@ def test_model_arg_overrides_one_of_the_recipes_model_arguments():
         "c1": 8, "c2": 24, "hidden": 128}
     assert config_from_args(parse(["run", "--recipe", "fast", "--model", "seed-bn", "--model-arg",
                                    "dropout=0.1"])).model.kwargs == {"dropout": 0.1}
+
+
+def test_a_bad_model_argument_is_one_line_on_stderr(tiny_mnist, tmp_path):
+    """`--model-arg c1=0` printed torch's 2-line UserWarning above the error; `c1=abc` said only "not all
+    arguments converted during string formatting". The real command: warnings go to its stderr."""
+    for value, shown in (("0", "0"), ("abc", "'abc'")):
+        done = subprocess.run([sys.executable, "-m", "digits", "run", "--data-dir", str(tiny_mnist), "--out",
+                               str(tmp_path / "o"), "--model", "fast", "--model-arg", f"c1={value}"],
+                              capture_output=True, text=True)
+        assert done.returncode == 2 and done.stderr == (f"digits: error: bad arguments for model 'fast': c1 must "
+                                                        f"be a whole number of at least 1, got {shown}\n")
+    assert not (tmp_path / "o").exists()
 
 
 def test_python_dash_m_and_console_script(tmp_path):

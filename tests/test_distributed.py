@@ -97,7 +97,7 @@ def test_mid_epoch_checkpoint_resumes_only_with_its_world_size(tiny_mnist, tmp_p
     data = load_mnist(tiny_mnist, val_size=50)
     path = fit(config, data, tmp_path).checkpoint
     ckpt = torch.load(path, weights_only=True)
-    ckpt["progress"].update(step=3, world_size=2)
+    ckpt["progress"].update(epoch=0, step=3, world_size=2)  # stopped at step 3 of the one epoch
     ckpt["sha256"] = digest(ckpt)  # an edited file must carry its new checksum
     torch.save(ckpt, path)
     with pytest.raises(DigitsError, match="mid-epoch with 2 process"):

@@ -100,6 +100,33 @@ def test_a_read_only_run_folder(tiny_mnist, tmp_path, capsys, mounted):
     assert "config.json" in err and "Read-only file system" in err and "previous run's" not in err
 
 
+def test_fewshot_refuses_a_read_only_out_before_it_trains(tiny_mnist, tmp_path, capsys, mounted, monkeypatch):
+    """An existing read-only OUT was found only at embedding.pt, after the whole experiment had trained
+    (16-18 min in full): "cannot write .../embedding.pt: Read-only file system", everything lost."""
+    import digits.fewshot.curve as curve
+    import digits.fewshot.protonet as protonet
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr(curve, "train_classifier", no_training)
+    monkeypatch.setattr(protonet, "optimise", no_training)
+    flags = ["fewshot", "--data-dir", str(tiny_mnist), "--quick", "--val-size", "50", "--shots", "1",
+             "--train-shots", "1", "--eval-shots", "1", "--queries", "2", "--no-progress"]
+    empty = mounted(tmp_path / "empty", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs")
+    err = _error([*flags, "--out", str(empty)], capsys)
+    assert err == (f"digits: error: cannot write in output folder {empty}: Read-only file system "
+                   "(choose a writable --out)")
+    rerun = tmp_path / "rerun"
+    rerun.mkdir()
+    (rerun / "fewshot.json").write_text("{}")
+    mounted(rerun, "--bind", str(rerun))
+    _mount("-o", "remount,bind,ro", str(rerun))
+    err = _error([*flags, "--out", str(rerun)], capsys)
+    assert "cannot remove the previous experiment's" in err and "fewshot.json: Read-only file system" in err
+    assert (rerun / "fewshot.json").read_text() == "{}"
+
+
 def _checkpoint(tmp_path, name="c.pt", model=None, model_name="seed"):
     return save_checkpoint(tmp_path / name, model or create_model("seed"), describe(model_name, {}))
 

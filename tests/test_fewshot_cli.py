@@ -177,6 +177,27 @@ def test_fewshot_refuses_impossible_settings_before_any_work(tiny_data, tmp_path
     assert not out.exists()
 
 
+def test_a_rerun_removes_the_previous_results_before_it_trains(tiny_data, tmp_path, capsys, monkeypatch):
+    """A rerun into the same OUT that stopped part-way (Ctrl-C, a crash) left the old fewshot.json and
+    fewshot.md, which describe another experiment, beside whatever it had written."""
+    import digits.fewshot.curve as curve
+
+    out = tmp_path / "out"
+    out.mkdir()
+    old = ("fewshot.json", "fewshot.md", "learning_curve.png", "unseen_classes.png", "embedding.pt")
+    for name in (*old, "notes.txt"):
+        (out / name).write_text("the previous experiment's")
+
+    def interrupted(*args, **kwargs):
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # removed before the first training
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(curve, "train_classifier", interrupted)
+    assert main(["fewshot", "--data-dir", str(tiny_data), "--out", str(out), *TINY]) == 130
+    assert capsys.readouterr().err.strip() == "digits: interrupted"
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # what is not fewshot's stays
+
+
 def test_fewshot_counts_that_just_fit_are_accepted(tiny_data, tmp_path):
     """Each count at the edge of its check (22 training images of digit 0, 10 test images of
     digit 5): the run goes through."""

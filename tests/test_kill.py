@@ -123,3 +123,39 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path):
         read_checkpoint(partial)  # and if someone points at the leftover, a clear error
     save_checkpoint(path, create_model("seed"), describe("seed", {}), iter_num=3)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # the leftover is cleaned up
+
+
+def test_ctrl_c_mid_training_is_one_line_exit_130_and_leaves_a_resumable_folder(tiny_mnist, tmp_path):
+    """What README says Ctrl-C does: `digits: interrupted`, exit 130, config.json and the last
+    checkpoint kept (no metrics.json or report.md: the run has none), and --resume goes on from it."""
+    out = tmp_path / "run"
+    args = ["train", "--data-dir", str(tiny_mnist), "--out", str(out), *TRAIN[2:], "--epochs", "400"]
+    proc = subprocess.Popen([sys.executable, "-m", "digits", *args, "--checkpoint-every", "5"], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for((out / "checkpoint.pt").exists, proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130 and proc.stderr.read() == "digits: interrupted\n"
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json"]
+    at = read_checkpoint(out / "checkpoint.pt")["progress"]["epoch"]
+    assert at < 400
+    assert _in_process([*args[:-2], "--epochs", str(at + 1), "--resume", str(out / "checkpoint.pt")]) == 0
+    assert (out / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.3])
+def test_ctrl_c_after_the_success_line_exits_0_or_says_interrupted(tiny_mnist, tmp_path, delay):
+    """A SIGINT just after `digits` printed its last line interrupted Python's shutdown: a
+    KeyboardInterrupt traceback from threading or torch's teardown (exit 0), or, once Python had put
+    back the default handler, death by SIGINT: exit 130 without a word. The work is done by then."""
+    args = ["train", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "run"), *TRAIN[2:], "--epochs", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "digits", *args], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("run folder:"):
+            time.sleep(delay)
+            proc.send_signal(signal.SIGINT)
+            break
+    code, err = proc.wait(60), proc.stderr.read()
+    # only a signal that beats the command's own return can still interrupt it, and then in one line
+    assert (code, err) == (0, "") or (delay == 0.0 and (code, err) == (130, "digits: interrupted\n")), (code, err)
+    assert (tmp_path / "run" / "metrics.json").exists()

@@ -51,6 +51,31 @@ def test_unknown_model_and_bad_arguments_are_clear_errors():
         create_model("seed", width=3)
 
 
+@pytest.mark.parametrize("name, kwargs, says", [
+    ("fast", {"c1": 0}, "c1 must be a whole number of at least 1, got 0"),  # torch warned in 2 lines first
+    ("fast", {"c1": "abc"}, "c1 must be a whole number of at least 1, got 'abc'"),  # "not all arguments converted"
+    ("fast", {"hidden": 0}, "hidden must be a whole number of at least 1, got 0"),  # built, warned, then trained
+    ("fast", {"c2": 2.5}, "c2 must be a whole number of at least 1, got 2.5"),
+    ("fast", {"c1": True}, "c1 must be a whole number of at least 1, got true"),
+    ("fast", {"c1": None}, "c1 must be a whole number of at least 1, got null"),
+    ("fewshot_cnn", {"width": 0}, "width must be a whole number of at least 1, got 0"),
+    ("resnet", {"depth": -1}, "depth must be a whole number of at least 1, got -1"),
+    ("bn-cnn", {"dropout": "abc"}, "dropout must be a number, got 'abc'"),  # "'<' not supported between ..."
+    ("seed-bn", {"dropout": True}, "dropout must be a number, got true"),
+    ("fast", {"pool": 1}, "pool must be true or false, got 1"),
+    ("fast", {"nope": 1}, "it takes no argument 'nope' (its arguments: c1, c2, hidden, k2, pool)"),
+    ("seed", {"width": 3}, "it takes no argument 'width' (its arguments: none)")])
+def test_a_bad_model_argument_is_named_with_its_value_and_torch_warns_nothing(name, kwargs, says):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DigitsError) as refused:
+            create_model(name, **kwargs)
+    assert str(refused.value) == f"bad arguments for model {name!r}: {says}"
+    assert [str(w.message) for w in caught] == []
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_docstring_states_the_real_parameter_count(name):
     import re

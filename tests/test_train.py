@@ -97,6 +97,46 @@ def test_resume_from_mid_epoch_checkpoint(tiny_mnist, tmp_path, monkeypatch):
     assert resumed.history.loss == pytest.approx(straight.history.loss, abs=1e-5)
 
 
+def test_a_resumed_run_reports_the_whole_run_s_time_steps_and_images(tiny_mnist, tmp_path, monkeypatch):
+    """Interrupted at step 10 and resumed, a run reported this session's seconds (the second epoch's last
+    6 steps) for all 16 steps, and images/s over this session's images only; its epoch_seconds, which
+    the checkpoint carried, added up to more than its train_seconds. Now the run's time, images and
+    steps are the whole run's: the checkpoint carries them, and the epoch it resumed in counts the
+    time before the interruption too."""
+    import importlib
+    import shutil
+
+    from digits.checkpoint import read_checkpoint
+
+    resume_module = importlib.import_module("digits.resume")
+    data = load_mnist(tiny_mnist, val_size=50)  # 250 training images: 8 steps of 32 per epoch
+    real_save = resume_module.save_checkpoint
+
+    def save_and_keep_step_10(path, *args, **kwargs):
+        written = real_save(path, *args, **kwargs)
+        if kwargs["iter_num"] == 10:
+            shutil.copy(written, tmp_path / "step10.pt")
+        return written
+
+    monkeypatch.setattr(resume_module, "save_checkpoint", save_and_keep_step_10)
+    config = _config()
+    config.checkpoint_every = 5
+    straight = fit(config, data, tmp_path / "a")
+    assert straight.resumed_at is None and straight.session_seconds == straight.train_seconds > 0
+    assert straight.train_seconds == pytest.approx(sum(straight.history.epoch_seconds))
+    saved = read_checkpoint(tmp_path / "step10.pt")["progress"]
+    assert saved["images"] == 250 + 2 * 32 and 0 < saved["step_seconds"] <= saved["seconds"]
+    assert saved["seconds"] > sum(saved["history"]["epoch_seconds"])  # the 2 steps of epoch 2 too
+    resumed = fit(_config(), data, tmp_path / "b", resume=tmp_path / "step10.pt")
+    assert resumed.iter_num == 16 and resumed.resumed_at == 10
+    assert resumed.train_seconds == pytest.approx(sum(resumed.history.epoch_seconds))
+    assert resumed.train_seconds == pytest.approx(saved["seconds"] + resumed.session_seconds)
+    assert resumed.history.epoch_seconds[1] > resumed.session_seconds  # epoch 2 began before the resume
+    end = read_checkpoint(tmp_path / "b" / "checkpoint.pt")["progress"]
+    assert end["images"] == 2 * 250 and end["seconds"] == pytest.approx(resumed.train_seconds)
+    assert resumed.images_per_second == pytest.approx(500 / end["step_seconds"])
+
+
 def test_mid_epoch_resume_records_the_accuracy_windows_of_an_uninterrupted_run(tiny_mnist, tmp_path, monkeypatch):
     """Training accuracy is recorded per 10 batches of an epoch: resumed at step 15, the window that ends
     at step 20 held only batches 16-20 (its first five were in the killed process)."""
@@ -124,6 +164,47 @@ def test_mid_epoch_resume_records_the_accuracy_windows_of_an_uninterrupted_run(t
     assert resumed.history.train_acc_10 == straight.history.train_acc_10
 
 
+def test_resume_refuses_epochs_that_would_train_nothing_more(tiny_mnist, tmp_path, monkeypatch):
+    """--epochs counts the whole run: resuming a 2-epoch checkpoint with --epochs 1 (or 2) trained
+    nothing, exited 0 and rewrote config.json with epochs 1 beside the 2-epoch run's metrics. A
+    checkpoint written mid-epoch has that epoch left: --epochs one above the completed ones finishes it."""
+    import importlib
+    import shutil
+
+    from digits.train import check_startable
+
+    resume_module = importlib.import_module("digits.resume")
+    data = load_mnist(tiny_mnist, val_size=50)
+    real_save = resume_module.save_checkpoint
+
+    def save_and_keep_step_10(path, *args, **kwargs):
+        written = real_save(path, *args, **kwargs)
+        if kwargs["iter_num"] == 10:  # epoch 2, step 2
+            shutil.copy(written, tmp_path / "step10.pt")
+        return written
+
+    monkeypatch.setattr(resume_module, "save_checkpoint", save_and_keep_step_10)
+    config = _config()
+    config.checkpoint_every = 5
+    fit(config, data, tmp_path / "a")
+    ckpt = tmp_path / "a" / "checkpoint.pt"
+    for epochs in (1, 2):
+        expected = (f"^--resume {ckpt}: the checkpoint has completed 2 epochs, so --epochs {epochs} would train "
+                    "nothing more; --epochs counts the whole run: give --epochs 3 or more to extend it$")
+        with pytest.raises(DigitsError, match=expected) as refused:
+            check_startable(_config(epochs=epochs), model=False, resume=ckpt)
+        assert "\n" not in str(refused.value)
+        with pytest.raises(DigitsError, match=expected):
+            fit(_config(epochs=epochs), data, tmp_path / "b", resume=ckpt)
+        assert not (tmp_path / "b").exists()
+    mid = tmp_path / "step10.pt"
+    with pytest.raises(DigitsError, match=r"has completed 1 epoch and 2 steps of epoch 2, so --epochs 1 would "
+                                          r"train nothing more; .* give --epochs 2 or more to finish epoch 2$"):
+        check_startable(_config(epochs=1), model=False, resume=mid)
+    check_startable(_config(epochs=2), model=False, resume=mid)  # finishes the epoch the checkpoint is in
+    assert fit(_config(epochs=3), data, resume=ckpt).iter_num == 24
+
+
 def test_resume_rejects_another_model(tiny_mnist, tmp_path):
     from digits.checkpoint import describe, save_checkpoint
     from digits.models import create_model
@@ -141,7 +222,8 @@ def test_check_startable_reads_the_resume_checkpoint_without_data(tiny_mnist, tm
     config.model.name, config.model.kwargs = "fast", {"c1": 4, "c2": 8, "hidden": 16}
     fit(config, load_mnist(tiny_mnist, val_size=50), tmp_path / "a")
     ckpt = tmp_path / "a" / "checkpoint.pt"
-    check_startable(config, resume=ckpt)  # the run's own settings: resumable
+    config.optim.epochs = 2  # the run's own settings, one epoch longer: resumable
+    check_startable(config, resume=ckpt)
     wider = config.copy()
     wider.model.kwargs["c1"] = 6
     for model in (True, False):  # named from the recorded arguments, with or without the network

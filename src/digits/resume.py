@@ -34,6 +34,13 @@ class TrainState:
     history: History = field(default_factory=History)
     window: list[int] = field(default_factory=lambda: [0, 0])  # [hits, images] of this 10-batch window's
     # batches so far, over all processes: a mid-epoch checkpoint's first window began before it
+    # The run's training so far, every session of a resumed run together (what a killed session did
+    # after its last checkpoint, and redid after --resume, is counted once): seconds in training steps
+    # and per-epoch validation, of them in training steps, and images trained on over all processes.
+    # A resumed run reported this session's seconds beside the whole run's steps (7.6 s for 645 steps).
+    seconds: float = 0.0
+    step_seconds: float = 0.0
+    images: int = 0
 
 
 def read_resumable(path, config: RunConfig) -> dict:
@@ -47,7 +54,25 @@ def read_resumable(path, config: RunConfig) -> dict:
         raise DigitsError(f"--resume {path}: it has no training state ({', '.join(missing)}); resume "
                           "from the checkpoint.pt in a training run's folder")
     _check_same_training(path, ckpt, config)
+    _check_epochs_left(path, ckpt, config)
     return ckpt
+
+
+def _check_epochs_left(path, ckpt: dict, config: RunConfig) -> None:
+    """--epochs is the run's whole length, not the epochs to add: at or below the epochs the checkpoint
+    has completed it trained nothing, exited 0 and rewrote config.json with that count beside the
+    metrics of the longer run. A checkpoint written mid-epoch (--checkpoint-every) has that epoch
+    still to finish, which --epochs one above the completed ones does."""
+    progress = ckpt["progress"]
+    done, step = int(progress.get("epoch", 0)), int(progress.get("step", 0))
+    if config.optim.epochs > done:
+        return
+    what = f"{done} epoch{'s' if done != 1 else ''}"
+    if step:
+        what += f" and {step} step{'s' if step != 1 else ''} of epoch {done + 1}"
+    raise DigitsError(f"--resume {path}: the checkpoint has completed {what}, so --epochs "
+                      f"{config.optim.epochs} would train nothing more; --epochs counts the whole run: "
+                      f"give --epochs {done + 1} or more to {'finish epoch ' + str(done + 1) if step else 'extend it'}")
 
 
 # The settings that decide what a run trains on, in what order, and how: a resumed run continues
@@ -141,8 +166,14 @@ def restore(path, model, optimizer, scheduler, config: RunConfig, steps_per_epoc
         raise DigitsError(f"--resume {path}: stopped mid-epoch with {saved} process(es), resumed with {now}; "
                           f"resume with {saved}, or from a checkpoint written at the end of an epoch")
     _place_schedule(optimizer, scheduler, lr, progress["epoch"] * steps_per_epoch + progress["step"])
-    return TrainState(progress["epoch"], progress["step"], ckpt["iter_num"], History(**progress["history"]),
-                      list(progress.get("window", [0, 0])))  # (older checkpoints: an incomplete first window)
+    history = History(**progress["history"])
+    # checkpoints written before the run's time was saved: the epochs' seconds (validation included, so
+    # images/s reads a little low; a mid-epoch checkpoint's part epoch is not in them), and full batches
+    seconds = float(progress.get("seconds", math.fsum(history.epoch_seconds)))
+    images = progress.get("images", ckpt["iter_num"] * config.optim.batch_size * saved)
+    return TrainState(progress["epoch"], progress["step"], ckpt["iter_num"], history,
+                      list(progress.get("window", [0, 0])),  # (older checkpoints: an incomplete first window)
+                      seconds, float(progress.get("step_seconds", seconds)), int(images))
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -194,7 +225,8 @@ def save_state(out_dir, model, optimizer, scheduler, config: RunConfig, state: T
     check_saveable(model, state)  # also here: nothing writes a diverged model
     meta = describe(config.model.name, config.model.kwargs, config.to_dict())
     progress = {"epoch": state.epoch, "step": state.step, "history": asdict(state.history),
-                "world_size": distributed.world_size(), "window": list(state.window)}
+                "world_size": distributed.world_size(), "window": list(state.window),
+                "seconds": state.seconds, "step_seconds": state.step_seconds, "images": state.images}
     # with EMA on, "model" (what evaluate and predict load) is the average; training resumes from train_model
     extra = {} if ema is None else {"train_model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                                     "ema_updates": ema.updates}

@@ -36,9 +36,12 @@ class TrainResult:
     model: torch.nn.Module
     history: History
     iter_num: int  # training steps taken in all
-    train_seconds: float  # time in training steps and per-epoch validation, this process only
-    images_per_second: float  # over the training steps alone (validation not counted)
+    train_seconds: float  # time in training steps and per-epoch validation, of the whole run: a resumed
+    # run's sessions together (as iter_num and history count them), measured by this process (rank 0's saved)
+    images_per_second: float  # over the training steps alone (validation not counted), of the whole run
     checkpoint: Path | None
+    resumed_at: int | None = None  # with --resume, the step this session began at
+    session_seconds: float = 0.0  # this session's share of train_seconds
 
 
 def scaled_for_world(cfg: OptimConfig, world_size: int) -> OptimConfig:
@@ -99,6 +102,7 @@ def _run_epoch(model, optimizer, scheduler, ema, x, y, config: RunConfig, state:
     """One epoch from ``state.step`` on; returns the per-step losses of the steps it ran."""
     from tqdm import tqdm
 
+    lap = time.perf_counter()  # the run's time, carried by state so that a mid-epoch checkpoint holds it
     order = distributed.shard(epoch_permutation(len(y), config.seed, state.epoch))
     batches = order.to(x.device).split(config.optim.batch_size)
     losses = []
@@ -119,17 +123,29 @@ def _run_epoch(model, optimizer, scheduler, ema, x, y, config: RunConfig, state:
             hits, seen = hits + hit, seen + len(labels)
             state.step += 1
             state.iter_num += 1
+            state.images += len(labels) * distributed.world_size()  # (each process's shard is as long)
             if state.step % 10 == 0:  # read values back every 10 steps, not every step (host sync)
                 _close_window(losses[-10:], hits, seen, state, bar)
                 hits, seen = torch.zeros_like(hits), 0
             bar.update()
             if config.checkpoint_every and state.iter_num % config.checkpoint_every == 0:
                 state.window = [int(v) for v in distributed.all_sum(torch.tensor([float(hits), float(seen)]))]
-                save(state, distributed.mean(torch.stack(losses)).tolist())
+                so_far = distributed.mean(torch.stack(losses)).tolist()  # (waits for the device's steps)
+                lap = _count_time(state, lap)
+                save(state, so_far)
     values = distributed.mean(torch.stack(losses)).tolist() if losses else []
+    _count_time(state, lap)
     for v in values:  # all of them: after a mid-epoch resume the every-10 checks are offset
         check_finite(v, state)
     return values
+
+
+def _count_time(state: TrainState, since: float) -> float:
+    """Add the training steps' time since ``since`` to the run's; returns now."""
+    now = time.perf_counter()
+    state.step_seconds += now - since
+    state.seconds += now - since
+    return now
 
 
 def _val_accuracy(model, images, labels, config: RunConfig) -> float:
@@ -200,8 +216,7 @@ def _saver(out_dir: Path | None, parts: _Parts, config: RunConfig):
     def save(at: TrainState, epoch_losses: list[float]) -> Path | None:
         # mid-epoch, the epoch's losses are not yet in the history: store them with it
         h = at.history
-        snapshot = TrainState(at.epoch, at.step, at.iter_num, History(
-            h.loss + epoch_losses, h.train_acc_10, h.val_acc, h.epoch_seconds), at.window)
+        snapshot = replace(at, history=History(h.loss + epoch_losses, h.train_acc_10, h.val_acc, h.epoch_seconds))
         check_saveable(parts.model, snapshot)  # on every rank: all stop where rank 0 refuses to save
         path, failure = None, None
         if out_dir:
@@ -233,22 +248,22 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
     save, checkpoint = _saver(_run_folder(out_dir), parts, config), None
     if device.type == "cpu":
         convpool.prepare()  # compiled once per machine: not in the first epoch's time
-    seconds, step_seconds, images_seen = 0.0, 0.0, 0
+    resumed_at, carried = (state.iter_num if resume else None), state.seconds
     evaluated = parts.model if ema is None else ema.module  # with EMA on, the average is what is validated
     while state.epoch < config.optim.epochs:
-        start, first_iter, first_step = time.perf_counter(), state.iter_num, state.step
+        first_iter = state.iter_num
         losses = _run_epoch(ddp, parts.optimizer, parts.scheduler, ema, x, y, config, state, save)
-        step_seconds += time.perf_counter() - start
         state.history.loss += losses
+        start = time.perf_counter()
         if len(data.val):
             state.history.val_acc.append(_val_accuracy(evaluated, data.val.images, data.val.labels, config))
-        elapsed = time.perf_counter() - start
-        state.history.epoch_seconds.append(elapsed)
-        seconds += elapsed
-        bs, m = config.optim.batch_size, distributed.shard_size(len(y))
-        images_seen += distributed.world_size() * (min(m, state.step * bs) - min(m, first_step * bs))
+        state.seconds += time.perf_counter() - start
+        # the epoch's seconds, the part before a mid-epoch checkpoint's resume included: they add up to
+        # the run's, which the epochs before hold the rest of
+        state.history.epoch_seconds.append(max(0.0, state.seconds - math.fsum(state.history.epoch_seconds)))
         _log_epoch(writer, state.history, first_iter, losses, state.epoch)
         state.epoch, state.step, state.window = state.epoch + 1, 0, [0, 0]  # a window never spans epochs
         checkpoint = save(state, []) or checkpoint
-    return TrainResult(evaluated.eval(), state.history, state.iter_num, seconds,
-                       images_seen / step_seconds if step_seconds else 0.0, checkpoint)
+    return TrainResult(evaluated.eval(), state.history, state.iter_num, state.seconds,
+                       state.images / state.step_seconds if state.step_seconds else 0.0, checkpoint,
+                       resumed_at, state.seconds - carried)

@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, pin: bool = False) -> int:
     """The command line; ``pin``: this process is the command itself (entry), so the training
-    commands may pin torch's threads to cores before torch is imported (affinity.py)."""
+    commands may pin torch's threads to cores before torch is imported (affinity.py), and once the
+    command has ended it ignores Ctrl-C (_ignore_late_interrupts)."""
     args = build_parser().parse_args(argv)
     # Pillow warns from half its limit up; digits refuses images over --max-pixels itself, in one line
     warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit", category=RuntimeWarning)
@@ -69,7 +70,11 @@ def main(argv: list[str] | None = None, pin: bool = False) -> int:
 
         pin_threads(getattr(args, "threads", None) or 0, getattr(args, "device", None) or "auto")
     try:
-        return args.handler(args)
+        try:
+            return args.handler(args)
+        finally:
+            if pin:
+                _ignore_late_interrupts()
     except DigitsError as e:
         print(f"digits: error: {e}", file=sys.stderr)
         return 2
@@ -83,6 +88,17 @@ def main(argv: list[str] | None = None, pin: bool = False) -> int:
     except KeyboardInterrupt:
         print("digits: interrupted", file=sys.stderr)
         return 130
+
+
+def _ignore_late_interrupts() -> None:
+    """Ctrl-C once the command has done its work (or failed) stops nothing: it is ignored, and the
+    process exits with the command's code. It used to interrupt the interpreter's shutdown, after
+    the success line: a KeyboardInterrupt traceback from threading or torch's teardown, or (once
+    Python had restored the default handler) death by SIGINT, exit 130 without a word. One that
+    arrives before this call still ends as `digits: interrupted`, exit 130."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # (Python's shutdown leaves an ignored signal ignored)
 
 
 def entry() -> int:

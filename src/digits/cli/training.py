@@ -47,8 +47,11 @@ def cmd_run(args: argparse.Namespace, test: bool = True) -> int:
     line = f"{m['model']} seed {m['seed']}: validation {val}"
     if test:
         line += f", test {100 * m['test_accuracy']:.2f}% ({m['test_errors']} errors)"
-    print(f"{line}; trained {m['train_seconds']:.1f} s ({m['train_images_per_second']:,.0f} images/s), "
-          f"data to report {m['total_seconds']:.1f} s")
+    trained = f"trained {m['train_seconds']:.1f} s ({m['train_images_per_second']:,.0f} images/s)"
+    if result.train.resumed_at is not None:  # the whole run's time: say what this process added to it
+        trained += (f" in all, {result.train.session_seconds:.1f} s of it from step {result.train.resumed_at} "
+                    "on in this session")
+    print(f"{line}; {trained}, data to report {m['total_seconds']:.1f} s")
     print(f"run folder: {result.out}" + (f" (report: {result.out / 'report.md'})" if test else ""))
     return 0
 

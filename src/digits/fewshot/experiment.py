@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import temp_path
 from ..checkpoint import describe, save_checkpoint
 from ..config import DataConfig, FewShotConfig
 from ..data import MNIST, load_mnist
@@ -64,12 +65,32 @@ def machine() -> dict:
             "torch_version": torch.__version__, "python": platform.python_version()}
 
 
+RESULTS = ("fewshot.json", "fewshot.md", "learning_curve.png", "unseen_classes.png", "embedding.pt")
+
+
 def _prepare(out: str | Path) -> Path:
+    """OUT made, without a previous experiment's results, and shown writable, before any training: a
+    read-only OUT failed only at embedding.pt, after the whole experiment (16-18 min) had trained, and
+    a rerun stopped part-way left its new embedding beside the old fewshot.json and fewshot.md."""
     out = Path(out)
     try:
         make_folder(out, f"output folder {out}")
     except OSError as e:
         raise DigitsError(f"cannot create output folder {out}: {e.strerror or e}") from None
+    for name in RESULTS:
+        try:
+            if (out / name).exists():
+                (out / name).unlink()
+        except OSError as e:
+            raise DigitsError(f"cannot remove the previous experiment's {out / name}: {e.strerror or e} "
+                              "(choose a writable --out)") from None
+    probe = temp_path(out / RESULTS[0])  # named as atomic_write names its temporary files
+    try:  # an existing folder may refuse new files (read-only, another user's) while it exists
+        with open(probe, "wb"):
+            pass
+        probe.unlink()
+    except OSError as e:
+        raise DigitsError(f"cannot write in output folder {out}: {e.strerror or e} (choose a writable --out)") from None
     return out
 
 
