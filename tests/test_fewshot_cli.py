@@ -188,14 +188,16 @@ def test_a_rerun_removes_the_previous_results_before_it_trains(tiny_data, tmp_pa
     for name in (*old, "notes.txt"):
         (out / name).write_text("the previous experiment's")
 
-    def interrupted(*args, **kwargs):
-        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # removed before the first training
+    def interrupted(*args, **kwargs):  # the results are removed before the first training; the
+        # previous embedding stays until a new one replaces it (a failed rerun must not cost it)
+        assert sorted(p.name for p in out.iterdir()) == ["embedding.pt", "notes.txt"]
         raise KeyboardInterrupt
 
     monkeypatch.setattr(curve, "train_classifier", interrupted)
     assert main(["fewshot", "--data-dir", str(tiny_data), "--out", str(out), *TINY]) == 130
     assert capsys.readouterr().err.strip() == "digits: interrupted"
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # what is not fewshot's stays
+    assert sorted(p.name for p in out.iterdir()) == ["embedding.pt", "notes.txt"]  # what is not fewshot's stays
+    assert (out / "embedding.pt").read_text() == "the previous experiment's"
 
 
 def test_fewshot_counts_that_just_fit_are_accepted(tiny_data, tmp_path):

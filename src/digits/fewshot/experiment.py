@@ -65,13 +65,16 @@ def machine() -> dict:
             "torch_version": torch.__version__, "python": platform.python_version()}
 
 
-RESULTS = ("fewshot.json", "fewshot.md", "learning_curve.png", "unseen_classes.png", "embedding.pt")
+# removed before a rerun trains; embedding.pt stays until the new one replaces it (atomically, once
+# both experiments have trained, just before the results are written): a failed rerun must not
+# cost the previous experiment's model, and the results beside it are gone, so none misdescribe it
+RESULTS = ("fewshot.json", "fewshot.md", "learning_curve.png", "unseen_classes.png")
 
 
 def _prepare(out: str | Path) -> Path:
     """OUT made, without a previous experiment's results, and shown writable, before any training: a
     read-only OUT failed only at embedding.pt, after the whole experiment (16-18 min) had trained, and
-    a rerun stopped part-way left its new embedding beside the old fewshot.json and fewshot.md."""
+    a rerun stopped part-way left the old fewshot.json and fewshot.md beside a new embedding."""
     out = Path(out)
     try:
         make_folder(out, f"output folder {out}")
