@@ -1,11 +1,21 @@
-"""The run folder as pipeline.run writes it, rerun into the same --out."""
+"""The run folder as pipeline.run writes it: what --out may be, refusals that leave it as it was,
+reruns into the same --out, one run at a time."""
 import json
+import shutil
+from pathlib import Path
 
 import pytest
+from conftest import write_mnist
 
 from digits import pipeline
+from digits.checkpoint import describe, save_checkpoint
+from digits.cli import main
 from digits.config import DataConfig, OptimConfig, RunConfig
 from digits.errors import DigitsError
+from digits.models import create_model
+
+FAST = ["--epochs", "1", "--batch-size", "32", "--val-size", "50", "--no-progress", "--threads", "1"]
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def test_a_rerun_removes_the_previous_results_before_it_trains(tiny_mnist, tmp_path, monkeypatch):
@@ -29,3 +39,54 @@ def test_a_rerun_removes_the_previous_results_before_it_trains(tiny_mnist, tmp_p
     assert seen == [["config.json", "figures"]]  # what the run started from
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "figures"]
     assert json.loads((out / "config.json").read_text())["seed"] == 3
+
+
+def _tree(folder: Path) -> dict:
+    """Every file's bytes and every folder under ``folder``, by relative path."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+def _error(args, capsys) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("digits: error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def mnist(tmp_path_factory) -> Path:
+    return write_mnist(tmp_path_factory.mktemp("data") / "mnist")
+
+
+@pytest.fixture(scope="module")
+def finished(mnist, tmp_path_factory) -> Path:
+    """A whole `digits run` folder (config, checkpoint, metrics, report, figures, TensorBoard)."""
+    out = tmp_path_factory.mktemp("finished") / "r1"
+    assert main(["run", "--data-dir", str(mnist), "--out", str(out), *FAST]) == 0
+    assert {"metrics.json", "report.md", "checkpoint.pt", "tb", "figures/samples.png"} <= set(_tree(out))
+    return out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--data-dir", "EMPTY", "--no-download", "--seed", "9"], "MNIST not found"),
+    (["--data-dir", "CUT"], "t10k-images-idx3-ubyte.gz"),
+    (["--model", "nope"], "unknown model 'nope'"),
+    (["--optimizer", "adma"], "unknown optimizer 'adma'"),
+    (["--resume", "MISSING"], "missing.pt: no such checkpoint file"),
+    (["--resume", "LENET"], "the checkpoint is a 'lenet5' model, not 'seed'")])
+def test_a_refused_run_leaves_a_previous_run_folder_as_it_was(mnist, finished, tmp_path, capsys, flags, message):
+    # `digits run --data-dir EMPTY --no-download --seed 9 --out r1` said "MNIST not found", exit 2, but had
+    # removed r1's metrics.json and report.md and written seed 9 into config.json beside the old checkpoint
+    (tmp_path / "empty").mkdir()
+    cut = shutil.copytree(mnist, tmp_path / "cut")
+    (cut / "t10k-images-idx3-ubyte.gz").write_bytes((mnist / "t10k-images-idx3-ubyte.gz").read_bytes()[:200])
+    save_checkpoint(tmp_path / "lenet.pt", create_model("lenet5"), describe("lenet5", {}))
+    paths = {"EMPTY": tmp_path / "empty", "CUT": cut, "MISSING": tmp_path / "missing.pt", "LENET": tmp_path / "lenet.pt"}
+    flags = [str(paths.get(f, f)) for f in flags]
+    data = [] if "--data-dir" in flags else ["--data-dir", str(mnist)]
+    before = _tree(finished)
+    for command in ("run", "train"):
+        out = shutil.copytree(finished, tmp_path / command)
+        assert message in _error([command, *data, "--out", str(out), *FAST, *flags], capsys)
+        assert _tree(out) == before

@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -115,15 +114,12 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
     if not distributed.is_main():
         return _worker(config, resume)
     check_startable(config, resume=resume)  # refused before the run folder is made: it leaves none behind
-    out = Path(out or default_out(config))
-    made = not out.exists()
-    out = prepare_out(out, config, figures and test)
-    try:
-        data = _load(config)
-    except DigitsError:  # no data (nor a way to download it): nothing ran, so no folder is left
-        if made:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+    data = _load(config)  # (no data: refused before OUT is touched, so a folder there stays as it was)
+    out = prepare_out(out or default_out(config), config, figures and test)
+    return _run(config, out, resume, data, figures, test, start)
+
+
+def _run(config: RunConfig, out: Path, resume, data: MNIST, figures: bool, test: bool, start: float) -> RunResult:
     writer = _open_writer(out, config)
     try:
         trained = fit(config, data, out, resume, writer)
