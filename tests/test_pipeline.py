@@ -90,3 +90,63 @@ def test_a_refused_run_leaves_a_previous_run_folder_as_it_was(mnist, finished, t
         out = shutil.copytree(finished, tmp_path / command)
         assert message in _error([command, *data, "--out", str(out), *FAST, *flags], capsys)
         assert _tree(out) == before
+
+
+def test_an_out_that_is_not_a_run_folder_is_refused_before_any_work(mnist, tmp_path, capsys, monkeypatch):
+    # `digits train --out mine` removed the user's report.md and replaced their metrics.json,
+    # config.json and checkpoint.pt, exit 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name, text in (("report.md", "# my notes"), ("metrics.json", '{"a": 1}'), ("config.json", '{"b": 2}'),
+                       ("checkpoint.pt", "my weights")):
+        (mine / name).write_text(text)
+    before = _tree(mine)
+
+    def no_data(config):
+        raise AssertionError("the data was read before OUT was refused")
+
+    monkeypatch.setattr(pipeline, "_load", no_data)
+    for command in ("run", "train"):
+        err = _error([command, "--data-dir", str(mnist), "--out", str(mine), *FAST], capsys)
+        assert err == (f"digits: error: --out {mine} is not a digits run folder (its config.json is not one "
+                       "a run wrote); a run would replace or remove files in it: give a new or empty folder, "
+                       "or a previous run's")
+        assert _tree(mine) == before
+    (mine / "config.json").unlink()
+    err = _error(["train", "--data-dir", str(mnist), "--out", str(mine), *FAST], capsys)
+    assert "(it holds checkpoint.pt, metrics.json, report.md and no config.json)" in err
+    assert _tree(mine) == {k: v for k, v in before.items() if k != "config.json"}
+
+
+def test_what_a_run_folder_is(tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    assert pipeline.is_run_folder(folder)  # empty
+    (folder / "figures").mkdir()  # what a run that failed before its config.json leaves
+    (folder / ".config.json.123.tmp").write_text("{")
+    assert pipeline.is_run_folder(folder)
+    (folder / "figures" / "mine.png").write_text("x")  # no longer a leftover: the user's
+    assert not pipeline.is_run_folder(folder)
+    shutil.rmtree(folder / "figures")
+    for text, expected in ((json.dumps(RunConfig().to_dict()), True), ('{"seed": 5}', True),
+                           ('{"seed": 0, "optim": {"epochs": 9}}', True),  # (older versions wrote fewer keys)
+                           ('{"seed": 0, "optim": 3}', False), ('{"seed": 0, "name": "x"}', False),
+                           ('{"optim": {}}', False), ("[]", False), ("{", False), ("", False)):
+        (folder / "config.json").write_text(text)
+        assert pipeline.is_run_folder(folder) is expected, text
+    (folder / "config.json").write_bytes(b"\xff\xfe")
+    assert not pipeline.is_run_folder(folder)
+
+
+def test_a_run_folder_may_hold_other_files_and_a_failed_runs_leftovers(mnist, tmp_path):
+    out = tmp_path / "left"
+    (out / "figures").mkdir(parents=True)
+    assert main(["train", "--data-dir", str(mnist), "--out", str(out), *FAST]) == 0
+    (out / "notes.txt").write_text("mine")  # beside a run's own files: kept by a rerun
+    assert main(["train", "--data-dir", str(mnist), "--out", str(out), *FAST]) == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", "--data-dir", str(mnist), "--out", str(empty), *FAST, "--no-tensorboard"]) == 0
+    # nothing but what a run writes: no lock file is left behind
+    assert sorted(_tree(empty)) == ["checkpoint.pt", "config.json", "metrics.json"]

@@ -4,9 +4,10 @@
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -20,11 +21,13 @@ from .errors import DigitsError
 from .evaluate import EvalResult, evaluate
 from .forked import run_both
 from .models import count_parameters
-from .outpath import make_folder
+from .outpath import file_in_the_way, make_folder
 from .report import render_report, write_json, write_text
 from .train import TrainResult, check_startable, epoch_permutation, fit
 
 RESULTS = ("metrics.json", "report.md")  # what a run writes once it has finished, from its config.json
+_CONFIG_KEYS = frozenset(f.name for f in fields(RunConfig))
+_SECTIONS = frozenset(f.name for f in fields(RunConfig) if is_dataclass(f.default_factory))
 
 
 @dataclass
@@ -40,11 +43,65 @@ def default_out(config: RunConfig) -> Path:
     return Path("runs") / f"{config.model.name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
+def check_out(out: str | Path) -> Path:
+    """The refusals of ``out`` that change nothing (run before the data is read and before
+    prepare_out touches it): a file in the way, an existing folder that is not a run folder (a
+    rerun would remove or replace files of the user's: report.md, metrics.json, config.json,
+    checkpoint.pt)."""
+    out = Path(out)
+    blocker = file_in_the_way(out)
+    if blocker is not None:
+        raise DigitsError(f"cannot create output folder {out}: {blocker} is a file, not a folder")
+    if out.is_dir():
+        _check_run_folder(out)
+    return out
+
+
+def is_run_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` (an existing one) may be written by a run: it is empty, holds a digits
+    run's config.json (a JSON object of RunConfig's settings, its seed among them), or holds only
+    what a run that failed before writing its config.json leaves (an empty figures/, a temporary
+    .config.json.PID.tmp of a killed write)."""
+    folder = Path(folder)
+    config = folder / "config.json"
+    if config.is_file():
+        try:
+            values = json.loads(config.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return (isinstance(values, dict) and "seed" in values and set(values) <= _CONFIG_KEYS
+                and all(isinstance(values[k], dict) for k in _SECTIONS & set(values)))
+    return all(_left_before_config(p) for p in folder.iterdir())
+
+
+def _left_before_config(path: Path) -> bool:
+    if path.name == "figures" and path.is_dir() and not path.is_symlink():
+        return not any(path.iterdir())
+    return path.name.startswith(".config.json.") and path.name.endswith(".tmp") and path.is_file()
+
+
+def _check_run_folder(out: Path) -> None:
+    try:
+        if is_run_folder(out):
+            return
+        names = sorted(p.name for p in out.iterdir())
+    except OSError as e:
+        raise DigitsError(f"cannot read the output folder {out}: {e.strerror or e}") from None
+    if "config.json" in names:
+        what = "its config.json is not one a run wrote"
+    else:
+        what = "it holds " + ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        what += " and no config.json"
+    raise DigitsError(f"--out {out} is not a digits run folder ({what}); a run would replace or remove files "
+                      "in it: give a new or empty folder, or a previous run's")
+
+
 def prepare_out(out: str | Path, config: RunConfig, figures: bool = True) -> Path:
     """Create the run folder (with figures/ when they will be drawn) and write config.json, failing
-    early if it is not writable. A previous run's results there are removed first: until this run
-    writes its own (or for good, if it fails) they would sit beside a config.json they do not describe."""
-    out = Path(out)
+    early if it is not writable or not a run folder (check_out). A previous run's results there are
+    removed first: until this run writes its own (or for good, if it fails) they would sit beside a
+    config.json they do not describe."""
+    out = check_out(out)
     try:
         make_folder(out / "figures" if figures else out, f"output folder {out}")
     except OSError as e:
@@ -112,10 +169,19 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
     set_threads(config.threads)  # before the data is read: a thread count holds for the whole run
     distributed.init(resolve_device(config.device))  # joins torchrun's processes, if it started this one
     if not distributed.is_main():
+        if distributed.any_rank(False):  # process 0 refused to start (below): stop with it
+            raise DigitsError("process 0 refused to start the run; see its message")
         return _worker(config, resume)
-    check_startable(config, resume=resume)  # refused before the run folder is made: it leaves none behind
+    refused = None
+    try:
+        check_startable(config, resume=resume)  # refused before the run folder is made: it leaves none behind
+        out = check_out(out or default_out(config))  # (a folder not a run's: nothing changed)
+    except DigitsError as e:
+        refused = e
+    if distributed.any_rank(refused is not None):  # (one process alone: refused is not None)
+        raise refused
     data = _load(config)  # (no data: refused before OUT is touched, so a folder there stays as it was)
-    out = prepare_out(out or default_out(config), config, figures and test)
+    out = prepare_out(out, config, figures and test)
     return _run(config, out, resume, data, figures, test, start)
 
 
