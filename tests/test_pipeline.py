@@ -150,3 +150,33 @@ def test_a_run_folder_may_hold_other_files_and_a_failed_runs_leftovers(mnist, tm
     assert main(["train", "--data-dir", str(mnist), "--out", str(empty), *FAST, "--no-tensorboard"]) == 0
     # nothing but what a run writes: no lock file is left behind
     assert sorted(_tree(empty)) == ["checkpoint.pt", "config.json", "metrics.json"]
+
+
+def test_a_fresh_rerun_removes_the_previous_runs_logs_figures_and_checkpoint(mnist, finished, tmp_path, monkeypatch):
+    # a rerun kept the old tb/ event files: TensorBoard drew two values per step
+    out = shutil.copytree(finished, tmp_path / "again")
+    old_logs = sorted(p.name for p in (out / "tb").iterdir())
+    assert main(["run", "--data-dir", str(mnist), "--out", str(out), *FAST, "--seed", "4"]) == 0
+    logs = sorted(p.name for p in (out / "tb").iterdir())
+    assert len(logs) == 1 and not set(logs) & set(old_logs)
+    # `train` draws no figures: the previous run's, of another model, go with its other results
+    assert main(["train", "--data-dir", str(mnist), "--out", str(out), *FAST, "--no-tensorboard"]) == 0
+    assert sorted(_tree(out)) == ["checkpoint.pt", "config.json", "metrics.json"]
+    # a fresh run that fails leaves its config.json alone: no checkpoint it did not write
+    again = shutil.copytree(finished, tmp_path / "fails")
+    monkeypatch.setattr(pipeline, "fit", lambda *a: (_ for _ in ()).throw(DigitsError("training diverged")))
+    with pytest.raises(DigitsError, match="diverged"):
+        pipeline.run(RunConfig(data=DataConfig(data_dir=str(mnist), val_size=50), optim=OptimConfig(epochs=1),
+                               seed=3, threads=1, progress=False), again)
+    assert sorted(p for p in _tree(again) if not p.startswith("tb/")) == ["config.json", "figures", "tb"]
+    assert not set((again / "tb").iterdir()) & {again / "tb" / name for name in old_logs}  # its own log only
+
+
+def test_resume_keeps_the_runs_logs_and_figures(mnist, finished, tmp_path):
+    out = shutil.copytree(finished, tmp_path / "resumed")
+    before = _tree(out)
+    assert main(["run", "--data-dir", str(mnist), "--out", str(out), *FAST[2:], "--epochs", "2",
+                 "--resume", str(out / "checkpoint.pt")]) == 0
+    after = _tree(out)
+    assert set(p for p in before if p.startswith("tb/")) < set(p for p in after if p.startswith("tb/"))
+    assert json.loads(after["metrics.json"])["iterations"] == 2 * json.loads(before["metrics.json"])["iterations"]

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from dataclasses import dataclass, fields, is_dataclass
@@ -26,6 +27,10 @@ from .report import render_report, write_json, write_text
 from .train import TrainResult, check_startable, epoch_permutation, fit
 
 RESULTS = ("metrics.json", "report.md")  # what a run writes once it has finished, from its config.json
+# what a run writes as it trains: a fresh (not --resume) run removes a previous run's, which would
+# mix with its own (TensorBoard drew both runs' curves in one; an old checkpoint.pt beside the new
+# config.json until the first epoch ends)
+RUN_FILES, RUN_FOLDERS = ("checkpoint.pt",), ("tb", "figures")
 _CONFIG_KEYS = frozenset(f.name for f in fields(RunConfig))
 _SECTIONS = frozenset(f.name for f in fields(RunConfig) if is_dataclass(f.default_factory))
 
@@ -96,28 +101,39 @@ def _check_run_folder(out: Path) -> None:
                       "in it: give a new or empty folder, or a previous run's")
 
 
-def prepare_out(out: str | Path, config: RunConfig, figures: bool = True) -> Path:
+def prepare_out(out: str | Path, config: RunConfig, figures: bool = True, resume: bool = False) -> Path:
     """Create the run folder (with figures/ when they will be drawn) and write config.json, failing
     early if it is not writable or not a run folder (check_out). A previous run's results there are
     removed first: until this run writes its own (or for good, if it fails) they would sit beside a
-    config.json they do not describe."""
+    config.json they do not describe. Unless ``resume`` (which continues the run in its folder), so
+    are its checkpoint, TensorBoard logs and figures, which would mix with this run's."""
     out = check_out(out)
     try:
-        make_folder(out / "figures" if figures else out, f"output folder {out}")
+        make_folder(out, f"output folder {out}")
     except OSError as e:
         raise DigitsError(f"cannot create output folder {out}: {e.strerror or e}") from None
-    _remove_results(out)
+    _remove_results(out, RESULTS if resume else RESULTS + RUN_FILES, () if resume else RUN_FOLDERS)
+    if figures:
+        try:
+            make_folder(out / "figures", f"output folder {out}")
+        except OSError as e:
+            raise DigitsError(f"cannot create output folder {out}: {e.strerror or e}") from None
     write_json(out / "config.json", config.to_dict())
     return out
 
 
-def _remove_results(out: Path) -> None:
-    for name in RESULTS:
+def _remove_results(out: Path, names=RESULTS, folders=()) -> None:
+    """The files ``names`` and the folders ``folders`` a previous run wrote in ``out``: a folder
+    under a file's name (or a file under a folder's) is not a run's, and is left for the write to name."""
+    for name, folder in [(n, False) for n in names] + [(n, True) for n in folders]:
+        path = out / name
         try:
-            if (out / name).exists():  # (a read-only folder refuses unlink even for a missing file:
-                (out / name).unlink()  # the config.json write then says what is wrong)
+            if path.is_symlink() or (path.is_file() and not folder):  # (a read-only folder refuses
+                path.unlink()                                           # unlink even for a missing file)
+            elif path.is_dir() and folder:
+                shutil.rmtree(path)
         except OSError as e:
-            raise DigitsError(f"cannot remove the previous run's {out / name}: {e.strerror or e} "
+            raise DigitsError(f"cannot remove the previous run's {path}: {e.strerror or e} "
                               "(choose a writable --out)") from None
 
 
@@ -181,7 +197,7 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
     if distributed.any_rank(refused is not None):  # (one process alone: refused is not None)
         raise refused
     data = _load(config)  # (no data: refused before OUT is touched, so a folder there stays as it was)
-    out = prepare_out(out, config, figures and test)
+    out = prepare_out(out, config, figures and test, resume=resume is not None)
     return _run(config, out, resume, data, figures, test, start)
 
 
