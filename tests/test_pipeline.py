@@ -1,7 +1,11 @@
 """The run folder as pipeline.run writes it: what --out may be, refusals that leave it as it was,
 reruns into the same --out, one run at a time."""
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,3 +184,51 @@ def test_resume_keeps_the_runs_logs_and_figures(mnist, finished, tmp_path):
     after = _tree(out)
     assert set(p for p in before if p.startswith("tb/")) < set(p for p in after if p.startswith("tb/"))
     assert json.loads(after["metrics.json"])["iterations"] == 2 * json.loads(before["metrics.json"])["iterations"]
+
+
+# A `digits train` whose training waits: it holds its run folder, as a long run does.
+_HOLDER = """
+import sys, time
+from digits import pipeline
+from digits.cli import main
+
+def fit(*args):
+    print("training", flush=True)
+    time.sleep(300)
+
+pipeline.fit = fit
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_second_run_into_a_folder_another_run_is_writing_is_refused(mnist, finished, tmp_path, capsys):
+    # two runs into one --out at once both exited 0, leaving config.json of one beside the other's results
+    out = shutil.copytree(finished, tmp_path / "busy")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, "train", "--data-dir", str(mnist), "--out", str(out),
+                             *FAST, "--no-tensorboard"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == b"training", proc.stderr.read().decode()[-2000:]
+        before = _tree(out)
+        for command in ("run", "train"):
+            err = _error([command, "--data-dir", str(mnist), "--out", str(out), *FAST, "--seed", "7"], capsys)
+            assert err == (f"digits: error: another digits run is writing in {out}; wait for it to end "
+                           "(or stop it), or choose another --out")
+            assert _tree(out) == before
+        err = _error(["run", "--data-dir", str(mnist), "--out", str(out), *FAST[2:], "--epochs", "2",
+                      "--resume", str(finished / "checkpoint.pt")], capsys)
+        assert "another digits run is writing in" in err
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    # the killed run's lock went with it: its folder is free (a resume, a rerun)
+    assert main(["train", "--data-dir", str(mnist), "--out", str(out), *FAST]) == 0
+
+
+def test_compare_holds_each_runs_folder_and_may_rerun_into_it(mnist, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--models", "seed", "--seeds", "0", "--data-dir", str(mnist), "--out", str(out), *FAST]
+    assert main(args) == 0
+    assert main(args) == 0  # the same process again: its own hold is no refusal
+    assert main(["train", "--data-dir", str(mnist), "--out", str(out / "seed-seed0"), *FAST]) == 0
+    capsys.readouterr()

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -26,6 +27,11 @@ from .outpath import file_in_the_way, make_folder
 from .report import render_report, write_json, write_text
 from .train import TrainResult, check_startable, epoch_permutation, fit
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 RESULTS = ("metrics.json", "report.md")  # what a run writes once it has finished, from its config.json
 # what a run writes as it trains: a fresh (not --resume) run removes a previous run's, which would
 # mix with its own (TensorBoard drew both runs' curves in one; an old checkpoint.pt beside the new
@@ -33,6 +39,7 @@ RESULTS = ("metrics.json", "report.md")  # what a run writes once it has finishe
 RUN_FILES, RUN_FOLDERS = ("checkpoint.pt",), ("tb", "figures")
 _CONFIG_KEYS = frozenset(f.name for f in fields(RunConfig))
 _SECTIONS = frozenset(f.name for f in fields(RunConfig) if is_dataclass(f.default_factory))
+_held: dict[tuple[int, int], int] = {}  # run folders this process writes: (device, inode) -> the fd locking it
 
 
 @dataclass
@@ -101,17 +108,62 @@ def _check_run_folder(out: Path) -> None:
                       "in it: give a new or empty folder, or a previous run's")
 
 
+def lock_out(out: str | Path) -> None:
+    """Hold ``out`` (an existing folder) as this process's run folder until release_out or the
+    process ends: a second run into it, in another process, is refused in one line. The lock is
+    flock(2) on the folder itself: no lock file to mistake for a result or to block a later run, and
+    the system drops it when the holder dies (a killed run's folder is free to --resume into)."""
+    if fcntl is None:
+        return  # (Windows: no flock; runs are not guarded there)
+    out = Path(out)
+    try:
+        fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as e:
+        raise DigitsError(f"cannot open the output folder {out}: {e.strerror or e}") from None
+    key = _key(os.fstat(fd))
+    if key in _held:  # this process holds it already (compare's runs, a run's prepare_out)
+        os.close(fd)
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DigitsError(f"another digits run is writing in {out}; wait for it to end (or stop it), or "
+                          "choose another --out") from None
+    except OSError:
+        pass  # a filesystem without flock (some network mounts): unguarded, as before
+    _held[key] = fd
+
+
+def release_out(out: str | Path) -> None:
+    """Let other processes write ``out`` again (lock_out's lock)."""
+    try:
+        key = _key(os.stat(out))
+    except OSError:
+        return  # removed meanwhile: its lock goes when the process ends
+    fd = _held.pop(key, None)
+    if fd is not None:
+        os.close(fd)  # closing the last descriptor drops the flock
+
+
+def _key(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
+
+
 def prepare_out(out: str | Path, config: RunConfig, figures: bool = True, resume: bool = False) -> Path:
-    """Create the run folder (with figures/ when they will be drawn) and write config.json, failing
-    early if it is not writable or not a run folder (check_out). A previous run's results there are
-    removed first: until this run writes its own (or for good, if it fails) they would sit beside a
-    config.json they do not describe. Unless ``resume`` (which continues the run in its folder), so
-    are its checkpoint, TensorBoard logs and figures, which would mix with this run's."""
+    """Create the run folder (with figures/ when they will be drawn), hold it (lock_out) and write
+    config.json, failing early if it is not writable or not a run folder (check_out). A previous
+    run's results there are removed first: until this run writes its own (or for good, if it fails)
+    they would sit beside a config.json they do not describe. Unless ``resume`` (which continues the
+    run in its folder), so are its checkpoint, TensorBoard logs and figures, which would mix with
+    this run's. The caller releases the folder (release_out) when the run ends; else the process's
+    end does."""
     out = check_out(out)
     try:
         make_folder(out, f"output folder {out}")
     except OSError as e:
         raise DigitsError(f"cannot create output folder {out}: {e.strerror or e}") from None
+    lock_out(out)
     _remove_results(out, RESULTS if resume else RESULTS + RUN_FILES, () if resume else RUN_FOLDERS)
     if figures:
         try:
@@ -192,13 +244,18 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
     try:
         check_startable(config, resume=resume)  # refused before the run folder is made: it leaves none behind
         out = check_out(out or default_out(config))  # (a folder not a run's: nothing changed)
+        if out.is_dir():
+            lock_out(out)  # another run writing there: refused before any work
     except DigitsError as e:
         refused = e
     if distributed.any_rank(refused is not None):  # (one process alone: refused is not None)
         raise refused
-    data = _load(config)  # (no data: refused before OUT is touched, so a folder there stays as it was)
-    out = prepare_out(out, config, figures and test, resume=resume is not None)
-    return _run(config, out, resume, data, figures, test, start)
+    try:
+        data = _load(config)  # (no data: refused before OUT is touched, so a folder there stays as it was)
+        out = prepare_out(out, config, figures and test, resume=resume is not None)
+        return _run(config, out, resume, data, figures, test, start)
+    finally:
+        release_out(out)
 
 
 def _run(config: RunConfig, out: Path, resume, data: MNIST, figures: bool, test: bool, start: float) -> RunResult:
