@@ -232,3 +232,18 @@ def test_compare_holds_each_runs_folder_and_may_rerun_into_it(mnist, tmp_path, c
     assert main(args) == 0  # the same process again: its own hold is no refusal
     assert main(["train", "--data-dir", str(mnist), "--out", str(out / "seed-seed0"), *FAST]) == 0
     capsys.readouterr()
+
+
+def test_an_existing_out_it_cannot_write_in_is_named_as_such(mnist, finished, tmp_path, capsys, monkeypatch):
+    # a read-only existing --out said "cannot create output folder X" although X existed
+    out = shutil.copytree(finished, tmp_path / "ro")
+    before = _tree(out)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == out else real(path, mode, **kw))
+    err = _error(["run", "--data-dir", str(mnist), "--out", str(out), *FAST], capsys)
+    assert err == (f"digits: error: cannot write in {out} (read-only to this user: permission denied; "
+                   "choose a writable --out)")
+    assert _tree(out) == before
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == tmp_path else real(path, mode, **kw))
+    err = _error(["run", "--data-dir", str(mnist), "--out", str(tmp_path / "new"), *FAST], capsys)
+    assert err == f"digits: error: cannot create output folder {tmp_path / 'new'}: Permission denied"

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -59,13 +60,19 @@ def check_out(out: str | Path) -> Path:
     """The refusals of ``out`` that change nothing (run before the data is read and before
     prepare_out touches it): a file in the way, an existing folder that is not a run folder (a
     rerun would remove or replace files of the user's: report.md, metrics.json, config.json,
-    checkpoint.pt)."""
+    checkpoint.pt), a folder this process cannot write in or create."""
     out = Path(out)
     blocker = file_in_the_way(out)
     if blocker is not None:
         raise DigitsError(f"cannot create output folder {out}: {blocker} is a file, not a folder")
     if out.is_dir():
         _check_run_folder(out)
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise _cannot_write(out, PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
+        return out
+    parent = next((p for p in out.parents if p.is_dir()), Path("."))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise _cannot_write(out, PermissionError(errno.EACCES, os.strerror(errno.EACCES)), parent)
     return out
 
 
@@ -108,6 +115,29 @@ def _check_run_folder(out: Path) -> None:
                       "in it: give a new or empty folder, or a previous run's")
 
 
+def _cannot_write(out: Path, error: OSError, parent: Path | None = None) -> DigitsError:
+    """A folder that exists (or ``parent``, the nearest that does, of one to create) refusing a write."""
+    where = parent or out
+    read_only = _read_only_fs(where) or error.errno == errno.EROFS
+    if parent is not None or not out.is_dir():
+        why = os.strerror(errno.EROFS) if read_only else (error.strerror or str(error))
+        return DigitsError(f"cannot create output folder {out}: {why}")
+    if read_only:
+        why = "read-only file system"
+    elif error.errno in (errno.EACCES, errno.EPERM):
+        why = "read-only to this user: permission denied"
+    else:
+        why = error.strerror or str(error)
+    return DigitsError(f"cannot write in {out} ({why}; choose a writable --out)")
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # (no statvfs on Windows)
+        return False
+
+
 def lock_out(out: str | Path) -> None:
     """Hold ``out`` (an existing folder) as this process's run folder until release_out or the
     process ends: a second run into it, in another process, is refused in one line. The lock is
@@ -119,7 +149,7 @@ def lock_out(out: str | Path) -> None:
     try:
         fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError as e:
-        raise DigitsError(f"cannot open the output folder {out}: {e.strerror or e}") from None
+        raise _cannot_write(out, e) from None
     key = _key(os.fstat(fd))
     if key in _held:  # this process holds it already (compare's runs, a run's prepare_out)
         os.close(fd)
@@ -162,14 +192,14 @@ def prepare_out(out: str | Path, config: RunConfig, figures: bool = True, resume
     try:
         make_folder(out, f"output folder {out}")
     except OSError as e:
-        raise DigitsError(f"cannot create output folder {out}: {e.strerror or e}") from None
+        raise _cannot_write(out, e) from None
     lock_out(out)
     _remove_results(out, RESULTS if resume else RESULTS + RUN_FILES, () if resume else RUN_FOLDERS)
     if figures:
         try:
             make_folder(out / "figures", f"output folder {out}")
         except OSError as e:
-            raise DigitsError(f"cannot create output folder {out}: {e.strerror or e}") from None
+            raise _cannot_write(out, e) from None
     write_json(out / "config.json", config.to_dict())
     return out
 
@@ -243,7 +273,7 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
     refused = None
     try:
         check_startable(config, resume=resume)  # refused before the run folder is made: it leaves none behind
-        out = check_out(out or default_out(config))  # (a folder not a run's: nothing changed)
+        out = check_out(out or default_out(config))  # (a folder not a run's, not writable: nothing changed)
         if out.is_dir():
             lock_out(out)  # another run writing there: refused before any work
     except DigitsError as e:
