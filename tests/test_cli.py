@@ -243,6 +243,7 @@ SEED_PT = os.path.join(os.path.dirname(__file__), "data", "seed.pt")  # seed wei
     (["--resume", SEED_PT], "it has no training state (optimizer, scheduler, progress)")])
 def test_a_run_that_cannot_start_leaves_no_folder_behind(tiny_mnist, tmp_path, capsys, flags, message):
     from digits.checkpoint import describe, save_checkpoint
+    from digits.config import RunConfig
     from digits.models import create_model
 
     (tmp_path / "empty").mkdir()
@@ -254,11 +255,13 @@ def test_a_run_that_cannot_start_leaves_no_folder_behind(tiny_mnist, tmp_path, c
         out = tmp_path / "runs" / command
         assert message in _error([command, *data, "--out", str(out), *FAST, *flags], capsys)
         assert not out.exists()
-    kept = tmp_path / "kept"  # a folder that was there before is left as it was
-    (kept / "mine.txt").parent.mkdir()
+    kept = tmp_path / "kept"  # a run folder that was there before is left as it was
+    kept.mkdir()
+    (kept / "config.json").write_text(json.dumps(RunConfig().to_dict()))
     (kept / "mine.txt").write_text("mine")
     assert message in _error(["run", *data, "--out", str(kept), *FAST, *flags], capsys)
-    assert (kept / "mine.txt").read_text() == "mine"
+    assert {p.name: p.read_text() for p in kept.iterdir()} == {
+        "config.json": json.dumps(RunConfig().to_dict()), "mine.txt": "mine"}
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; see the file-in-the-way case")

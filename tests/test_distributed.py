@@ -158,6 +158,7 @@ def test_when_rank_0_cannot_write_a_checkpoint_every_process_stops(tiny_mnist, t
     mpirun, hand-set environment variables) it waited there for the process group's timeout."""
     out = tmp_path / "ddp"
     (out / "checkpoint.pt").mkdir(parents=True)  # rank 0's atomic rename onto it fails
+    (out / "config.json").write_text(json.dumps(RunConfig().to_dict()))  # (a run folder, which a run may use)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     done = subprocess.run([*torchrun, "-m", "digits", "train", "--data-dir", str(tiny_mnist), "--out", str(out),
@@ -167,3 +168,21 @@ def test_when_rank_0_cannot_write_a_checkpoint_every_process_stops(tiny_mnist, t
     assert done.returncode != 0
     assert "digits: error: cannot write" in done.stderr and "checkpoint.pt: Is a directory" in done.stderr
     assert "digits: error: training stopped: process 0 could not write the checkpoint" in done.stderr
+
+
+def test_when_rank_0_refuses_the_run_folder_every_process_stops(tiny_mnist, tmp_path):
+    """Rank 0 alone checks --out (here a folder of the user's): the others stop with it at once,
+    rather than wait in the data loading's collective for it."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "report.md").write_text("# my notes")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run([*torchrun, "-m", "digits", "train", "--data-dir", str(tiny_mnist), "--out", str(out),
+                           "--val-size", "50", "--batch-size", "16", "--epochs", "1", "--threads", "1",
+                           "--no-progress", "--no-tensorboard"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode != 0
+    assert f"digits: error: --out {out} is not a digits run folder" in done.stderr
+    assert "digits: error: process 0 refused to start the run; see its message" in done.stderr
+    assert [p.name for p in out.iterdir()] == ["report.md"]

@@ -4,10 +4,13 @@
 """
 from __future__ import annotations
 
+import errno
+import json
+import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -21,11 +24,23 @@ from .errors import DigitsError
 from .evaluate import EvalResult, evaluate
 from .forked import run_both
 from .models import count_parameters
-from .outpath import make_folder
+from .outpath import file_in_the_way, make_folder
 from .report import render_report, write_json, write_text
 from .train import TrainResult, check_startable, epoch_permutation, fit
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 RESULTS = ("metrics.json", "report.md")  # what a run writes once it has finished, from its config.json
+# what a run writes as it trains: a fresh (not --resume) run removes a previous run's, which would
+# mix with its own (TensorBoard drew both runs' curves in one; an old checkpoint.pt beside the new
+# config.json until the first epoch ends)
+RUN_FILES, RUN_FOLDERS = ("checkpoint.pt",), ("tb", "figures")
+_CONFIG_KEYS = frozenset(f.name for f in fields(RunConfig))
+_SECTIONS = frozenset(f.name for f in fields(RunConfig) if is_dataclass(f.default_factory))
+_held: dict[tuple[int, int], int] = {}  # run folders this process writes: (device, inode) -> the fd locking it
 
 
 @dataclass
@@ -41,27 +56,166 @@ def default_out(config: RunConfig) -> Path:
     return Path("runs") / f"{config.model.name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def prepare_out(out: str | Path, config: RunConfig, figures: bool = True) -> Path:
-    """Create the run folder (with figures/ when they will be drawn) and write config.json, failing
-    early if it is not writable. A previous run's results there are removed first: until this run
-    writes its own (or for good, if it fails) they would sit beside a config.json they do not describe."""
+def check_out(out: str | Path) -> Path:
+    """The refusals of ``out`` that change nothing (run before the data is read and before
+    prepare_out touches it): a file in the way, an existing folder that is not a run folder (a
+    rerun would remove or replace files of the user's: report.md, metrics.json, config.json,
+    checkpoint.pt), a folder this process cannot write in or create."""
+    out = Path(out)
+    blocker = file_in_the_way(out)
+    if blocker is not None:
+        raise DigitsError(f"cannot create output folder {out}: {blocker} is a file, not a folder")
+    if out.is_dir():
+        _check_run_folder(out)
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise _cannot_write(out, PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
+        return out
+    parent = next((p for p in out.parents if p.is_dir()), Path("."))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise _cannot_write(out, PermissionError(errno.EACCES, os.strerror(errno.EACCES)), parent)
+    return out
+
+
+def is_run_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` (an existing one) may be written by a run: it is empty, holds a digits
+    run's config.json (a JSON object of RunConfig's settings, its seed among them), or holds only
+    what a run that failed before writing its config.json leaves (an empty figures/, a temporary
+    .config.json.PID.tmp of a killed write)."""
+    folder = Path(folder)
+    config = folder / "config.json"
+    if config.is_file():
+        try:
+            values = json.loads(config.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return (isinstance(values, dict) and "seed" in values and set(values) <= _CONFIG_KEYS
+                and all(isinstance(values[k], dict) for k in _SECTIONS & set(values)))
+    return all(_left_before_config(p) for p in folder.iterdir())
+
+
+def _left_before_config(path: Path) -> bool:
+    if path.name == "figures" and path.is_dir() and not path.is_symlink():
+        return not any(path.iterdir())
+    return path.name.startswith(".config.json.") and path.name.endswith(".tmp") and path.is_file()
+
+
+def _check_run_folder(out: Path) -> None:
+    try:
+        if is_run_folder(out):
+            return
+        names = sorted(p.name for p in out.iterdir())
+    except OSError as e:
+        raise DigitsError(f"cannot read the output folder {out}: {e.strerror or e}") from None
+    if "config.json" in names:
+        what = "its config.json is not one a run wrote"
+    else:
+        what = "it holds " + ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        what += " and no config.json"
+    raise DigitsError(f"--out {out} is not a digits run folder ({what}); a run would replace or remove files "
+                      "in it: give a new or empty folder, or a previous run's")
+
+
+def _cannot_write(out: Path, error: OSError, parent: Path | None = None) -> DigitsError:
+    """A folder that exists (or ``parent``, the nearest that does, of one to create) refusing a write."""
+    where = parent or out
+    read_only = _read_only_fs(where) or error.errno == errno.EROFS
+    if parent is not None or not out.is_dir():
+        why = os.strerror(errno.EROFS) if read_only else (error.strerror or str(error))
+        return DigitsError(f"cannot create output folder {out}: {why}")
+    if read_only:
+        why = "read-only file system"
+    elif error.errno in (errno.EACCES, errno.EPERM):
+        why = "read-only to this user: permission denied"
+    else:
+        why = error.strerror or str(error)
+    return DigitsError(f"cannot write in {out} ({why}; choose a writable --out)")
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # (no statvfs on Windows)
+        return False
+
+
+def lock_out(out: str | Path) -> None:
+    """Hold ``out`` (an existing folder) as this process's run folder until release_out or the
+    process ends: a second run into it, in another process, is refused in one line. The lock is
+    flock(2) on the folder itself: no lock file to mistake for a result or to block a later run, and
+    the system drops it when the holder dies (a killed run's folder is free to --resume into)."""
+    if fcntl is None:
+        return  # (Windows: no flock; runs are not guarded there)
     out = Path(out)
     try:
-        make_folder(out / "figures" if figures else out, f"output folder {out}")
+        fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError as e:
-        raise DigitsError(f"cannot create output folder {out}: {e.strerror or e}") from None
-    _remove_results(out)
+        raise _cannot_write(out, e) from None
+    key = _key(os.fstat(fd))
+    if key in _held:  # this process holds it already (compare's runs, a run's prepare_out)
+        os.close(fd)
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DigitsError(f"another digits run is writing in {out}; wait for it to end (or stop it), or "
+                          "choose another --out") from None
+    except OSError:
+        pass  # a filesystem without flock (some network mounts): unguarded, as before
+    _held[key] = fd
+
+
+def release_out(out: str | Path) -> None:
+    """Let other processes write ``out`` again (lock_out's lock)."""
+    try:
+        key = _key(os.stat(out))
+    except OSError:
+        return  # removed meanwhile: its lock goes when the process ends
+    fd = _held.pop(key, None)
+    if fd is not None:
+        os.close(fd)  # closing the last descriptor drops the flock
+
+
+def _key(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
+
+
+def prepare_out(out: str | Path, config: RunConfig, figures: bool = True, resume: bool = False) -> Path:
+    """Create the run folder (with figures/ when they will be drawn), hold it (lock_out) and write
+    config.json, failing early if it is not writable or not a run folder (check_out). A previous
+    run's results there are removed first: until this run writes its own (or for good, if it fails)
+    they would sit beside a config.json they do not describe. Unless ``resume`` (which continues the
+    run in its folder), so are its checkpoint, TensorBoard logs and figures, which would mix with
+    this run's. The caller releases the folder (release_out) when the run ends; else the process's
+    end does."""
+    out = check_out(out)
+    try:
+        make_folder(out, f"output folder {out}")
+    except OSError as e:
+        raise _cannot_write(out, e) from None
+    lock_out(out)
+    _remove_results(out, RESULTS if resume else RESULTS + RUN_FILES, () if resume else RUN_FOLDERS)
+    if figures:
+        try:
+            make_folder(out / "figures", f"output folder {out}")
+        except OSError as e:
+            raise _cannot_write(out, e) from None
     write_json(out / "config.json", config.to_dict())
     return out
 
 
-def _remove_results(out: Path) -> None:
-    for name in RESULTS:
+def _remove_results(out: Path, names=RESULTS, folders=()) -> None:
+    """The files ``names`` and the folders ``folders`` a previous run wrote in ``out``: a folder
+    under a file's name (or a file under a folder's) is not a run's, and is left for the write to name."""
+    for name, folder in [(n, False) for n in names] + [(n, True) for n in folders]:
+        path = out / name
         try:
-            if (out / name).exists():  # (a read-only folder refuses unlink even for a missing file:
-                (out / name).unlink()  # the config.json write then says what is wrong)
+            if path.is_symlink() or (path.is_file() and not folder):  # (a read-only folder refuses
+                path.unlink()                                           # unlink even for a missing file)
+            elif path.is_dir() and folder:
+                shutil.rmtree(path)
         except OSError as e:
-            raise DigitsError(f"cannot remove the previous run's {out / name}: {e.strerror or e} "
+            raise DigitsError(f"cannot remove the previous run's {path}: {e.strerror or e} "
                               "(choose a writable --out)") from None
 
 
@@ -113,17 +267,28 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
     set_threads(config.threads)  # before the data is read: a thread count holds for the whole run
     distributed.init(resolve_device(config.device))  # joins torchrun's processes, if it started this one
     if not distributed.is_main():
+        if distributed.any_rank(False):  # process 0 refused to start (below): stop with it
+            raise DigitsError("process 0 refused to start the run; see its message")
         return _worker(config, resume)
-    check_startable(config, resume=resume)  # refused before the run folder is made: it leaves none behind
-    out = Path(out or default_out(config))
-    made = not out.exists()
-    out = prepare_out(out, config, figures and test)
+    refused = None
     try:
-        data = _load(config)
-    except DigitsError:  # no data (nor a way to download it): nothing ran, so no folder is left
-        if made:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+        check_startable(config, resume=resume)  # refused before the run folder is made: it leaves none behind
+        out = check_out(out or default_out(config))  # (a folder not a run's, not writable: nothing changed)
+        if out.is_dir():
+            lock_out(out)  # another run writing there: refused before any work
+    except DigitsError as e:
+        refused = e
+    if distributed.any_rank(refused is not None):  # (one process alone: refused is not None)
+        raise refused
+    try:
+        data = _load(config)  # (no data: refused before OUT is touched, so a folder there stays as it was)
+        out = prepare_out(out, config, figures and test, resume=resume is not None)
+        return _run(config, out, resume, data, figures, test, start)
+    finally:
+        release_out(out)
+
+
+def _run(config: RunConfig, out: Path, resume, data: MNIST, figures: bool, test: bool, start: float) -> RunResult:
     writer = _open_writer(out, config)
     try:
         trained = fit(config, data, out, resume, writer)

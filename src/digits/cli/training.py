@@ -28,7 +28,8 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool = False) -> None:
     add_config_args(p, helps=_COMPARE_HELPS if compare else None)
     p.add_argument("--out", help="folder of the comparison: new, empty or a previous comparison's "
                    "(default runs/compare-<recipe>)" if compare
-                   else "run folder (default runs/<model>-<timestamp>)")
+                   else "run folder: a new or empty folder, or a previous run's, which a rerun replaces "
+                   "(default runs/<model>-<timestamp>)")
     # compare accepts --resume only to refuse it with a reason (cmd_compare), so its help hides it
     p.add_argument("--resume", metavar="CHECKPOINT", help=argparse.SUPPRESS if compare
                    else "continue an interrupted run from its checkpoint.pt")
