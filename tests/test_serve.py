@@ -60,6 +60,27 @@ def test_json_base64_and_data_url(client):
         check_prediction(r.json())
 
 
+def test_json_base64_as_tools_write_it(client):
+    """GNU base64 wraps its lines at 76 columns, and {"image": "$(base64 seven.png)"} puts those
+    newlines into the JSON string as they are; other tools write the URL-safe alphabet or leave
+    out the padding. All were refused as "not valid base64" (or "not valid JSON")."""
+    png = seven_png()
+    png += b"\0" * (len(png) % 3 == 0)  # so that its base64 ends in padding (Pillow ignores the byte)
+    wrapped = base64.encodebytes(png).decode()  # 76 columns and a newline, as GNU base64
+    url_safe = base64.urlsafe_b64encode(png).decode()
+    unpadded = base64.b64encode(png).decode().rstrip("=")
+    assert "\n" in wrapped.rstrip("\n") and set("-_") & set(url_safe) and len(unpadded) % 4
+    for image in (wrapped, url_safe, unpadded, url_safe.rstrip("="), wrapped.replace("\n", "\r\n  "),
+                  "data:image/png;base64," + wrapped):
+        r = client.post("/predict", json={"image": image})
+        assert r.status_code == 200, (r.text, image[:80])
+        check_prediction(r.json())
+    shell = ('{"image": "%s"}' % wrapped.rstrip("\n")).encode()  # raw newlines inside the string
+    r = client.post("/predict", content=shell, headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    check_prediction(r.json())
+
+
 def test_json_pixels_are_used_as_they_are(client):
     first = client.post("/predict", files={"file": ("s.png", seven_png(), "image/png")}).json()
     r = client.post("/predict", json={"pixels": first["pixels"]})
@@ -100,6 +121,9 @@ BAD = [
     ("bad json", dict(content=b"{nope", headers={"content-type": "application/json"}), 400, "not valid JSON"),
     ("both keys", dict(json={"image": "", "pixels": []}), 400, "exactly one"),
     ("bad base64", dict(json={"image": "***"}), 400, "base64"),
+    ("base64 a character short", dict(json={"image": "QUJDQ"}), 400, "base64"),
+    ("base64 padding inside", dict(json={"image": "QQ==QUJD"}), 400, "base64"),
+    ("base64 with punctuation", dict(json={"image": "QUJD.QUJD"}), 400, "base64"),
     ("wrong shape", dict(json={"pixels": [[0] * 28] * 27}), 400, "28 rows"),
     ("out of range", dict(json={"pixels": [[300] * 28] * 28}), 400, "0 to 255"),
     ("pixels as strings", dict(json={"pixels": [["255"] * 28] * 28}), 400, "numbers"),

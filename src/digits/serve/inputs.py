@@ -76,7 +76,8 @@ async def _from_form(headers: Headers, body: bytes) -> bytes:
 
 def _from_json(body: bytes) -> bytes | np.ndarray:
     try:
-        payload = json.loads(body)
+        # strict=False: newlines may stand in a string, as in {"image": "$(base64 seven.png)"}
+        payload = json.loads(body, strict=False)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[" * 50000 nests too deep
         raise ApiError(400, "the body is not valid JSON") from None
     if not isinstance(payload, dict) or ("image" in payload) == ("pixels" in payload):
@@ -91,13 +92,24 @@ def _from_json(body: bytes) -> bytes | np.ndarray:
         header, _, text = text.partition(",")
         if not header.lower().endswith(";base64"):
             raise ApiError(400, "'image' as a data: URL must be base64: data:image/png;base64,...")
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(400, "'image' is not valid base64") from None
+    data = _base64(text)
     if not data:
         raise ApiError(400, "'image' is empty")
     return data
+
+
+def _base64(text: str) -> bytes:
+    """Base64 as tools write it: wrapped in lines (GNU base64 wraps at 76 columns), in the URL-safe
+    alphabet (- and _ for + and /) or without its = padding. Anything else is a 400."""
+    text = "".join(text.split()).translate(_URL_SAFE)
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "'image' is not valid base64") from None
+
+
+_URL_SAFE = str.maketrans("-_", "+/")
 
 
 def _pixels(value) -> np.ndarray:
