@@ -117,6 +117,8 @@ BAD = [
     ("too large", dict(files={"file": ("big.png", b"\0" * 300_000, "image/png")}), 413, "over the limit"),
     ("blank", dict(files={"file": ("w.png", png_header_only(1, 1), "image/png")}), 422, ""),
     ("no file field", dict(files={"other": ("a.png", b"x", "image/png")}), 400, "field 'file'"),
+    # curl -F 'file=<seven.png' (< instead of @) sends the bytes as a text field, not a file
+    ("file sent as text", dict(files={"file": (None, b"\x89PNG\r\n")}), 400, "must be a file upload"),
     ("empty file", dict(files={"file": ("a.png", b"", "image/png")}), 400, "empty"),
     ("bad json", dict(content=b"{nope", headers={"content-type": "application/json"}), 400, "not valid JSON"),
     ("both keys", dict(json={"image": "", "pixels": []}), 400, "exactly one"),

@@ -10,12 +10,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
+
+# python-multipart logs a warning for each malformed multipart body ("Expected boundary character
+# 122, got 98 at index 4"), printed on stderr by logging's last resort: any client could fill the
+# server's log. Each of them is also a MultiPartException, which the client gets as a 400.
+for _name in ("python_multipart", "multipart"):  # its package, and its name before 0.0.13
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 
 class ApiError(Exception):
@@ -64,11 +71,16 @@ async def _from_form(headers: Headers, body: bytes) -> bytes:
         form = await MultiPartParser(headers, _once(body), max_files=1, max_fields=10).parse()
     except MultiPartException as e:
         raise ApiError(400, f"malformed multipart request: {e.message}") from None
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise ApiError(400, "no file in the multipart field 'file'")
-    data = await upload.read()
-    await form.close()
+    try:
+        upload = form.get("file")
+        if isinstance(upload, str):  # curl -F 'file=<seven.png' sends the bytes as text, not a file
+            raise ApiError(400, "the multipart field 'file' must be a file upload, not text: "
+                           "curl -F 'file=@seven.png' (with @)")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, "no file in the multipart field 'file' (curl -F 'file=@seven.png')")
+        data = await upload.read()
+    finally:
+        await form.close()
     if not data:
         raise ApiError(400, "the uploaded file is empty")
     return data
