@@ -148,13 +148,20 @@ def test_bad_inputs_get_a_json_message_and_no_stack_trace(client, kwargs, status
     assert "Traceback" not in r.text and 'File "' not in r.text
 
 
-def test_an_unexpected_failure_is_a_500_without_details(client):
+def test_an_unexpected_failure_is_a_500_without_details_logged_once(caplog):
+    """The app logs the traceback and answers; Starlette's ServerErrorMiddleware raised it again for
+    the server, and uvicorn logged it a second time ("Exception in ASGI application"). The
+    TestClient raises what reaches the server, as uvicorn logs it."""
     broken = create_app(load_predictor(MODEL))
     broken.state.predictor._logits = lambda images: 1 / 0  # noqa: E731
-    with TestClient(broken, raise_server_exceptions=False) as c:
+    with TestClient(broken) as c:
         r = c.post("/predict", json={"pixels": [[0] * 28] * 28})
     assert r.status_code == 500 and "ZeroDivision" not in r.text
     assert json.loads(r.text)["detail"].startswith("internal error")
+    logged = [rec for rec in caplog.records if rec.exc_info]
+    assert [(rec.name, rec.getMessage()) for rec in logged] == [
+        ("digits.serve", "unexpected error on POST /predict")]
+    assert logged[0].exc_info[0] is ZeroDivisionError
 
 
 def health_seconds_while_held(client, started, release) -> float:

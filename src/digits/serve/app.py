@@ -131,10 +131,39 @@ def _add_error_handlers(app: FastAPI) -> None:
         message = str(exc)
         return JSONResponse({"detail": message.removeprefix("image: ")}, status_code=422)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
+    app.add_middleware(_LastResort)
+
+
+class _LastResort:
+    """Around the app's routes and handlers: an unexpected exception is logged once and answered 500
+    as JSON. (FastAPI's handler for Exception runs in Starlette's ServerErrorMiddleware, which raises
+    the exception again for the server to log: uvicorn logged each traceback a second time,
+    "Exception in ASGI application".)"""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watched(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            if not started:  # else the server ends the connection: the answer is incomplete
+                await _answer(scope, receive, send, 500, "internal error; the server log has the details")
+
+
+async def _answer(scope, receive, send, status: int, detail: str) -> None:
+    response = JSONResponse({"detail": detail}, status_code=status, headers={"Connection": "close"})
+    await response(scope, receive, send)
 
 
 def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, *,
