@@ -104,6 +104,16 @@ def test_health_model_page_and_docs(client):
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(body)
+    assert all(set(methods) <= {"get", "post"} for methods in spec["paths"].values())  # HEAD unlisted
+
+
+def test_head_is_answered_wherever_get_is(client):
+    """Uptime monitors check a server with HEAD: / and /health answered 405."""
+    for path in ("/", "/health", "/model", "/openapi.json", "/static/app.js"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == 200 and head.content == b"", (path, head.status_code)
+        assert head.headers["content-type"] == got.headers["content-type"], path
+    assert client.head("/predict").status_code == 405
 
 
 _ROW = "[" + ",".join(["1" + "0" * 400] + ["0"] * 27) + "]"

@@ -97,16 +97,24 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     _add_error_handlers(app)
 
+    def get(path: str, **kwargs):
+        """@app.get, answering HEAD as well (uptime monitors use it): FastAPI's routes, unlike
+        Starlette's, answered HEAD with 405. Out of the schema, which would list it twice."""
+        def register(endpoint):
+            app.head(path, include_in_schema=False)(endpoint)  # uvicorn sends no body for HEAD
+            return app.get(path, **kwargs)(endpoint)
+        return register
+
     # async: these answer in the event loop, needing no worker thread while predictions run
-    @app.get("/", include_in_schema=False)
+    @get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"), media_type="text/html")
 
-    @app.get("/health")
+    @get("/health")
     async def health() -> dict:
         return {"status": "ok", "backend": predictor.backend}
 
-    @app.get("/model")
+    @get("/model")
     async def model() -> dict:
         return {"backend": predictor.backend, **predictor.description}
 
