@@ -160,7 +160,7 @@ def test_serve_says_where_it_listens_answers_and_stops_cleanly_on_ctrl_c():
         assert select.select([proc.stdout], [], [], 60)[0], "digits serve printed nothing in 60 s"
         line = proc.stdout.readline()
         assert line.startswith("digits: serving ") and "http://127.0.0.1:" in line, line
-        url = line.split()[-5].rstrip("/")  # ... on http://127.0.0.1:PORT/ (API docs at /docs)
+        url = line.split(" on ")[1].split()[0].rstrip("/")  # ... on http://127.0.0.1:PORT/ (Ctrl-C stops it)
         assert json.loads(urllib.request.urlopen(url + "/health", timeout=10).read())["status"] == "ok"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0 and proc.stderr.read() == ""

@@ -1,4 +1,4 @@
-"""The HTTP app: POST /predict, GET /health, GET /model, the drawing page at / and docs at /docs.
+"""The HTTP app: POST /predict, GET /health, GET /model, the drawing page at / and /openapi.json.
 
 The app is built around one loaded model (the one the server was started with); inference runs
 in a worker thread so that the event loop keeps answering. No error ever sends a stack trace.
@@ -91,8 +91,10 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
     and at most ``max_concurrent`` images decoded and predicted at once."""
     check_max_pixels(max_pixels)
     my_turns = _turns(max_concurrent)
+    # No /docs or /redoc: FastAPI's pages load Swagger UI and ReDoc from CDNs (and fonts from
+    # Google), and were blank without the internet; /openapi.json describes the API all the same.
     app = FastAPI(title="digits", version=__version__, description="Recognise a handwritten digit: "
-                  "upload an image, or draw one at /.")
+                  "upload an image, or draw one at /.", docs_url=None, redoc_url=None)
     app.state.predictor = predictor
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     _add_error_handlers(app)
@@ -185,7 +187,7 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, *,
     app = create_app(load_predictor(model_path, threads=1), max_upload_bytes, max_pixels, max_concurrent)
     sock = _listen(host, port)
     where = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
-    print(f"digits: serving {model_path} on http://{where}:{sock.getsockname()[1]}/ (API docs at /docs)",
+    print(f"digits: serving {model_path} on http://{where}:{sock.getsockname()[1]}/ (Ctrl-C stops it)",
           flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     try:
