@@ -35,6 +35,10 @@ MAX_UPLOAD_BYTES = 10 * 2**20  # a phone photo is 2-8 MB
 # up to max_pixels of memory (40 million by default). They wait in the event loop, not in the
 # worker pool (40 threads): waiting there took every thread, and /health could not answer.
 MAX_CONCURRENT = os.cpu_count() or 1
+# Seconds a request body has to arrive in full once the server starts reading it (408 after):
+# 10 MiB at 1.4 Mbit/s, a phone photo at far less. A client that stalls or trickles holds one of
+# the 2 x max_concurrent places for bodies, and its memory, this long at most.
+BODY_TIMEOUT = 60.0
 STATIC = files("digits.serve") / "static"
 log = logging.getLogger("digits.serve")
 
@@ -58,7 +62,8 @@ _REQUEST_DOC = {"requestBody": {"required": True, "content": {
                    "description": "28x28 numbers 0-255, light ink on black, used as they are"}}}}}}}
 _ERRORS = {code: {"model": ErrorOut, "description": text} for code, text in (
     (400, "malformed request"), (413, "body over the size limit"), (415, "unsupported content type"),
-    (422, "not an image, over the pixel limit, or no digit in it"))}
+    (422, "not an image, over the pixel limit, or no digit in it"),
+    (408, "the body did not arrive in full in time"))}
 
 
 def _infer(predictor: Predictor, source, max_pixels: int) -> dict:
@@ -72,25 +77,31 @@ def _infer(predictor: Predictor, source, max_pixels: int) -> dict:
             "pixels": pixels.tolist()}
 
 
-def _turns(max_concurrent: int):
-    """A function giving the running event loop's semaphore of ``max_concurrent`` turns: one per
-    loop, as a semaphore is bound to the first loop that waits on it (an app can outlive a loop)."""
+def _turns(count: int):
+    """A function giving the running event loop's semaphore of ``count`` turns: one per loop, as
+    a semaphore is bound to the first loop that waits on it (an app can outlive a loop)."""
     turns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> its semaphore
 
     def my_turns() -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
         if loop not in turns:
-            turns[loop] = asyncio.Semaphore(max_concurrent)
+            turns[loop] = asyncio.Semaphore(count)
         return turns[loop]
     return my_turns
 
 
 def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               max_pixels: int = MAX_PIXELS, max_concurrent: int = MAX_CONCURRENT) -> FastAPI:
+               max_pixels: int = MAX_PIXELS, max_concurrent: int = MAX_CONCURRENT,
+               body_timeout: float = BODY_TIMEOUT) -> FastAPI:
     """The app serving ``predictor``; limits in bytes (413 above) and decoded pixels (422 above),
-    and at most ``max_concurrent`` images decoded and predicted at once."""
+    at most ``max_concurrent`` images decoded and predicted at once, and at most twice as many
+    request bodies read or held at once, each within ``body_timeout`` seconds (408 after)."""
     check_max_pixels(max_pixels)
-    my_turns = _turns(max_concurrent)
+    # A body is read only in its place, held until its answer: a request waiting for one holds a
+    # few hundred KiB at most (uvicorn stops reading a socket past 64 KiB unread). Twice the turns,
+    # so that the next bodies arrive while images are predicted. (Bodies used to be read before
+    # any limit: 20 clients stalling short of 9 MiB bodies held about 200 MB, for ever.)
+    my_bodies, my_turns = _turns(2 * max_concurrent), _turns(max_concurrent)
     # No /docs or /redoc: FastAPI's pages load Swagger UI and ReDoc from CDNs (and fonts from
     # Google), and were blank without the internet; /openapi.json describes the API all the same.
     app = FastAPI(title="digits", version=__version__, description="Recognise a handwritten digit: "
@@ -123,10 +134,11 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
     @app.post("/predict", response_model=PredictionOut, responses=_ERRORS, openapi_extra=_REQUEST_DOC)
     async def predict(request: Request) -> dict:
         """An image file (multipart field `file`, or JSON `image` in base64) or 28x28 `pixels`."""
-        body = await read_body(request, max_upload_bytes)
-        async with my_turns():  # waiting here holds no worker thread; decoding waits its turn too
-            source = await parse_input(request.headers, body)
-            return await run_in_threadpool(_infer, predictor, source, max_pixels)
+        async with my_bodies():  # waiting here holds no worker thread, nor its body
+            body = await read_body(request, max_upload_bytes, body_timeout)
+            async with my_turns():  # decoding waits its turn too
+                source = await parse_input(request.headers, body)
+                return await run_in_threadpool(_infer, predictor, source, max_pixels)
 
     return app
 
@@ -134,7 +146,8 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        headers = {"Connection": "close"} if exc.close else None  # the rest of the body is not read
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(DigitsError)
     async def image_error(request: Request, exc: DigitsError) -> JSONResponse:

@@ -1,12 +1,13 @@
-"""Reading a POST /predict request: its size limit, and its image or 28x28 pixels, as typed values.
+"""Reading a POST /predict request: its size and time limits, and its image or 28x28 pixels as typed values.
 
 Every problem becomes an ``ApiError`` with the HTTP status and a message for the client.
 
-    body = await read_body(request, limit=10 * 2**20)
+    body = await read_body(request, limit=10 * 2**20, timeout=60)
     image = await parse_input(request.headers, body)     # bytes of an image, or uint8 (28, 28)
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -26,28 +27,41 @@ for _name in ("python_multipart", "multipart"):  # its package, and its name bef
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str):
+    """``close``: end the connection after the answer, as the rest of the body was not read."""
+
+    def __init__(self, status: int, message: str, close: bool = False):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.close = close
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as it passes ``limit`` bytes, declared or not."""
+async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
+    """The whole body, refusing (413) as soon as it passes ``limit`` bytes, declared or not, and
+    (408) when it has not all arrived ``timeout`` seconds after the first read."""
     declared = request.headers.get("content-length")
-    too_big = ApiError(413, f"request body over the limit of {limit:,} bytes; send a smaller image")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise too_big
-    chunks, size = [], 0
+        raise _too_big(limit)
+    try:
+        return await asyncio.wait_for(_read(request, limit), timeout)
+    except asyncio.TimeoutError:  # a client that stalls or trickles: it held memory and a turn
+        raise ApiError(408, f"the request body did not arrive within {timeout:g} s", close=True) from None
+
+
+def _too_big(limit: int) -> ApiError:
+    return ApiError(413, f"request body over the limit of {limit:,} bytes; send a smaller image", close=True)
+
+
+async def _read(request: Request, limit: int) -> bytes:
+    body = bytearray()  # grown in place: joining a list of chunks held the body twice at the end
     try:
         async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_big
-            chunks.append(chunk)
+            if len(body) + len(chunk) > limit:
+                raise _too_big(limit)
+            body += chunk
     except ClientDisconnect:
         raise ApiError(400, "the client disconnected before sending the whole request") from None
-    return b"".join(chunks)
+    return bytes(body)
 
 
 async def _once(body: bytes):
