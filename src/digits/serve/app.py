@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import os
+import signal
 import socket
+import threading
 import weakref
 from importlib.resources import files
 
@@ -39,6 +42,9 @@ MAX_CONCURRENT = os.cpu_count() or 1
 # 10 MiB at 1.4 Mbit/s, a phone photo at far less. A client that stalls or trickles holds one of
 # the 2 x max_concurrent places for bodies, and its memory, this long at most.
 BODY_TIMEOUT = 60.0
+# Seconds that requests in progress have to finish once SIGTERM or Ctrl-C stops the server; those
+# still running then are cancelled (a second signal cancels them at once).
+SHUTDOWN_GRACE = 3
 STATIC = files("digits.serve") / "static"
 log = logging.getLogger("digits.serve")
 
@@ -63,7 +69,7 @@ _REQUEST_DOC = {"requestBody": {"required": True, "content": {
 _ERRORS = {code: {"model": ErrorOut, "description": text} for code, text in (
     (400, "malformed request"), (413, "body over the size limit"), (415, "unsupported content type"),
     (422, "not an image, over the pixel limit, or no digit in it"),
-    (408, "the body did not arrive in full in time"))}
+    (408, "the body did not arrive in full in time"), (503, "the server stopped while answering"))}
 
 
 def _infer(predictor: Predictor, source, max_pixels: int) -> dict:
@@ -159,9 +165,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 class _LastResort:
     """Around the app's routes and handlers: an unexpected exception is logged once and answered 500
-    as JSON. (FastAPI's handler for Exception runs in Starlette's ServerErrorMiddleware, which raises
-    the exception again for the server to log: uvicorn logged each traceback a second time,
-    "Exception in ASGI application".)"""
+    as JSON, and a request cut off by the server stopping is answered 503. (FastAPI's handler for
+    Exception runs in Starlette's ServerErrorMiddleware, which raises the exception again for the
+    server to log: uvicorn logged each traceback a second time, "Exception in ASGI application".)"""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -178,6 +184,10 @@ class _LastResort:
 
         try:
             await self.app(scope, receive, watched)
+        except asyncio.CancelledError:  # shutdown's grace period ran out, or a second Ctrl-C
+            if not started:
+                await _answer(scope, receive, send, 503, "the server is shutting down; try again later")
+            raise
         except Exception:
             log.exception("unexpected error on %s %s", scope["method"], scope["path"])
             if not started:  # else the server ends the connection: the answer is incomplete
@@ -199,18 +209,60 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, *,
     # one thread per request: requests run in parallel in the worker pool instead
     app = create_app(load_predictor(model_path, threads=1), max_upload_bytes, max_pixels, max_concurrent)
     sock = _listen(host, port)
+    # lifespan off: the app has no startup or shutdown work, and a second Ctrl-C, which skips the
+    # shutdown event, left its task waiting to be cancelled: Starlette then logged a traceback
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=SHUTDOWN_GRACE)
+    server = uvicorn.Server(config)
+    server.handle_exit = functools.partial(_stop, server)  # uvicorn's signal handler: ours instead
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(_no_cancelled_traceback)  # after uvicorn.Config has configured logging
+    # Our handler from now on: a Ctrl-C as soon as it says it is serving stops it quietly too (and
+    # asyncio.run leaves Ctrl-C alone, instead of raising KeyboardInterrupt in the running task).
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # where signal handlers can be set
+        previous = {sig: signal.signal(sig, server.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
     where = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
     print(f"digits: serving {model_path} on http://{where}:{sock.getsockname()[1]}/ (Ctrl-C stops it)",
           flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     try:
         server.run(sockets=[sock])  # the socket we bound: no second bind that could fail or race
     except KeyboardInterrupt:  # Ctrl-C is how a server is stopped, not an error
         return
     finally:
         sock.close()
+        uvicorn_log.removeFilter(_no_cancelled_traceback)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not server.started:
         raise DigitsError("the server could not start; see the messages above")
+
+
+def _stop(server, sig: int, frame) -> None:
+    """SIGINT or SIGTERM: the first stops the server, leaving requests in progress SHUTDOWN_GRACE
+    seconds to finish; a second ends them at once. uvicorn's own handler let a stalled client keep
+    the server running for ever (no time limit; a second SIGTERM did nothing), and noted each
+    signal to raise it again once stopped: a second Ctrl-C then became a KeyboardInterrupt inside
+    asyncio's teardown, printed as tracebacks of 40 to 120 lines."""
+    if not server.should_exit:
+        server.should_exit = True
+        return
+    server.force_exit = True
+    try:  # force_exit alone: on Python 3.12+ uvicorn still waits out the grace period for the
+        # connections to close (Server.wait_closed waits for them there)
+        asyncio.get_running_loop().call_soon_threadsafe(_cancel_requests, server)
+    except RuntimeError:  # the event loop is not running: nothing to cancel
+        pass
+
+
+def _cancel_requests(server) -> None:
+    for task in list(server.server_state.tasks):
+        task.cancel()  # each is answered 503 (_LastResort), and its connection closed
+
+
+def _no_cancelled_traceback(record: logging.LogRecord) -> bool:
+    """Drops uvicorn's "Exception in ASGI application" traceback for a request cancelled because the
+    server stopped (its grace period ran out, or a second signal came): that is no error."""
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 
 
 def _listen(host: str, port: int) -> socket.socket:
