@@ -60,6 +60,27 @@ def test_json_base64_and_data_url(client):
         check_prediction(r.json())
 
 
+def test_json_base64_as_tools_write_it(client):
+    """GNU base64 wraps its lines at 76 columns, and {"image": "$(base64 seven.png)"} puts those
+    newlines into the JSON string as they are; other tools write the URL-safe alphabet or leave
+    out the padding. All were refused as "not valid base64" (or "not valid JSON")."""
+    png = seven_png()
+    png += b"\0" * (len(png) % 3 == 0)  # so that its base64 ends in padding (Pillow ignores the byte)
+    wrapped = base64.encodebytes(png).decode()  # 76 columns and a newline, as GNU base64
+    url_safe = base64.urlsafe_b64encode(png).decode()
+    unpadded = base64.b64encode(png).decode().rstrip("=")
+    assert "\n" in wrapped.rstrip("\n") and set("-_") & set(url_safe) and len(unpadded) % 4
+    for image in (wrapped, url_safe, unpadded, url_safe.rstrip("="), wrapped.replace("\n", "\r\n  "),
+                  "data:image/png;base64," + wrapped):
+        r = client.post("/predict", json={"image": image})
+        assert r.status_code == 200, (r.text, image[:80])
+        check_prediction(r.json())
+    shell = ('{"image": "%s"}' % wrapped.rstrip("\n")).encode()  # raw newlines inside the string
+    r = client.post("/predict", content=shell, headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    check_prediction(r.json())
+
+
 def test_json_pixels_are_used_as_they_are(client):
     first = client.post("/predict", files={"file": ("s.png", seven_png(), "image/png")}).json()
     r = client.post("/predict", json={"pixels": first["pixels"]})
@@ -79,10 +100,21 @@ def test_health_model_page_and_docs(client):
         r = client.get(asset)
         assert r.status_code == 200 and "http" not in r.text  # no CDN: it must work offline
     assert "http" not in page.text.replace("http-equiv", "")
-    assert client.get("/docs").status_code == 200
+    # FastAPI's /docs and /redoc load their scripts from CDNs: blank pages without the internet
+    assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(body)
+    assert all(set(methods) <= {"get", "post"} for methods in spec["paths"].values())  # HEAD unlisted
+
+
+def test_head_is_answered_wherever_get_is(client):
+    """Uptime monitors check a server with HEAD: / and /health answered 405."""
+    for path in ("/", "/health", "/model", "/openapi.json", "/static/app.js"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == 200 and head.content == b"", (path, head.status_code)
+        assert head.headers["content-type"] == got.headers["content-type"], path
+    assert client.head("/predict").status_code == 405
 
 
 _ROW = "[" + ",".join(["1" + "0" * 400] + ["0"] * 27) + "]"
@@ -96,10 +128,15 @@ BAD = [
     ("too large", dict(files={"file": ("big.png", b"\0" * 300_000, "image/png")}), 413, "over the limit"),
     ("blank", dict(files={"file": ("w.png", png_header_only(1, 1), "image/png")}), 422, ""),
     ("no file field", dict(files={"other": ("a.png", b"x", "image/png")}), 400, "field 'file'"),
+    # curl -F 'file=<seven.png' (< instead of @) sends the bytes as a text field, not a file
+    ("file sent as text", dict(files={"file": (None, b"\x89PNG\r\n")}), 400, "must be a file upload"),
     ("empty file", dict(files={"file": ("a.png", b"", "image/png")}), 400, "empty"),
     ("bad json", dict(content=b"{nope", headers={"content-type": "application/json"}), 400, "not valid JSON"),
     ("both keys", dict(json={"image": "", "pixels": []}), 400, "exactly one"),
     ("bad base64", dict(json={"image": "***"}), 400, "base64"),
+    ("base64 a character short", dict(json={"image": "QUJDQ"}), 400, "base64"),
+    ("base64 padding inside", dict(json={"image": "QQ==QUJD"}), 400, "base64"),
+    ("base64 with punctuation", dict(json={"image": "QUJD.QUJD"}), 400, "base64"),
     ("wrong shape", dict(json={"pixels": [[0] * 28] * 27}), 400, "28 rows"),
     ("out of range", dict(json={"pixels": [[300] * 28] * 28}), 400, "0 to 255"),
     ("pixels as strings", dict(json={"pixels": [["255"] * 28] * 28}), 400, "numbers"),
@@ -122,13 +159,20 @@ def test_bad_inputs_get_a_json_message_and_no_stack_trace(client, kwargs, status
     assert "Traceback" not in r.text and 'File "' not in r.text
 
 
-def test_an_unexpected_failure_is_a_500_without_details(client):
+def test_an_unexpected_failure_is_a_500_without_details_logged_once(caplog):
+    """The app logs the traceback and answers; Starlette's ServerErrorMiddleware raised it again for
+    the server, and uvicorn logged it a second time ("Exception in ASGI application"). The
+    TestClient raises what reaches the server, as uvicorn logs it."""
     broken = create_app(load_predictor(MODEL))
     broken.state.predictor._logits = lambda images: 1 / 0  # noqa: E731
-    with TestClient(broken, raise_server_exceptions=False) as c:
+    with TestClient(broken) as c:
         r = c.post("/predict", json={"pixels": [[0] * 28] * 28})
     assert r.status_code == 500 and "ZeroDivision" not in r.text
     assert json.loads(r.text)["detail"].startswith("internal error")
+    logged = [rec for rec in caplog.records if rec.exc_info]
+    assert [(rec.name, rec.getMessage()) for rec in logged] == [
+        ("digits.serve", "unexpected error on POST /predict")]
+    assert logged[0].exc_info[0] is ZeroDivisionError
 
 
 def health_seconds_while_held(client, started, release) -> float:
@@ -297,3 +341,76 @@ def test_one_app_serves_waiting_requests_from_one_event_loop_after_another():
 
     assert asyncio.run(three_at_once()) == [200] * 3
     assert asyncio.run(three_at_once()) == [200] * 3  # a new loop (a second TestClient, say)
+
+
+def _stalling_request(app, reading: list, peak: list, first=b'{"image": "'):
+    """POST /predict straight to the ASGI app from a client that sends ``first``, a part of the
+    body it declares, then stalls; ``reading`` counts those whose body is being read."""
+    import asyncio
+
+    sent, started = [], False
+
+    async def receive():
+        nonlocal started
+        if not started:  # the app has begun to read this body
+            started = True
+            reading[0] += 1
+            peak[0] = max(peak[0], reading[0])
+            return {"type": "http.request", "body": first, "more_body": True}
+        await asyncio.Event().wait()  # the rest never comes
+
+    async def send(message):
+        if message["type"] == "http.response.start" and started:
+            reading[0] -= 1
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
+             "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000),
+             "headers": [(b"content-type", b"application/json"), (b"content-length", b"9000000")]}
+
+    async def run():
+        await app(scope, receive, send)
+        return sent[0]["status"], dict(sent[0]["headers"]), json.loads(sent[1]["body"])
+    return run()
+
+
+def test_a_body_that_stalls_is_answered_408_and_its_connection_closed():
+    """A client that sent part of its body and stopped held its memory and its place for ever."""
+    import asyncio
+    import time
+
+    app = create_app(load_predictor(MODEL), body_timeout=0.5)
+    t0 = time.perf_counter()
+    status, headers, body = asyncio.run(asyncio.wait_for(_stalling_request(app, [0], [0]), 10))
+    assert status == 408 and headers[b"connection"] == b"close", (status, headers)
+    assert body["detail"] == "the request body did not arrive within 0.5 s"
+    assert time.perf_counter() - t0 < 5
+
+
+def test_no_more_bodies_are_read_at_once_than_twice_the_turns():
+    """Bodies were read before any limit applied: 20 clients stalling short of 9 MiB bodies took
+    the server from 259 to 474 MB, for ever. With one turn, two bodies are read at once (the
+    others wait, unread, in the kernel and uvicorn's 64 KiB), and /health answers meanwhile."""
+    import asyncio
+    import time
+
+    import httpx
+
+    app = create_app(load_predictor(MODEL), max_concurrent=1, body_timeout=0.5)
+    reading, peak = [0], [0]
+
+    async def six_stalled_and_health():
+        stalled = asyncio.gather(*(_stalling_request(app, reading, peak) for _ in range(6)))
+        await asyncio.sleep(0.2)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            t0 = time.perf_counter()
+            health = (await c.get("/health")).status_code, time.perf_counter() - t0
+        return await stalled, health
+
+    t0 = time.perf_counter()
+    answers, (health, seconds) = asyncio.run(asyncio.wait_for(six_stalled_and_health(), 20))
+    assert [status for status, _, _ in answers] == [408] * 6
+    assert peak[0] == 2  # six at once, two read at a time: three rounds of 0.5 s
+    assert 1.4 < time.perf_counter() - t0 < 10
+    assert health == 200 and seconds < 1

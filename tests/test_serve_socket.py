@@ -1,4 +1,5 @@
-"""The real server on a loopback socket: kept-alive requests are not held back by Nagle's algorithm.
+"""The real server on a loopback socket: kept-alive requests are not held back by Nagle's algorithm,
+and SIGTERM or Ctrl-C stop it promptly and quietly, whatever its clients do.
 
 uvicorn writes a response's head and body in two sends. Without TCP_NODELAY on the server's side
 of the connection, the body waits for the client to acknowledge the head, and a client that is
@@ -10,15 +11,28 @@ import http.client
 import json
 import os
 import select
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
-from digits.serve.app import _listen
+import pytest
+
+from digits.serve.app import SHUTDOWN_GRACE, _listen
 from test_serve import MODEL
+
+
+def start_server() -> tuple[subprocess.Popen, int]:
+    """`digits serve` on a free port, once it says it is serving: the process and its port."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "digits", "serve", str(MODEL), "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert select.select([proc.stdout], [], [], 60)[0], "digits serve printed nothing in 60 s"
+    return proc, int(proc.stdout.readline().split("http://127.0.0.1:")[1].split("/")[0])
 
 
 def test_connections_accepted_from_the_listening_socket_have_nagle_off():
@@ -45,12 +59,8 @@ def test_connections_accepted_from_the_listening_socket_have_nagle_off():
 def test_kept_alive_requests_take_well_under_the_40_ms_delayed_ack():
     """The real command, timed as the drawing page and benchmarks/api_latency.py use it. Before the
     fix every request after the first two took 44-48 ms; with it, about 2 ms on a quiet machine."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "digits", "serve", str(MODEL), "--port", "0"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc, port = start_server()
     try:
-        assert select.select([proc.stdout], [], [], 60)[0], "digits serve printed nothing in 60 s"
-        port = int(proc.stdout.readline().split("http://127.0.0.1:")[1].split("/")[0])
         body = json.dumps({"pixels": [[0] * 28] * 28}).encode()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # it sets TCP_NODELAY itself
         times = []
@@ -65,6 +75,64 @@ def test_kept_alive_requests_take_well_under_the_40_ms_delayed_ack():
         # 30 ms: below the 40 ms that every request waited with Nagle on, far above a loaded machine's
         # few ms, so that waiting for a busy core cannot fail it
         assert statistics.median(times[5:]) < 30, [round(t, 1) for t in times]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _stalled_upload(port: int) -> socket.socket:
+    """A client that declares 100 bytes of body, sends 1 and stalls: the server reads on, waiting."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30):  # uvicorn is running
+        pass
+    client = socket.create_connection(("127.0.0.1", port), timeout=30)
+    client.sendall(b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: 100\r\n\r\n{")
+    time.sleep(0.5)  # until the server is reading its body
+    return client
+
+
+@pytest.mark.parametrize("signals", [[signal.SIGTERM], [signal.SIGINT] * 2, [signal.SIGTERM] * 2],
+                         ids=["SIGTERM", "Ctrl-C twice", "SIGTERM twice"])
+def test_a_stalled_client_does_not_hold_the_server_when_stopped(signals):
+    """The client above kept the server running for ever after SIGTERM (a second SIGTERM did
+    nothing; only SIGKILL ended it); a second Ctrl-C ended it with two 60-line tracebacks. Now the
+    first signal leaves requests SHUTDOWN_GRACE seconds, a second ends them at once, quietly; the
+    client cut off is told why."""
+    proc, port = start_server()
+    try:
+        with _stalled_upload(port) as client:
+            start = time.perf_counter()
+            for sig in signals:
+                proc.send_signal(sig)
+                time.sleep(0.3)
+            code = proc.wait(timeout=SHUTDOWN_GRACE + 20)
+            took = time.perf_counter() - start
+            answer = client.recv(1000).decode()
+        err = proc.stderr.read()
+        assert code == 0 and "Traceback" not in err and "Exception" not in err, (code, err)
+        assert answer.startswith("HTTP/1.1 503") and "shutting down" in answer, answer
+        if len(signals) == 1:
+            assert SHUTDOWN_GRACE - 0.5 < took < SHUTDOWN_GRACE + 3, took
+            assert err.count("\n") <= 1, err  # uvicorn's line saying it cancelled a request
+        else:
+            assert took < 3, took
+            assert err == "", err
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_two_quick_ctrl_c_on_an_idle_server_exit_quietly():
+    """uvicorn raised the first Ctrl-C again once it had stopped, past its own handler: with a
+    second one on its heels, asyncio printed a 40-line traceback."""
+    proc, _ = start_server()
+    try:
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        assert proc.stderr.read() == ""
     finally:
         proc.kill()
         proc.wait()

@@ -1,4 +1,4 @@
-"""The HTTP app: POST /predict, GET /health, GET /model, the drawing page at / and docs at /docs.
+"""The HTTP app: POST /predict, GET /health, GET /model, the drawing page at / and /openapi.json.
 
 The app is built around one loaded model (the one the server was started with); inference runs
 in a worker thread so that the event loop keeps answering. No error ever sends a stack trace.
@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import os
+import signal
 import socket
+import threading
 import weakref
 from importlib.resources import files
 
@@ -35,6 +38,13 @@ MAX_UPLOAD_BYTES = 10 * 2**20  # a phone photo is 2-8 MB
 # up to max_pixels of memory (40 million by default). They wait in the event loop, not in the
 # worker pool (40 threads): waiting there took every thread, and /health could not answer.
 MAX_CONCURRENT = os.cpu_count() or 1
+# Seconds a request body has to arrive in full once the server starts reading it (408 after):
+# 10 MiB at 1.4 Mbit/s, a phone photo at far less. A client that stalls or trickles holds one of
+# the 2 x max_concurrent places for bodies, and its memory, this long at most.
+BODY_TIMEOUT = 60.0
+# Seconds that requests in progress have to finish once SIGTERM or Ctrl-C stops the server; those
+# still running then are cancelled (a second signal cancels them at once).
+SHUTDOWN_GRACE = 3
 STATIC = files("digits.serve") / "static"
 log = logging.getLogger("digits.serve")
 
@@ -58,7 +68,8 @@ _REQUEST_DOC = {"requestBody": {"required": True, "content": {
                    "description": "28x28 numbers 0-255, light ink on black, used as they are"}}}}}}}
 _ERRORS = {code: {"model": ErrorOut, "description": text} for code, text in (
     (400, "malformed request"), (413, "body over the size limit"), (415, "unsupported content type"),
-    (422, "not an image, over the pixel limit, or no digit in it"))}
+    (422, "not an image, over the pixel limit, or no digit in it"),
+    (408, "the body did not arrive in full in time"), (503, "the server stopped while answering"))}
 
 
 def _infer(predictor: Predictor, source, max_pixels: int) -> dict:
@@ -72,51 +83,68 @@ def _infer(predictor: Predictor, source, max_pixels: int) -> dict:
             "pixels": pixels.tolist()}
 
 
-def _turns(max_concurrent: int):
-    """A function giving the running event loop's semaphore of ``max_concurrent`` turns: one per
-    loop, as a semaphore is bound to the first loop that waits on it (an app can outlive a loop)."""
+def _turns(count: int):
+    """A function giving the running event loop's semaphore of ``count`` turns: one per loop, as
+    a semaphore is bound to the first loop that waits on it (an app can outlive a loop)."""
     turns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> its semaphore
 
     def my_turns() -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
         if loop not in turns:
-            turns[loop] = asyncio.Semaphore(max_concurrent)
+            turns[loop] = asyncio.Semaphore(count)
         return turns[loop]
     return my_turns
 
 
 def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               max_pixels: int = MAX_PIXELS, max_concurrent: int = MAX_CONCURRENT) -> FastAPI:
+               max_pixels: int = MAX_PIXELS, max_concurrent: int = MAX_CONCURRENT,
+               body_timeout: float = BODY_TIMEOUT) -> FastAPI:
     """The app serving ``predictor``; limits in bytes (413 above) and decoded pixels (422 above),
-    and at most ``max_concurrent`` images decoded and predicted at once."""
+    at most ``max_concurrent`` images decoded and predicted at once, and at most twice as many
+    request bodies read or held at once, each within ``body_timeout`` seconds (408 after)."""
     check_max_pixels(max_pixels)
-    my_turns = _turns(max_concurrent)
+    # A body is read only in its place, held until its answer: a request waiting for one holds a
+    # few hundred KiB at most (uvicorn stops reading a socket past 64 KiB unread). Twice the turns,
+    # so that the next bodies arrive while images are predicted. (Bodies used to be read before
+    # any limit: 20 clients stalling short of 9 MiB bodies held about 200 MB, for ever.)
+    my_bodies, my_turns = _turns(2 * max_concurrent), _turns(max_concurrent)
+    # No /docs or /redoc: FastAPI's pages load Swagger UI and ReDoc from CDNs (and fonts from
+    # Google), and were blank without the internet; /openapi.json describes the API all the same.
     app = FastAPI(title="digits", version=__version__, description="Recognise a handwritten digit: "
-                  "upload an image, or draw one at /.")
+                  "upload an image, or draw one at /.", docs_url=None, redoc_url=None)
     app.state.predictor = predictor
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     _add_error_handlers(app)
 
+    def get(path: str, **kwargs):
+        """@app.get, answering HEAD as well (uptime monitors use it): FastAPI's routes, unlike
+        Starlette's, answered HEAD with 405. Out of the schema, which would list it twice."""
+        def register(endpoint):
+            app.head(path, include_in_schema=False)(endpoint)  # uvicorn sends no body for HEAD
+            return app.get(path, **kwargs)(endpoint)
+        return register
+
     # async: these answer in the event loop, needing no worker thread while predictions run
-    @app.get("/", include_in_schema=False)
+    @get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"), media_type="text/html")
 
-    @app.get("/health")
+    @get("/health")
     async def health() -> dict:
         return {"status": "ok", "backend": predictor.backend}
 
-    @app.get("/model")
+    @get("/model")
     async def model() -> dict:
         return {"backend": predictor.backend, **predictor.description}
 
     @app.post("/predict", response_model=PredictionOut, responses=_ERRORS, openapi_extra=_REQUEST_DOC)
     async def predict(request: Request) -> dict:
         """An image file (multipart field `file`, or JSON `image` in base64) or 28x28 `pixels`."""
-        body = await read_body(request, max_upload_bytes)
-        async with my_turns():  # waiting here holds no worker thread; decoding waits its turn too
-            source = await parse_input(request.headers, body)
-            return await run_in_threadpool(_infer, predictor, source, max_pixels)
+        async with my_bodies():  # waiting here holds no worker thread, nor its body
+            body = await read_body(request, max_upload_bytes, body_timeout)
+            async with my_turns():  # decoding waits its turn too
+                source = await parse_input(request.headers, body)
+                return await run_in_threadpool(_infer, predictor, source, max_pixels)
 
     return app
 
@@ -124,17 +152,51 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        headers = {"Connection": "close"} if exc.close else None  # the rest of the body is not read
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(DigitsError)
     async def image_error(request: Request, exc: DigitsError) -> JSONResponse:
         message = str(exc)
         return JSONResponse({"detail": message.removeprefix("image: ")}, status_code=422)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
+    app.add_middleware(_LastResort)
+
+
+class _LastResort:
+    """Around the app's routes and handlers: an unexpected exception is logged once and answered 500
+    as JSON, and a request cut off by the server stopping is answered 503. (FastAPI's handler for
+    Exception runs in Starlette's ServerErrorMiddleware, which raises the exception again for the
+    server to log: uvicorn logged each traceback a second time, "Exception in ASGI application".)"""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watched(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except asyncio.CancelledError:  # shutdown's grace period ran out, or a second Ctrl-C
+            if not started:
+                await _answer(scope, receive, send, 503, "the server is shutting down; try again later")
+            raise
+        except Exception:
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            if not started:  # else the server ends the connection: the answer is incomplete
+                await _answer(scope, receive, send, 500, "internal error; the server log has the details")
+
+
+async def _answer(scope, receive, send, status: int, detail: str) -> None:
+    response = JSONResponse({"detail": detail}, status_code=status, headers={"Connection": "close"})
+    await response(scope, receive, send)
 
 
 def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, *,
@@ -147,18 +209,60 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, *,
     # one thread per request: requests run in parallel in the worker pool instead
     app = create_app(load_predictor(model_path, threads=1), max_upload_bytes, max_pixels, max_concurrent)
     sock = _listen(host, port)
+    # lifespan off: the app has no startup or shutdown work, and a second Ctrl-C, which skips the
+    # shutdown event, left its task waiting to be cancelled: Starlette then logged a traceback
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=SHUTDOWN_GRACE)
+    server = uvicorn.Server(config)
+    server.handle_exit = functools.partial(_stop, server)  # uvicorn's signal handler: ours instead
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(_no_cancelled_traceback)  # after uvicorn.Config has configured logging
+    # Our handler from now on: a Ctrl-C as soon as it says it is serving stops it quietly too (and
+    # asyncio.run leaves Ctrl-C alone, instead of raising KeyboardInterrupt in the running task).
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # where signal handlers can be set
+        previous = {sig: signal.signal(sig, server.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
     where = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
-    print(f"digits: serving {model_path} on http://{where}:{sock.getsockname()[1]}/ (API docs at /docs)",
+    print(f"digits: serving {model_path} on http://{where}:{sock.getsockname()[1]}/ (Ctrl-C stops it)",
           flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     try:
         server.run(sockets=[sock])  # the socket we bound: no second bind that could fail or race
     except KeyboardInterrupt:  # Ctrl-C is how a server is stopped, not an error
         return
     finally:
         sock.close()
+        uvicorn_log.removeFilter(_no_cancelled_traceback)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not server.started:
         raise DigitsError("the server could not start; see the messages above")
+
+
+def _stop(server, sig: int, frame) -> None:
+    """SIGINT or SIGTERM: the first stops the server, leaving requests in progress SHUTDOWN_GRACE
+    seconds to finish; a second ends them at once. uvicorn's own handler let a stalled client keep
+    the server running for ever (no time limit; a second SIGTERM did nothing), and noted each
+    signal to raise it again once stopped: a second Ctrl-C then became a KeyboardInterrupt inside
+    asyncio's teardown, printed as tracebacks of 40 to 120 lines."""
+    if not server.should_exit:
+        server.should_exit = True
+        return
+    server.force_exit = True
+    try:  # force_exit alone: on Python 3.12+ uvicorn still waits out the grace period for the
+        # connections to close (Server.wait_closed waits for them there)
+        asyncio.get_running_loop().call_soon_threadsafe(_cancel_requests, server)
+    except RuntimeError:  # the event loop is not running: nothing to cancel
+        pass
+
+
+def _cancel_requests(server) -> None:
+    for task in list(server.server_state.tasks):
+        task.cancel()  # each is answered 503 (_LastResort), and its connection closed
+
+
+def _no_cancelled_traceback(record: logging.LogRecord) -> bool:
+    """Drops uvicorn's "Exception in ASGI application" traceback for a request cancelled because the
+    server stopped (its grace period ran out, or a second signal came): that is no error."""
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 
 
 def _listen(host: str, port: int) -> socket.socket:

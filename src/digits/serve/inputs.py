@@ -1,15 +1,17 @@
-"""Reading a POST /predict request: its size limit, and its image or 28x28 pixels, as typed values.
+"""Reading a POST /predict request: its size and time limits, and its image or 28x28 pixels as typed values.
 
 Every problem becomes an ``ApiError`` with the HTTP status and a message for the client.
 
-    body = await read_body(request, limit=10 * 2**20)
+    body = await read_body(request, limit=10 * 2**20, timeout=60)
     image = await parse_input(request.headers, body)     # bytes of an image, or uint8 (28, 28)
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
+import logging
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -17,30 +19,49 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
+# python-multipart logs a warning for each malformed multipart body ("Expected boundary character
+# 122, got 98 at index 4"), printed on stderr by logging's last resort: any client could fill the
+# server's log. Each of them is also a MultiPartException, which the client gets as a 400.
+for _name in ("python_multipart", "multipart"):  # its package, and its name before 0.0.13
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
+
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str):
+    """``close``: end the connection after the answer, as the rest of the body was not read."""
+
+    def __init__(self, status: int, message: str, close: bool = False):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.close = close
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as it passes ``limit`` bytes, declared or not."""
+async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
+    """The whole body, refusing (413) as soon as it passes ``limit`` bytes, declared or not, and
+    (408) when it has not all arrived ``timeout`` seconds after the first read."""
     declared = request.headers.get("content-length")
-    too_big = ApiError(413, f"request body over the limit of {limit:,} bytes; send a smaller image")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise too_big
-    chunks, size = [], 0
+        raise _too_big(limit)
+    try:
+        return await asyncio.wait_for(_read(request, limit), timeout)
+    except asyncio.TimeoutError:  # a client that stalls or trickles: it held memory and a turn
+        raise ApiError(408, f"the request body did not arrive within {timeout:g} s", close=True) from None
+
+
+def _too_big(limit: int) -> ApiError:
+    return ApiError(413, f"request body over the limit of {limit:,} bytes; send a smaller image", close=True)
+
+
+async def _read(request: Request, limit: int) -> bytes:
+    body = bytearray()  # grown in place: joining a list of chunks held the body twice at the end
     try:
         async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_big
-            chunks.append(chunk)
+            if len(body) + len(chunk) > limit:
+                raise _too_big(limit)
+            body += chunk
     except ClientDisconnect:
         raise ApiError(400, "the client disconnected before sending the whole request") from None
-    return b"".join(chunks)
+    return bytes(body)
 
 
 async def _once(body: bytes):
@@ -64,11 +85,16 @@ async def _from_form(headers: Headers, body: bytes) -> bytes:
         form = await MultiPartParser(headers, _once(body), max_files=1, max_fields=10).parse()
     except MultiPartException as e:
         raise ApiError(400, f"malformed multipart request: {e.message}") from None
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise ApiError(400, "no file in the multipart field 'file'")
-    data = await upload.read()
-    await form.close()
+    try:
+        upload = form.get("file")
+        if isinstance(upload, str):  # curl -F 'file=<seven.png' sends the bytes as text, not a file
+            raise ApiError(400, "the multipart field 'file' must be a file upload, not text: "
+                           "curl -F 'file=@seven.png' (with @)")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, "no file in the multipart field 'file' (curl -F 'file=@seven.png')")
+        data = await upload.read()
+    finally:
+        await form.close()
     if not data:
         raise ApiError(400, "the uploaded file is empty")
     return data
@@ -76,7 +102,8 @@ async def _from_form(headers: Headers, body: bytes) -> bytes:
 
 def _from_json(body: bytes) -> bytes | np.ndarray:
     try:
-        payload = json.loads(body)
+        # strict=False: newlines may stand in a string, as in {"image": "$(base64 seven.png)"}
+        payload = json.loads(body, strict=False)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[" * 50000 nests too deep
         raise ApiError(400, "the body is not valid JSON") from None
     if not isinstance(payload, dict) or ("image" in payload) == ("pixels" in payload):
@@ -91,13 +118,24 @@ def _from_json(body: bytes) -> bytes | np.ndarray:
         header, _, text = text.partition(",")
         if not header.lower().endswith(";base64"):
             raise ApiError(400, "'image' as a data: URL must be base64: data:image/png;base64,...")
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(400, "'image' is not valid base64") from None
+    data = _base64(text)
     if not data:
         raise ApiError(400, "'image' is empty")
     return data
+
+
+def _base64(text: str) -> bytes:
+    """Base64 as tools write it: wrapped in lines (GNU base64 wraps at 76 columns), in the URL-safe
+    alphabet (- and _ for + and /) or without its = padding. Anything else is a 400."""
+    text = "".join(text.split()).translate(_URL_SAFE)
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "'image' is not valid base64") from None
+
+
+_URL_SAFE = str.maketrans("-_", "+/")
 
 
 def _pixels(value) -> np.ndarray:
