@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from digits import download
+from digits import atomic, download
+from digits.atomic import temp_path
 from digits.data import FILES, load_mnist
 from digits.errors import DataError
 
@@ -195,15 +196,23 @@ def test_ctrl_c_during_a_download_leaves_no_partial_file(tmp_path, monkeypatch):
 def test_partial_files_of_killed_downloads_are_removed_by_the_next(tmp_path, monkeypatch):
     import subprocess
     import sys
+    import time
     import urllib.error
 
     dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True, check=True).stdout)
-    stale = tmp_path / f".t10k-labels-idx1-ubyte.gz.{dead}.part"
-    running = tmp_path / ".t10k-labels-idx1-ubyte.gz.1.part"  # pid 1 is alive: a download in progress
-    other = tmp_path / f".train-labels-idx1-ubyte.gz.{dead}.part"  # another file's: not this call's
-    for path in (stale, running, other):
+    final = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    stale = temp_path(final, dead, ".part")
+    running = temp_path(final, 1, ".part")  # pid 1 is alive: a download in progress
+    other = temp_path(tmp_path / "train-labels-idx1-ubyte.gz", dead, ".part")  # another file's: not this call's
+    # another host's download into a shared folder (multi-node torchrun, an NFS home): its PID is
+    # not one of ours, so it is left alone, until an hour without a byte shows it was killed
+    other_host = temp_path(final, dead, ".part", host="node2")
+    abandoned = temp_path(final, dead, ".part", host="node3")
+    for path in (stale, running, other, other_host, abandoned):
         path.write_bytes(b"part of a download")
+    long_ago = time.time() - 2 * 3600
+    os.utime(abandoned, (long_ago, long_ago))
 
     def offline(url, dest, progress):
         raise urllib.error.URLError("no network")
@@ -211,4 +220,68 @@ def test_partial_files_of_killed_downloads_are_removed_by_the_next(tmp_path, mon
     monkeypatch.setattr(download, "_fetch", offline)
     with pytest.raises(DataError, match="no network"):
         download.download_file("t10k-labels-idx1-ubyte", tmp_path, ("http://127.0.0.1:9/",), progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running.name, other.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (running, other, other_host))
+
+
+def _another_digits_cleans_up(monkeypatch, final: Path, host: str | None = None) -> None:
+    """What download_file does first, as another host's or container's digits would: there, none
+    of this process's PIDs is running."""
+    with monkeypatch.context() as there:
+        if host:
+            there.setattr(atomic, "_HOST", host)
+        there.setattr(atomic, "_alive", lambda pid: False)
+        assert atomic.remove_stale_temps(final, ".part") == []
+
+
+def test_a_download_is_not_deleted_by_another_hosts_digits(mirror, tmp_path, monkeypatch):
+    # two nodes of a torchrun job download into one NFS cache at once: each cleans up before it
+    # starts, and must not take the other's download for a killed one
+    url = mirror("good")
+    final = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    real_fetch = download._fetch
+
+    def fetch(url, dest, progress):
+        real_fetch(url, dest, progress)
+        _another_digits_cleans_up(monkeypatch, final, host="node2")
+
+    monkeypatch.setattr(download, "_fetch", fetch)
+    assert download.download_file(final.name[:-3], tmp_path, (url,), progress=False) == final
+    assert download.file_matches(final, "t10k-labels-idx1-ubyte")
+    assert [p.name for p in tmp_path.iterdir()] == [final.name]
+
+
+@pytest.mark.skipif(atomic.fcntl is None, reason="no advisory locks (Windows)")
+def test_a_download_is_not_deleted_by_a_container_with_this_host_name(mirror, tmp_path, monkeypatch):
+    # containers sharing the host's name (host networking) and a cache, each in its own PID namespace
+    url = mirror("good")
+    final = tmp_path / "t10k-labels-idx1-ubyte.gz"
+
+    def lock_temp(f):  # the download has begun: its part is open and being written
+        atomic.lock_temp(f)
+        _another_digits_cleans_up(monkeypatch, final)
+
+    monkeypatch.setattr(download, "lock_temp", lock_temp)
+    assert download.download_file(final.name[:-3], tmp_path, (url,), progress=False) == final
+    assert download.file_matches(final, "t10k-labels-idx1-ubyte")
+
+
+def test_a_partial_download_deleted_by_another_program_is_one_clear_line(real_mnist, tmp_path, monkeypatch):
+    final = tmp_path / "t10k-labels-idx1-ubyte.gz"
+
+    def fetch_then_lose_it(url, dest, progress):
+        dest.write_bytes(b"\x1f\x8b part of it")
+        dest.unlink()  # an older digits elsewhere, or someone tidying the folder
+
+    monkeypatch.setattr(download, "_fetch", fetch_then_lose_it)
+    with pytest.raises(DataError) as info:
+        download.download_file(final.name[:-3], tmp_path, ("http://127.0.0.1:9/",), progress=False)
+    assert "was deleted while it downloaded" in str(info.value) and "Errno" not in str(info.value)
+
+    def fetch_while_another_finishes(url, dest, progress):
+        final.write_bytes((real_mnist / final.name).read_bytes())  # the same download, elsewhere
+        dest.write_bytes(b"")
+        dest.unlink()
+
+    monkeypatch.setattr(download, "_fetch", fetch_while_another_finishes)
+    assert download.download_file(final.name[:-3], tmp_path, ("http://127.0.0.1:9/",), progress=False) == final
+    assert [p.name for p in tmp_path.iterdir()] == [final.name]

@@ -19,7 +19,7 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from .atomic import remove_stale_temps, sync_folder
+from .atomic import lock_temp, remove_stale_temps, sync_folder, temp_path
 from .cache import cache_root
 from .data import FILES
 from .errors import DataError
@@ -94,7 +94,7 @@ def download_file(name: str, folder: Path, mirrors: tuple[str, ...] = MIRRORS,
         raise DataError(f"cannot create {folder} for the MNIST download: {e.strerror or e}") from None
     final = folder / f"{name}.gz"
     remove_stale_temps(final, ".part")  # left by a download that was killed (SIGKILL, power loss)
-    partial = folder / f".{name}.gz.{os.getpid()}.part"
+    partial = temp_path(final, suffix=".part")
     failures: list[str] = []
     try:
         if _try_mirrors(name, partial, mirrors, progress, failures):
@@ -122,13 +122,30 @@ def _try_mirrors(name: str, partial: Path, mirrors: tuple[str, ...], progress: b
             reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", None) or e
             failures.append(f"{url}: {reason}")
             continue
-        if file_matches(partial, name):
-            with _writing():
+        try:
+            verified = file_matches(partial, name)
+            if verified:
                 os.replace(partial, final)  # atomic: a file named like the real one is always complete
+        except FileNotFoundError:  # deleted by something else sharing the folder (an older digits)
+            if _verified(final, name):  # by one that finished the same download, say
+                return True
+            failures.append(f"{url}: its partial file {partial.name} was deleted while it downloaded "
+                            "(by another program using the folder?)")
+            continue
+        except OSError as e:  # reading back or renaming in the data folder: not the mirror's fault
+            raise _WriteFailed(e) from None
+        if verified:
             sync_folder(final.parent)
             return True
         failures.append(f"{url}: md5 mismatch")
     return False
+
+
+def _verified(path: Path, name: str) -> bool:
+    try:
+        return file_matches(path, name)
+    except OSError:
+        return False
 
 
 class _WriteFailed(Exception):
@@ -152,6 +169,7 @@ def _fetch(url: str, dest: Path, progress: bool) -> None:
 
     with _writing():  # before contacting the mirror, which can take 30 s to time out
         out = open(dest, "wb")
+    lock_temp(out)  # another host's or container's digits sees it is being written
     request = urllib.request.Request(url, headers={"User-Agent": "digits"})
     with out, urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
