@@ -29,9 +29,10 @@ def test_read_idx_big_endian_int32(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"", "not an IDX file"),
+    (b"", r"not an IDX file \(it is empty\)"),
     (b"\x00\x00\x08", "not an IDX file"),
     (b"PK\x03\x04rest", "not an IDX file"),
+    (b"\n<html><body>Service unavailable</body></html>", r"not an IDX file \(it is HTML"),  # an error page
     (b"\x00\x00\x07\x01\x00\x00\x00\x01\x00", "not an IDX file"),  # unknown type code
     (b"\x00\x00\x08\x03\x00\x00", "truncated in its header"),
     (idx_bytes(np.zeros((2, 28, 28), np.uint8))[:-5], "truncated or corrupt"),
@@ -43,6 +44,8 @@ def test_read_idx_rejects_broken_files(tmp_path, content, message):
     with pytest.raises(DataError, match=message) as info:
         read_idx(path)
     assert str(path) in str(info.value)
+    # what to do about it, as for a truncated gzip file: these are failed or interrupted downloads
+    assert str(info.value).endswith("; delete it and download it again")
 
 
 def test_header_claiming_huge_size_is_refused_without_allocating(tmp_path):

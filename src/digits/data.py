@@ -72,6 +72,18 @@ def _gunzip(data: bytes) -> bytes:
     return b"".join(parts) if len(parts) != 1 else parts[0]
 
 
+_AGAIN = "delete it and download it again"  # every file read_idx reads is one of MNIST's
+
+
+def _looks_like(raw: bytes) -> str:
+    """What a file that is not IDX seems to be, in a few words (a failed download, often)."""
+    if not raw:
+        return "it is empty"
+    if raw.lstrip()[:1] == b"<":
+        return "it is HTML or XML, perhaps an error page saved in its place"
+    return f"magic number {raw[:4].hex()}"
+
+
 def read_idx(path: str | Path) -> torch.Tensor:
     """Read an IDX file (gzip-compressed or not) into a tensor, validating header against size."""
     path = Path(path)
@@ -80,21 +92,21 @@ def read_idx(path: str | Path) -> torch.Tensor:
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: corrupt gzip data ({e}); delete it and download it again") from None
+        raise DataError(f"{path}: corrupt gzip data ({e}); {_AGAIN}") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise DataError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'})")
+        raise DataError(f"{path}: not an IDX file ({_looks_like(raw)}); {_AGAIN}")
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"{path}: truncated in its header ({len(raw)} bytes)")
+        raise DataError(f"{path}: truncated in its header ({len(raw)} bytes); {_AGAIN}")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     expected = math.prod(dims) * dtype.itemsize
     if len(raw) - header != expected:
         raise DataError(f"{path}: header declares shape {dims} ({expected} bytes of data) but the "
-                        f"file holds {len(raw) - header}; it is truncated or corrupt")
+                        f"file holds {len(raw) - header}; it is truncated or corrupt; {_AGAIN}")
     try:  # an empty array may still declare dimensions numpy cannot address (0 x 965 x 2**29 ...)
         array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
     except ValueError as e:
