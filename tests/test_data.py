@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import idx_bytes
-from digits.data import load_mnist, normalize, read_idx, split_train_val, Split
+from digits.data import FILES, load_mnist, mnist_file, normalize, read_idx, split_train_val, Split
 from digits.errors import DataError
 
 
@@ -126,6 +126,32 @@ def test_load_mnist_from_synthetic_files(tiny_mnist):
     assert data.train.images.shape == (250, 1, 28, 28) and data.train.images.dtype == torch.uint8
     assert len(data.val) == 50 and len(data.test) == 100
     assert data.test.labels.dtype == torch.int64
+
+
+@pytest.mark.parametrize("spell", [str.upper, lambda name: name.replace("-idx", ".idx"),
+                                   lambda name: name.replace("-idx", ".idx").removesuffix(".gz")],
+                         ids=["upper-case", "kaggle-gz", "kaggle"])
+def test_upper_case_and_kaggle_names_are_read(tiny_mnist, spell):
+    # TRAIN-IMAGES-IDX3-UBYTE.GZ (some archives, case-insensitive disks), train-images.idx3-ubyte (Kaggle)
+    for name in FILES:
+        gz = tiny_mnist / f"{name}.gz"
+        target = tiny_mnist / spell(gz.name)
+        if target.suffix == ".gz":
+            gz.rename(target)
+        else:
+            target.write_bytes(gzip.decompress(gz.read_bytes()))
+            gz.unlink()
+    assert len(load_mnist(tiny_mnist, val_size=0).train) == 300
+
+
+def test_the_exact_name_wins_over_other_spellings(tmp_path):
+    for name in ("T10K-LABELS-IDX1-UBYTE.GZ", "t10k-labels.idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        (tmp_path / name).write_bytes(b"")
+    assert mnist_file(tmp_path, "t10k-labels-idx1-ubyte") == tmp_path / "t10k-labels-idx1-ubyte"
+    (tmp_path / "t10k-labels-idx1-ubyte").unlink()
+    assert mnist_file(tmp_path, "t10k-labels-idx1-ubyte") == tmp_path / "t10k-labels.idx1-ubyte"
+    assert mnist_file(tmp_path, "t10k-images-idx3-ubyte") is None
+    assert mnist_file(tmp_path / "nowhere", "t10k-images-idx3-ubyte") is None
 
 
 def test_normalize_matches_the_tutorial_transform():

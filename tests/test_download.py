@@ -151,7 +151,7 @@ def test_search_order_and_no_download_message(tiny_mnist, tmp_path, monkeypatch)
     assert download.find_mnist(None, download=False) == tiny_mnist
     assert download.find_mnist(tmp_path / "empty", download=False) == tiny_mnist  # falls through
     monkeypatch.delenv("DIGITS_DATA_DIR")
-    with pytest.raises(DataError, match="MNIST not found .*looked in .*empty.*cache"):
+    with pytest.raises(DataError, match="MNIST not found: looked in .*empty.*cache"):
         download.find_mnist(tmp_path / "empty", download=False)
 
 
@@ -285,3 +285,55 @@ def test_a_partial_download_deleted_by_another_program_is_one_clear_line(real_mn
     monkeypatch.setattr(download, "_fetch", fetch_while_another_finishes)
     assert download.download_file(final.name[:-3], tmp_path, ("http://127.0.0.1:9/",), progress=False) == final
     assert [p.name for p in tmp_path.iterdir()] == [final.name]
+
+
+def test_the_missing_data_error_names_what_is_missing_and_the_names_expected(tiny_mnist, tmp_path):
+    (tiny_mnist / "train-images-idx3-ubyte.gz").rename(tiny_mnist / "train-images-idx3-ubyte.zip")
+    (tmp_path / "afile").write_bytes(b"")
+    with pytest.raises(DataError) as info:
+        download.find_mnist(tiny_mnist, download=False)
+    message = str(info.value)
+    assert message.startswith(f"MNIST not found: looked in {tiny_mnist} (no train-images-idx3-ubyte; "
+                              f"not recognised: train-images-idx3-ubyte.zip), {download.cache_dir()} "
+                              "(does not exist); the four files are train-images-idx3-ubyte, train-labels-"
+                              "idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, each .gz or not")
+    assert "any letter case" in message and "train-images.idx3-ubyte" in message
+    with pytest.raises(DataError, match=r"looked in .*afile \(a file, not a folder\)"):
+        download.find_mnist(tmp_path / "afile", download=False)
+    with pytest.raises(DataError, match=r"looked in .*empty \(none of the four files\)"):
+        download.find_mnist(Path(tmp_path / "empty").mkdir() or tmp_path / "empty", download=False)
+
+
+def test_a_download_says_what_it_downloaded_and_where(mirror, tiny_mnist, capsys):
+    (tiny_mnist / "t10k-labels-idx1-ubyte.gz").rename(tiny_mnist / "t10k-labels-idx1-ubyte.gz.bak")
+    download.find_mnist(tiny_mnist, mirrors=(mirror("good"),))
+    assert capsys.readouterr().err.endswith(
+        f"downloaded MNIST (1 file, 4.5 kB) into {tiny_mnist}; not used, as not recognised: "
+        "t10k-labels-idx1-ubyte.gz.bak\n")  # beside the .bak, which is not taken for it
+    download.find_mnist(tiny_mnist, mirrors=(mirror("good"),))
+    assert capsys.readouterr().err == ""  # found: nothing to say
+
+
+def test_a_data_folder_that_cannot_be_created_says_what_to_do(tmp_path, monkeypatch):
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    folder = tmp_path / "mnt" / "d"
+    with monkeypatch.context() as patch, pytest.raises(DataError) as info:
+        patch.setattr(Path, "mkdir", read_only)
+        download.find_mnist(folder, mirrors=("http://127.0.0.1:9/",))
+    assert str(info.value) == (f"cannot create {folder} for the MNIST download: Read-only file system; choose "
+                               "a writable --data-dir (or $DIGITS_DATA_DIR, which is used without --data-dir)")
+    (tmp_path / "afile").write_bytes(b"")
+    with pytest.raises(DataError) as info:
+        download.find_mnist(tmp_path / "afile", mirrors=("http://127.0.0.1:9/",))
+    assert str(info.value).startswith(f"cannot create {tmp_path / 'afile'} for the MNIST download: "
+                                      f"{tmp_path / 'afile'} is a file, not a folder; choose another --data-dir")
+
+
+def test_an_empty_data_dir_is_refused(tmp_path, capsys):
+    from digits.cli import main
+
+    assert main(["show", "--data-dir", "", "--no-download", "--out", str(tmp_path / "x.png")]) == 2
+    assert capsys.readouterr().err == ("digits: error: --data-dir is empty; name a folder, or leave it out "
+                                       f"to use $DIGITS_DATA_DIR or the cache ({download.cache_dir()})\n")

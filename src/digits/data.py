@@ -153,10 +153,36 @@ def _load_pair(folder: Path, images_name: str, labels_name: str) -> Split:
 
 
 def _existing(folder: Path, name: str) -> Path:
-    for candidate in (folder / f"{name}.gz", folder / name):
-        if candidate.exists():
-            return candidate
-    raise DataError(f"{folder}: {name}[.gz] is missing")
+    path = mnist_file(folder, name)
+    if path is None:
+        raise DataError(f"{folder}: {name}[.gz] is missing")
+    return path
+
+
+def accepted_names(name: str) -> tuple[str, ...]:
+    """The file names taken for ``name``, in order of preference: the mirrors' NAME.gz, NAME
+    uncompressed, then Kaggle's dotted spelling (train-images.idx3-ubyte), .gz or not."""
+    dotted = name.replace("-idx", ".idx")
+    return f"{name}.gz", name, f"{dotted}.gz", dotted
+
+
+def mnist_file(folder: Path, name: str) -> Path | None:
+    """The file in ``folder`` holding the MNIST file ``name`` (one of FILES), or None: one of its
+    accepted_names, spelt exactly, else in any letter case (TRAIN-IMAGES-IDX3-UBYTE.GZ, as some
+    archives and case-insensitive disks leave them). read_idx checks its content either way."""
+    names = accepted_names(name)
+    for candidate in names:
+        if (folder / candidate).exists():
+            return folder / candidate
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError:  # missing, not a folder, or unreadable: the exact names were all it could have
+        return None
+    for candidate in names:
+        for entry in entries:
+            if entry.lower() == candidate and (folder / entry).exists():
+                return folder / entry
+    return None
 
 
 def seed_value(seed: int) -> int:

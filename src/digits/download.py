@@ -2,7 +2,7 @@
 
 Search order: the ``data_dir`` argument (``--data-dir``), ``$DIGITS_DATA_DIR``, the user cache
 (``$XDG_CACHE_HOME/digits/mnist`` if that is an absolute path, else ``~/.cache/digits/mnist``). If
-none holds the four files they are downloaded into the first of those that was given.
+none holds the four files, the missing ones are downloaded into the first of those that was given.
 
     folder = find_mnist()               # a Path holding the four IDX files
 """
@@ -21,8 +21,9 @@ from pathlib import Path
 
 from .atomic import lock_temp, remove_stale_temps, sync_folder, temp_path
 from .cache import cache_root
-from .data import FILES
-from .errors import DataError
+from .data import FILES, accepted_names, mnist_file
+from .errors import DataError, DigitsError
+from .outpath import file_in_the_way, make_folder
 
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",  # the PyTorch project's mirror
@@ -38,6 +39,7 @@ MD5 = {
 }
 ENV_VAR = "DIGITS_DATA_DIR"
 _TIMEOUT_S = 30
+_WRITABLE = f"choose a writable --data-dir (or ${ENV_VAR}, which is used without --data-dir)"
 
 
 def cache_dir() -> Path:
@@ -45,31 +47,80 @@ def cache_dir() -> Path:
 
 
 def _has_all(folder: Path) -> bool:
-    return all((folder / f"{n}.gz").exists() or (folder / n).exists() for n in FILES)
+    return all(mnist_file(folder, n) is not None for n in FILES)
 
 
 def candidates(data_dir: str | Path | None = None) -> list[Path]:
-    """The folders searched, in order."""
+    """The folders searched, in order. An empty ``data_dir`` is refused: it would mean no
+    --data-dir at all, silently ($DIGITS_DATA_DIR set empty counts as unset, as for most variables)."""
+    if isinstance(data_dir, str) and not data_dir:
+        raise DataError(f"--data-dir is empty; name a folder, or leave it out to use ${ENV_VAR} or "
+                        f"the cache ({cache_dir()})")
     found = [Path(d).expanduser() for d in (data_dir, os.environ.get(ENV_VAR)) if d]
-    return found + [cache_dir()]
+    return list(dict.fromkeys(found + [cache_dir()]))  # each once, in order
 
 
 def find_mnist(data_dir: str | Path | None = None, download: bool = True,
                mirrors: tuple[str, ...] = MIRRORS) -> Path:
-    """Return a folder holding the four MNIST files, downloading them if needed."""
+    """Return a folder holding the four MNIST files, downloading the missing ones if needed."""
     places = candidates(data_dir)
     for folder in places:
         if _has_all(folder):
             return folder
-    looked = ", ".join(str(p) for p in places)
     if not download:
-        raise DataError(f"MNIST not found (looked in {looked}); pass --data-dir DIR holding the four "
-                        f"IDX files, set {ENV_VAR}, or allow the download")
+        looked = ", ".join(f"{p} ({_lacks(p)})" for p in places)
+        raise DataError(f"MNIST not found: looked in {looked}; {_EXPECTED}; pass --data-dir DIR holding "
+                        f"them, set {ENV_VAR}, or allow the download (leave out --no-download)")
     target = places[0]
-    for name in FILES:
-        if not ((target / f"{name}.gz").exists() or (target / name).exists()):
-            download_file(name, target, mirrors)
+    _make_folder(target)
+    missing = [name for name in FILES if mnist_file(target, name) is None]
+    size = sum(download_file(name, target, mirrors).stat().st_size for name in missing)
+    odd = _unrecognised(target)
+    amount = f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
+    print(f"downloaded MNIST ({len(missing)} file{'s' * (len(missing) != 1)}, {amount}) into "
+          f"{target}" + (f"; not used, as not recognised: {odd}" if odd else ""), file=sys.stderr)
     return target
+
+
+_EXPECTED = (f"the four files are {', '.join(FILES[:-1])} and {FILES[-1]}, each .gz or not (any letter "
+             f"case, or dotted as Kaggle has them: {accepted_names(FILES[0])[-1]})")
+
+
+def _lacks(folder: Path) -> str:
+    """What ``folder`` lacks, in a few words: why it does not count as MNIST."""
+    blocker = file_in_the_way(folder)
+    if blocker is not None:
+        return "a file, not a folder" if blocker == folder else f"{blocker} is a file, not a folder"
+    if not folder.is_dir():
+        return "does not exist"
+    missing = [name for name in FILES if mnist_file(folder, name) is None]
+    said = "none of the four files" if len(missing) == len(FILES) else "no " + " or ".join(missing)
+    odd = _unrecognised(folder)
+    return said + (f"; not recognised: {odd}" if odd else "")
+
+
+def _unrecognised(folder: Path, shown: int = 3) -> str:
+    """Files in ``folder`` named like MNIST files that are not taken for one (a .zip, a misspelling),
+    as a few words; empty if none."""
+    used = {mnist_file(folder, name) for name in FILES}
+    try:
+        odd = sorted(e for e in os.listdir(folder) if not e.startswith(".") and folder / e not in used
+                     and any(word in e.lower() for word in ("ubyte", "idx", "mnist")))
+    except OSError:
+        return ""
+    more = f" and {len(odd) - shown} more" if len(odd) > shown else ""
+    return ", ".join(odd[:shown]) + more
+
+
+def _make_folder(folder: Path) -> None:
+    what = f"{folder} for the MNIST download"
+    try:
+        make_folder(folder, what)
+    except DigitsError as e:  # a file where the folder must be
+        raise DataError(f"{e}; choose another --data-dir (or ${ENV_VAR}, which is used without "
+                        "--data-dir)") from None
+    except OSError as e:  # read-only file system, permission denied
+        raise DataError(f"cannot create {what}: {e.strerror or e}; {_WRITABLE}") from None
 
 
 def file_matches(path: Path, name: str) -> bool:
@@ -88,10 +139,7 @@ def file_matches(path: Path, name: str) -> bool:
 def download_file(name: str, folder: Path, mirrors: tuple[str, ...] = MIRRORS,
                   progress: bool = True) -> Path:
     """Download ``name``.gz into ``folder`` from the first mirror that serves a verified copy."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"cannot create {folder} for the MNIST download: {e.strerror or e}") from None
+    _make_folder(folder)
     final = folder / f"{name}.gz"
     remove_stale_temps(final, ".part")  # left by a download that was killed (SIGKILL, power loss)
     partial = temp_path(final, suffix=".part")
@@ -100,8 +148,7 @@ def download_file(name: str, folder: Path, mirrors: tuple[str, ...] = MIRRORS,
         if _try_mirrors(name, partial, mirrors, progress, failures):
             return final
     except _WriteFailed as e:  # every other mirror would fail the same way: ask none of them
-        raise DataError(f"cannot write {folder}: {e.error.strerror or e.error}; choose a writable "
-                        f"--data-dir (or ${ENV_VAR}, which is used without --data-dir)") from None
+        raise DataError(f"cannot write {folder}: {e.error.strerror or e.error}; {_WRITABLE}") from None
     finally:  # whatever ended the download, Ctrl-C included, leaves no partial file behind
         with contextlib.suppress(OSError):  # must not hide the exception that is ending it
             partial.unlink(missing_ok=True)
