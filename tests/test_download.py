@@ -33,6 +33,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = body[: len(body) // 2]
         self.send_header("Content-Length", str(claimed))
         self.end_headers()
+        if self.mode == "stall":  # a little, then nothing until the test ends
+            self.wfile.write(body[:1000])
+            self.wfile.flush()
+            self.done.wait(30)
+            return
+        if self.mode == "trickle":  # 100 bytes every 50 ms: 2 kB/s
+            for start in range(0, len(body), 100):
+                if self.done.wait(0.05):
+                    return
+                try:
+                    self.wfile.write(body[start:start + 100])
+                    self.wfile.flush()
+                except OSError:  # the client gave up on it
+                    return
+            return
         self.wfile.write(body)
 
     def log_message(self, *args):
@@ -43,11 +58,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def mirror(request):
     """mirror(mode) starts a loopback mirror and returns its URL; mirror.hits: the paths requested
     of any of them. Only a mirror that serves files needs the real MNIST files."""
-    servers = []
+    servers, done = [], threading.Event()
 
     def start(mode: str) -> str:
         source = Path() if mode == "missing" else request.getfixturevalue("real_mnist")
-        handler = type("H", (_Handler,), {"mode": mode, "source": source, "hits": start.hits})
+        handler = type("H", (_Handler,), {"mode": mode, "source": source, "hits": start.hits, "done": done})
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
@@ -55,6 +70,7 @@ def mirror(request):
 
     start.hits = []
     yield start
+    done.set()  # releases the stalled and trickling handlers
     for server in servers:
         server.shutdown()
 
@@ -285,6 +301,32 @@ def test_a_partial_download_deleted_by_another_program_is_one_clear_line(real_mn
     monkeypatch.setattr(download, "_fetch", fetch_while_another_finishes)
     assert download.download_file(final.name[:-3], tmp_path, ("http://127.0.0.1:9/",), progress=False) == final
     assert [p.name for p in tmp_path.iterdir()] == [final.name]
+
+
+def test_a_mirror_that_trickles_is_abandoned_for_the_next(mirror, tmp_path, monkeypatch):
+    # a server that sends a little every few seconds never trips the per-read timeout
+    monkeypatch.setattr(download, "_RATE_WINDOW_S", 0.3)
+    monkeypatch.setattr(download, "_MIN_RATE", 20_000)  # bytes/s; the trickle sends 2,000
+    slow = mirror("trickle")
+    with pytest.raises(DataError) as info:
+        download.download_file("t10k-labels-idx1-ubyte", tmp_path, (slow,), progress=False)
+    assert "too slow" in str(info.value) and "under the minimum of 20 kB/s" in str(info.value)
+    good = mirror("good")
+    assert download.download_file("t10k-labels-idx1-ubyte", tmp_path, (slow, good), progress=False).exists()
+    assert mirror.hits == ["/mnist/t10k-labels-idx1-ubyte.gz"] * 3
+
+
+def test_a_stalled_mirror_times_out_saying_after_how_long(mirror, tmp_path, monkeypatch):
+    monkeypatch.setattr(download, "_TIMEOUT_S", 0.3)
+    with pytest.raises(DataError, match=r"timed out \(nothing received for 0.3 s\)"):
+        download.download_file("t10k-labels-idx1-ubyte", tmp_path, (mirror("stall"),), progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_limits_on_a_mirror_allow_a_slow_link():
+    # the largest file, 9.9 MB, at the minimum rate: under three hours; each limit names itself
+    assert download._TIMEOUT_S >= 30 and 9.9e6 / download._MIN_RATE < 3 * 3600
+    assert download._RATE_WINDOW_S >= 60
 
 
 def test_the_missing_data_error_names_what_is_missing_and_the_names_expected(tiny_mnist, tmp_path):

@@ -14,6 +14,7 @@ import hashlib
 import http.client
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -38,7 +39,11 @@ MD5 = {
     "t10k-labels-idx1-ubyte": ("ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637"),
 }
 ENV_VAR = "DIGITS_DATA_DIR"
-_TIMEOUT_S = 30
+# What a mirror must keep up, else the next one is tried; module constants so tests can shrink them.
+# Generous for slow links: the largest file (9.9 MB) may take 2.7 hours at the minimum rate.
+_TIMEOUT_S = 30  # seconds with nothing received, connecting or mid-file (a stalled mirror)
+_MIN_RATE = 1000  # bytes per second, averaged over each _RATE_WINDOW_S (a mirror that trickles)
+_RATE_WINDOW_S = 60
 _WRITABLE = f"choose a writable --data-dir (or ${ENV_VAR}, which is used without --data-dir)"
 
 
@@ -166,8 +171,7 @@ def _try_mirrors(name: str, partial: Path, mirrors: tuple[str, ...], progress: b
         try:
             _fetch(url, partial, progress)
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-            reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", None) or e
-            failures.append(f"{url}: {reason}")
+            failures.append(f"{url}: {_reason(e)}")
             continue
         try:
             verified = file_matches(partial, name)
@@ -195,6 +199,16 @@ def _verified(path: Path, name: str) -> bool:
         return False
 
 
+def _reason(error: Exception) -> str:
+    """Why a mirror failed, in a few words."""
+    if isinstance(error, urllib.error.HTTPError):
+        return str(error)  # HTTP Error 404: Not Found
+    reason = getattr(error, "reason", None) or error
+    if isinstance(reason, TimeoutError):  # socket.timeout, connecting or mid-file
+        return f"timed out (nothing received for {_TIMEOUT_S:g} s)"
+    return str(reason)
+
+
 class _WriteFailed(Exception):
     """Writing the download into the data folder failed: not the mirror's fault."""
 
@@ -211,6 +225,10 @@ def _writing():
         raise _WriteFailed(e) from None
 
 
+class _TooSlow(OSError):
+    """A mirror that sends, but too slowly to finish in reasonable time."""
+
+
 def _fetch(url: str, dest: Path, progress: bool) -> None:
     from tqdm import tqdm
 
@@ -220,14 +238,22 @@ def _fetch(url: str, dest: Path, progress: bool) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": "digits"})
     with out, urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
+        read = getattr(response, "read1", response.read)  # what has arrived: read() waits for all it asks
         with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
                   disable=not progress, file=sys.stderr, leave=False) as bar:
-            received = 0
-            while chunk := response.read(1 << 16):
+            received, window_start, window_bytes = 0, time.monotonic(), 0
+            while chunk := read(1 << 16):
                 with _writing():  # a full disk is not the mirror's fault either
                     out.write(chunk)
                 received += len(chunk)
                 bar.update(len(chunk))
+                window_bytes += len(chunk)
+                elapsed = time.monotonic() - window_start
+                if elapsed >= _RATE_WINDOW_S:
+                    if window_bytes < _MIN_RATE * elapsed:
+                        raise _TooSlow(f"too slow: {window_bytes / elapsed / 1000:.2g} kB/s over "
+                                       f"{elapsed:.0f} s, under the minimum of {_MIN_RATE / 1000:g} kB/s")
+                    window_start, window_bytes = time.monotonic(), 0
         with _writing():  # flushed here, not by close(), whose failure would be blamed on the mirror
             out.flush()
             os.fsync(out.fileno())  # on disk before it is renamed, like every file atomic.py writes
