@@ -379,3 +379,15 @@ def test_an_empty_data_dir_is_refused(tmp_path, capsys):
     assert main(["show", "--data-dir", "", "--no-download", "--out", str(tmp_path / "x.png")]) == 2
     assert capsys.readouterr().err == ("digits: error: --data-dir is empty; name a folder, or leave it out "
                                        f"to use $DIGITS_DATA_DIR or the cache ({download.cache_dir()})\n")
+
+
+def test_a_mirror_of_ones_own_is_tried_first(mirror, tmp_path, monkeypatch):
+    url = mirror("good")
+    monkeypatch.setattr(download, "MIRRORS", ("http://127.0.0.1:9/",))  # never the internet from a test
+    monkeypatch.setenv("DIGITS_MNIST_MIRROR", url.rstrip("/"))
+    assert download.mirror_list() == (url, "http://127.0.0.1:9/")
+    assert download.find_mnist(tmp_path / "d") == tmp_path / "d"
+    assert sorted(mirror.hits) == sorted(f"/mnist/{name}.gz" for name in FILES)
+    monkeypatch.setenv("DIGITS_MNIST_MIRROR", "mirror.example/mnist")
+    with pytest.raises(DataError, match=r"^\$DIGITS_MNIST_MIRROR: 'mirror.example/mnist' is not an http"):
+        download.find_mnist(tmp_path / "e")

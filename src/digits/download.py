@@ -2,7 +2,8 @@
 
 Search order: the ``data_dir`` argument (``--data-dir``), ``$DIGITS_DATA_DIR``, the user cache
 (``$XDG_CACHE_HOME/digits/mnist`` if that is an absolute path, else ``~/.cache/digits/mnist``). If
-none holds the four files, the missing ones are downloaded into the first of those that was given.
+none holds the four files, the missing ones are downloaded into the first of those that was given,
+from ``$DIGITS_MNIST_MIRROR`` (if set) and then the public mirrors.
 
     folder = find_mnist()               # a Path holding the four IDX files
 """
@@ -39,6 +40,7 @@ MD5 = {
     "t10k-labels-idx1-ubyte": ("ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637"),
 }
 ENV_VAR = "DIGITS_DATA_DIR"
+MIRROR_ENV = "DIGITS_MNIST_MIRROR"  # URLs of folders holding the four .gz files, tried before MIRRORS
 # What a mirror must keep up, else the next one is tried; module constants so tests can shrink them.
 # Generous for slow links: the largest file (9.9 MB) may take 2.7 hours at the minimum rate.
 _TIMEOUT_S = 30  # seconds with nothing received, connecting or mid-file (a stalled mirror)
@@ -65,9 +67,21 @@ def candidates(data_dir: str | Path | None = None) -> list[Path]:
     return list(dict.fromkeys(found + [cache_dir()]))  # each once, in order
 
 
+def mirror_list() -> tuple[str, ...]:
+    """The mirrors tried, in order: those in $DIGITS_MNIST_MIRROR (space-separated), then MIRRORS."""
+    own = []
+    for url in os.environ.get(MIRROR_ENV, "").split():
+        if not url.lower().startswith(("http://", "https://", "file://")):
+            raise DataError(f"${MIRROR_ENV}: {url!r} is not an http://, https:// or file:// URL; set it "
+                            "to the URL of a folder holding the four MNIST .gz files, or unset it")
+        own.append(url if url.endswith("/") else f"{url}/")
+    return (*own, *MIRRORS)
+
+
 def find_mnist(data_dir: str | Path | None = None, download: bool = True,
-               mirrors: tuple[str, ...] = MIRRORS) -> Path:
-    """Return a folder holding the four MNIST files, downloading the missing ones if needed."""
+               mirrors: tuple[str, ...] | None = None) -> Path:
+    """Return a folder holding the four MNIST files, downloading the missing ones if needed
+    (from ``mirrors``, by default mirror_list())."""
     places = candidates(data_dir)
     for folder in places:
         if _has_all(folder):
@@ -79,6 +93,7 @@ def find_mnist(data_dir: str | Path | None = None, download: bool = True,
     target = places[0]
     _make_folder(target)
     missing = [name for name in FILES if mnist_file(target, name) is None]
+    mirrors = mirror_list() if mirrors is None else mirrors
     size = sum(download_file(name, target, mirrors).stat().st_size for name in missing)
     odd = _unrecognised(target)
     amount = f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
@@ -141,9 +156,10 @@ def file_matches(path: Path, name: str) -> bool:
         return False
 
 
-def download_file(name: str, folder: Path, mirrors: tuple[str, ...] = MIRRORS,
+def download_file(name: str, folder: Path, mirrors: tuple[str, ...] | None = None,
                   progress: bool = True) -> Path:
     """Download ``name``.gz into ``folder`` from the first mirror that serves a verified copy."""
+    mirrors = mirror_list() if mirrors is None else mirrors
     _make_folder(folder)
     final = folder / f"{name}.gz"
     remove_stale_temps(final, ".part")  # left by a download that was killed (SIGKILL, power loss)
@@ -158,7 +174,8 @@ def download_file(name: str, folder: Path, mirrors: tuple[str, ...] = MIRRORS,
         with contextlib.suppress(OSError):  # must not hide the exception that is ending it
             partial.unlink(missing_ok=True)
     raise DataError(f"could not download {name}.gz ({'; '.join(failures)}); without internet, copy "
-                    f"the four MNIST .gz files into {folder} or point {ENV_VAR} at them")
+                    f"the four MNIST .gz files into {folder} or point {ENV_VAR} at them (or set "
+                    f"{MIRROR_ENV} to a mirror you can reach)")
 
 
 def _try_mirrors(name: str, partial: Path, mirrors: tuple[str, ...], progress: bool,
