@@ -4,6 +4,7 @@ import errno
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -114,6 +115,53 @@ def test_temp_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):
     atomic_write(path, lambda f: f.write(b"whole"))
     assert not stale.exists() and running.exists() and path.read_bytes() == b"whole"
     assert remove_stale_temps(path) == []
+
+
+def _dead_pid() -> int:
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+
+
+def test_temp_files_of_other_hosts_are_kept_until_an_hour_old(tmp_path):
+    # a folder shared between hosts (an NFS home, a cache mounted into containers): a PID that is not
+    # running here may be a writer running there
+    path = tmp_path / "checkpoint.pt"
+    dead = _dead_pid()
+    other_host = temp_path(path, dead, host="node2")
+    unknown_host = tmp_path / f".checkpoint.pt.{dead}.tmp"  # named by an earlier version: no host
+    for tmp in (other_host, unknown_host):
+        tmp.write_bytes(b"being written elsewhere")
+    assert remove_stale_temps(path) == []
+    long_ago = time.time() - atomic.STALE_AFTER_S - 60
+    os.utime(other_host, (long_ago, long_ago))
+    assert remove_stale_temps(path) == [other_host]  # no writer leaves its file untouched for an hour
+    os.utime(unknown_host, (long_ago, long_ago))
+    assert remove_stale_temps(path) == [unknown_host]
+
+
+@pytest.mark.skipif(atomic.fcntl is None, reason="no advisory locks (Windows)")
+def test_a_temp_file_being_written_is_kept_where_its_pid_cannot_be_seen(tmp_path):
+    # a container with this host's name but a PID namespace of its own: its writer's PID is not
+    # running in ours; the lock it holds on its file is seen across namespaces
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    tmp = temp_path(path, _dead_pid(), ".part")
+    with open(tmp, "wb") as f:
+        atomic.lock_temp(f)
+        assert remove_stale_temps(path, ".part") == []
+    assert remove_stale_temps(path, ".part") == [tmp]  # closed: the writer is gone
+
+
+def test_only_the_targets_own_temp_files_are_considered(tmp_path):
+    dead = _dead_pid()
+    others = [temp_path(tmp_path / "checkpoint.pt", dead), tmp_path / ".checkpoint.pt.x.tmp",
+              tmp_path / f".checkpoint.{dead}.tmp.bak"]
+    for tmp in others:
+        tmp.write_bytes(b"")
+    assert remove_stale_temps(tmp_path / "checkpoint") == []
+    target = tmp_path / "run[1].pt"  # glob characters in the name
+    stale = temp_path(target, dead)
+    stale.write_bytes(b"")
+    assert remove_stale_temps(target) == [stale]
 
 
 @pytest.mark.slow  # tracing and exporting take seconds

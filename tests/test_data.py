@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import idx_bytes
-from digits.data import load_mnist, normalize, read_idx, split_train_val, Split
+from digits.data import FILES, load_mnist, mnist_file, normalize, read_idx, split_train_val, Split
 from digits.errors import DataError
 
 
@@ -29,9 +29,10 @@ def test_read_idx_big_endian_int32(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"", "not an IDX file"),
+    (b"", r"not an IDX file \(it is empty\)"),
     (b"\x00\x00\x08", "not an IDX file"),
     (b"PK\x03\x04rest", "not an IDX file"),
+    (b"\n<html><body>Service unavailable</body></html>", r"not an IDX file \(it is HTML"),  # an error page
     (b"\x00\x00\x07\x01\x00\x00\x00\x01\x00", "not an IDX file"),  # unknown type code
     (b"\x00\x00\x08\x03\x00\x00", "truncated in its header"),
     (idx_bytes(np.zeros((2, 28, 28), np.uint8))[:-5], "truncated or corrupt"),
@@ -43,6 +44,8 @@ def test_read_idx_rejects_broken_files(tmp_path, content, message):
     with pytest.raises(DataError, match=message) as info:
         read_idx(path)
     assert str(path) in str(info.value)
+    # what to do about it, as for a truncated gzip file: these are failed or interrupted downloads
+    assert str(info.value).endswith("; delete it and download it again")
 
 
 def test_header_claiming_huge_size_is_refused_without_allocating(tmp_path):
@@ -123,6 +126,32 @@ def test_load_mnist_from_synthetic_files(tiny_mnist):
     assert data.train.images.shape == (250, 1, 28, 28) and data.train.images.dtype == torch.uint8
     assert len(data.val) == 50 and len(data.test) == 100
     assert data.test.labels.dtype == torch.int64
+
+
+@pytest.mark.parametrize("spell", [str.upper, lambda name: name.replace("-idx", ".idx"),
+                                   lambda name: name.replace("-idx", ".idx").removesuffix(".gz")],
+                         ids=["upper-case", "kaggle-gz", "kaggle"])
+def test_upper_case_and_kaggle_names_are_read(tiny_mnist, spell):
+    # TRAIN-IMAGES-IDX3-UBYTE.GZ (some archives, case-insensitive disks), train-images.idx3-ubyte (Kaggle)
+    for name in FILES:
+        gz = tiny_mnist / f"{name}.gz"
+        target = tiny_mnist / spell(gz.name)
+        if target.suffix == ".gz":
+            gz.rename(target)
+        else:
+            target.write_bytes(gzip.decompress(gz.read_bytes()))
+            gz.unlink()
+    assert len(load_mnist(tiny_mnist, val_size=0).train) == 300
+
+
+def test_the_exact_name_wins_over_other_spellings(tmp_path):
+    for name in ("T10K-LABELS-IDX1-UBYTE.GZ", "t10k-labels.idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        (tmp_path / name).write_bytes(b"")
+    assert mnist_file(tmp_path, "t10k-labels-idx1-ubyte") == tmp_path / "t10k-labels-idx1-ubyte"
+    (tmp_path / "t10k-labels-idx1-ubyte").unlink()
+    assert mnist_file(tmp_path, "t10k-labels-idx1-ubyte") == tmp_path / "t10k-labels.idx1-ubyte"
+    assert mnist_file(tmp_path, "t10k-images-idx3-ubyte") is None
+    assert mnist_file(tmp_path / "nowhere", "t10k-images-idx3-ubyte") is None
 
 
 def test_normalize_matches_the_tutorial_transform():

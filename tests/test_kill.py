@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from digits.atomic import temp_path
 from digits.checkpoint import describe, load_checkpoint, read_checkpoint, save_checkpoint
 from digits.cli import main
 from digits.errors import CheckpointError
@@ -115,7 +116,7 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path):
         assert proc.stdout.readline().strip() == b"stalled", proc.stderr.read().decode()[-2000:]
     finally:
         _kill(proc)
-    partial = tmp_path / f".checkpoint.pt.{proc.pid}.tmp"
+    partial = temp_path(path, proc.pid)
     assert partial.stat().st_size == 1 << 20  # killed a quarter of the way through writing 4 MiB
     assert [p.name for p in tmp_path.glob("*.pt")] == ["checkpoint.pt"]
     assert read_checkpoint(path)["iter_num"] == 1  # the previous checkpoint, whole

@@ -72,6 +72,18 @@ def _gunzip(data: bytes) -> bytes:
     return b"".join(parts) if len(parts) != 1 else parts[0]
 
 
+_AGAIN = "delete it and download it again"  # every file read_idx reads is one of MNIST's
+
+
+def _looks_like(raw: bytes) -> str:
+    """What a file that is not IDX seems to be, in a few words (a failed download, often)."""
+    if not raw:
+        return "it is empty"
+    if raw.lstrip()[:1] == b"<":
+        return "it is HTML or XML, perhaps an error page saved in its place"
+    return f"magic number {raw[:4].hex()}"
+
+
 def read_idx(path: str | Path) -> torch.Tensor:
     """Read an IDX file (gzip-compressed or not) into a tensor, validating header against size."""
     path = Path(path)
@@ -80,21 +92,21 @@ def read_idx(path: str | Path) -> torch.Tensor:
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: corrupt gzip data ({e}); delete it and download it again") from None
+        raise DataError(f"{path}: corrupt gzip data ({e}); {_AGAIN}") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise DataError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'})")
+        raise DataError(f"{path}: not an IDX file ({_looks_like(raw)}); {_AGAIN}")
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"{path}: truncated in its header ({len(raw)} bytes)")
+        raise DataError(f"{path}: truncated in its header ({len(raw)} bytes); {_AGAIN}")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     expected = math.prod(dims) * dtype.itemsize
     if len(raw) - header != expected:
         raise DataError(f"{path}: header declares shape {dims} ({expected} bytes of data) but the "
-                        f"file holds {len(raw) - header}; it is truncated or corrupt")
+                        f"file holds {len(raw) - header}; it is truncated or corrupt; {_AGAIN}")
     try:  # an empty array may still declare dimensions numpy cannot address (0 x 965 x 2**29 ...)
         array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
     except ValueError as e:
@@ -141,10 +153,36 @@ def _load_pair(folder: Path, images_name: str, labels_name: str) -> Split:
 
 
 def _existing(folder: Path, name: str) -> Path:
-    for candidate in (folder / f"{name}.gz", folder / name):
-        if candidate.exists():
-            return candidate
-    raise DataError(f"{folder}: {name}[.gz] is missing")
+    path = mnist_file(folder, name)
+    if path is None:
+        raise DataError(f"{folder}: {name}[.gz] is missing")
+    return path
+
+
+def accepted_names(name: str) -> tuple[str, ...]:
+    """The file names taken for ``name``, in order of preference: the mirrors' NAME.gz, NAME
+    uncompressed, then Kaggle's dotted spelling (train-images.idx3-ubyte), .gz or not."""
+    dotted = name.replace("-idx", ".idx")
+    return f"{name}.gz", name, f"{dotted}.gz", dotted
+
+
+def mnist_file(folder: Path, name: str) -> Path | None:
+    """The file in ``folder`` holding the MNIST file ``name`` (one of FILES), or None: one of its
+    accepted_names, spelt exactly, else in any letter case (TRAIN-IMAGES-IDX3-UBYTE.GZ, as some
+    archives and case-insensitive disks leave them). read_idx checks its content either way."""
+    names = accepted_names(name)
+    for candidate in names:
+        if (folder / candidate).exists():
+            return folder / candidate
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError:  # missing, not a folder, or unreadable: the exact names were all it could have
+        return None
+    for candidate in names:
+        for entry in entries:
+            if entry.lower() == candidate and (folder / entry).exists():
+                return folder / entry
+    return None
 
 
 def seed_value(seed: int) -> int:
