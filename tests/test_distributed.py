@@ -120,13 +120,18 @@ def test_end_of_epoch_checkpoint_resumes_with_another_number_of_processes(tiny_m
     assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.02 * 0.5 ** 3)  # 3 epochs done
 
 
+def _torchrun(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """``args`` (a script, or -m and a module, then its arguments) in 2 processes under torchrun,
+    with this checkout's digits."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    return subprocess.run([*torchrun, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
 def test_two_processes_train_as_one_process_with_the_global_batch(tiny_mnist, tmp_path, capsys):
     """torchrun, 2 processes on gloo: train 1 epoch by the CLI, resume to 2 (tests/ddp_worker.py)."""
     out = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run([*torchrun, str(ROOT / "tests" / "ddp_worker.py"), str(tiny_mnist), str(out)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = _torchrun(str(ROOT / "tests" / "ddp_worker.py"), str(tiny_mnist), str(out), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("run folder:") == 1  # rank 0 alone prints the summary
     rank0, rank1 = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
@@ -159,12 +164,8 @@ def test_when_rank_0_cannot_write_a_checkpoint_every_process_stops(tiny_mnist, t
     out = tmp_path / "ddp"
     (out / "checkpoint.pt").mkdir(parents=True)  # rank 0's atomic rename onto it fails
     (out / "config.json").write_text(json.dumps(RunConfig().to_dict()))  # (a run folder, which a run may use)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run([*torchrun, "-m", "digits", "train", "--data-dir", str(tiny_mnist), "--out", str(out),
-                           "--val-size", "50", "--batch-size", "16", "--epochs", "2", "--threads", "1",
-                           "--no-progress", "--no-tensorboard"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = _torchrun("-m", "digits", "train", "--data-dir", str(tiny_mnist), "--out", str(out), "--val-size", "50",
+                     "--batch-size", "16", "--epochs", "2", "--threads", "1", "--no-progress", "--no-tensorboard")
     assert done.returncode != 0
     assert "digits: error: cannot write" in done.stderr and "checkpoint.pt: Is a directory" in done.stderr
     assert "digits: error: training stopped: process 0 could not write the checkpoint" in done.stderr
@@ -176,12 +177,8 @@ def test_when_rank_0_refuses_the_run_folder_every_process_stops(tiny_mnist, tmp_
     out = tmp_path / "mine"
     out.mkdir()
     (out / "report.md").write_text("# my notes")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run([*torchrun, "-m", "digits", "train", "--data-dir", str(tiny_mnist), "--out", str(out),
-                           "--val-size", "50", "--batch-size", "16", "--epochs", "1", "--threads", "1",
-                           "--no-progress", "--no-tensorboard"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = _torchrun("-m", "digits", "train", "--data-dir", str(tiny_mnist), "--out", str(out), "--val-size", "50",
+                     "--batch-size", "16", "--epochs", "1", "--threads", "1", "--no-progress", "--no-tensorboard")
     assert done.returncode != 0
     assert f"digits: error: --out {out} is not a digits run folder" in done.stderr
     assert "digits: error: process 0 refused to start the run; see its message" in done.stderr

@@ -68,24 +68,28 @@ def test_resume_with_another_lr_continues_the_schedule_at_that_rate(tiny_mnist, 
     assert not torch.allclose(_weights(same.model), _weights(lower.model))
 
 
-def test_resume_from_mid_epoch_checkpoint(tiny_mnist, tmp_path, monkeypatch):
+def _keep_checkpoint_at(monkeypatch, step: int, copy) -> None:
+    """Copy the checkpoint written at iteration ``step`` to ``copy``: as if the process were killed
+    right after writing it."""
+    import importlib
     import shutil
 
-    import importlib
-
     resume_module = importlib.import_module("digits.resume")
-
-    data = load_mnist(tiny_mnist, val_size=50)
-    straight = fit(_config(), data, tmp_path / "a")
     real_save = resume_module.save_checkpoint
 
-    def save_and_keep_step_10(path, *args, **kwargs):
+    def save_and_keep(path, *args, **kwargs):
         written = real_save(path, *args, **kwargs)
-        if kwargs["iter_num"] == 10:  # epoch 2, step 2: as if the process were killed here
-            shutil.copy(written, tmp_path / "step10.pt")
+        if kwargs["iter_num"] == step:
+            shutil.copy(written, copy)
         return written
 
-    monkeypatch.setattr(resume_module, "save_checkpoint", save_and_keep_step_10)
+    monkeypatch.setattr(resume_module, "save_checkpoint", save_and_keep)
+
+
+def test_resume_from_mid_epoch_checkpoint(tiny_mnist, tmp_path, monkeypatch):
+    data = load_mnist(tiny_mnist, val_size=50)
+    straight = fit(_config(), data, tmp_path / "a")
+    _keep_checkpoint_at(monkeypatch, 10, tmp_path / "step10.pt")
     config = _config()
     config.checkpoint_every = 5
     fit(config, data, tmp_path / "b")
@@ -103,22 +107,10 @@ def test_a_resumed_run_reports_the_whole_run_s_time_steps_and_images(tiny_mnist,
     the checkpoint carried, added up to more than its train_seconds. Now the run's time, images and
     steps are the whole run's: the checkpoint carries them, and the epoch it resumed in counts the
     time before the interruption too."""
-    import importlib
-    import shutil
-
     from digits.checkpoint import read_checkpoint
 
-    resume_module = importlib.import_module("digits.resume")
     data = load_mnist(tiny_mnist, val_size=50)  # 250 training images: 8 steps of 32 per epoch
-    real_save = resume_module.save_checkpoint
-
-    def save_and_keep_step_10(path, *args, **kwargs):
-        written = real_save(path, *args, **kwargs)
-        if kwargs["iter_num"] == 10:
-            shutil.copy(written, tmp_path / "step10.pt")
-        return written
-
-    monkeypatch.setattr(resume_module, "save_checkpoint", save_and_keep_step_10)
+    _keep_checkpoint_at(monkeypatch, 10, tmp_path / "step10.pt")
     config = _config()
     config.checkpoint_every = 5
     straight = fit(config, data, tmp_path / "a")
@@ -140,22 +132,9 @@ def test_a_resumed_run_reports_the_whole_run_s_time_steps_and_images(tiny_mnist,
 def test_mid_epoch_resume_records_the_accuracy_windows_of_an_uninterrupted_run(tiny_mnist, tmp_path, monkeypatch):
     """Training accuracy is recorded per 10 batches of an epoch: resumed at step 15, the window that ends
     at step 20 held only batches 16-20 (its first five were in the killed process)."""
-    import shutil
-
-    import importlib
-
-    resume_module = importlib.import_module("digits.resume")
     data = load_mnist(tiny_mnist, val_size=50)
     straight = fit(_config(epochs=1, batch_size=8), data, tmp_path / "a")  # 32 steps: windows end at 10, 20, 30
-    real_save = resume_module.save_checkpoint
-
-    def save_and_keep_step_15(path, *args, **kwargs):
-        written = real_save(path, *args, **kwargs)
-        if kwargs["iter_num"] == 15:
-            shutil.copy(written, tmp_path / "step15.pt")
-        return written
-
-    monkeypatch.setattr(resume_module, "save_checkpoint", save_and_keep_step_15)
+    _keep_checkpoint_at(monkeypatch, 15, tmp_path / "step15.pt")
     config = _config(epochs=1, batch_size=8)
     config.checkpoint_every = 15
     fit(config, data, tmp_path / "b")
@@ -168,22 +147,10 @@ def test_resume_refuses_epochs_that_would_train_nothing_more(tiny_mnist, tmp_pat
     """--epochs counts the whole run: resuming a 2-epoch checkpoint with --epochs 1 (or 2) trained
     nothing, exited 0 and rewrote config.json with epochs 1 beside the 2-epoch run's metrics. A
     checkpoint written mid-epoch has that epoch left: --epochs one above the completed ones finishes it."""
-    import importlib
-    import shutil
-
     from digits.train import check_startable
 
-    resume_module = importlib.import_module("digits.resume")
     data = load_mnist(tiny_mnist, val_size=50)
-    real_save = resume_module.save_checkpoint
-
-    def save_and_keep_step_10(path, *args, **kwargs):
-        written = real_save(path, *args, **kwargs)
-        if kwargs["iter_num"] == 10:  # epoch 2, step 2
-            shutil.copy(written, tmp_path / "step10.pt")
-        return written
-
-    monkeypatch.setattr(resume_module, "save_checkpoint", save_and_keep_step_10)
+    _keep_checkpoint_at(monkeypatch, 10, tmp_path / "step10.pt")
     config = _config()
     config.checkpoint_every = 5
     fit(config, data, tmp_path / "a")
