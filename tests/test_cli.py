@@ -98,7 +98,15 @@ def test_train_then_resume_and_show(tiny_mnist, tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["iterations"] == 16  # the whole run's steps, and its seconds: both epochs'
     assert metrics["train_seconds"] == pytest.approx(sum(metrics["epoch_seconds"]))
+    assert metrics["resumed_at_step"] == 8
     assert " s of it from step 8 on in this session" in capsys.readouterr().out
+    ran = tmp_path / "r"  # run's report says whose time it gives
+    assert main(["run", "--data-dir", str(tiny_mnist), "--out", str(ran), *FAST, "--no-tensorboard"]) == 0
+    assert json.loads((ran / "metrics.json").read_text())["resumed_at_step"] is None
+    assert "resumed" not in (ran / "report.md").read_text()
+    assert main(["run", "--data-dir", str(tiny_mnist), "--out", str(ran), *FAST[2:], "--epochs", "2",
+                 "--no-tensorboard", "--resume", str(ran / "checkpoint.pt")]) == 0
+    assert ", the whole run (resumed at step 8)" in (ran / "report.md").read_text()
     assert main(["show", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").stat().st_size > 0
 

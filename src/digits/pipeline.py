@@ -227,6 +227,7 @@ def _metrics(config: RunConfig, trained: TrainResult, test: EvalResult | None, t
         "val_accuracy": h.val_acc[-1] if h.val_acc else None, "val_accuracy_per_epoch": h.val_acc,
         "train_seconds": trained.train_seconds, "train_images_per_second": trained.images_per_second,
         "iterations": trained.iter_num, "epoch_seconds": h.epoch_seconds,
+        "resumed_at_step": trained.resumed_at,  # None unless --resume: the timings are the whole run's
         "parameters": count_parameters(trained.model), "device": str(next(trained.model.parameters()).device),
         "torch_version": torch.__version__, "total_seconds": total,
         "world_size": distributed.world_size(),

@@ -64,7 +64,9 @@ def render_report(config: dict, metrics: dict) -> str:
         f"- Training: {metrics['train_seconds']:.1f} s for {metrics['iterations']} steps "
         f"({metrics['train_images_per_second']:,.0f} images/s) on {metrics['device']}"
         + (f" in each of {metrics['world_size']} processes (DDP, global batch {metrics['global_batch_size']})"
-           if metrics.get("world_size", 1) > 1 else ""),
+           if metrics.get("world_size", 1) > 1 else "")
+        + (f", the whole run (resumed at step {metrics['resumed_at_step']})"
+           if metrics.get("resumed_at_step") is not None else ""),
         f"- Test pass: {metrics['test_seconds']:.2f} s ({metrics['test_images_per_second']:,.0f} images/s)",
         f"- Data to report (the run, without Python's start-up and torch's import): "
         f"{metrics['total_seconds']:.1f} s; torch {metrics['torch_version']}", "",
