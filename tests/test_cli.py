@@ -335,6 +335,11 @@ def test_evaluate_and_show_check_their_numbers(tiny_mnist, tmp_path, capsys):
         err = _error(["show", "--data-dir", str(tiny_mnist), "--split", "test", "--start", start,
                       "--out", str(tmp_path / "s.png")], capsys)
         assert "--start must be in [0, 100)" in err
+    capsys.readouterr()
+    for start, says in ((0, "test images 0 to 59\n"), (95, "test images 95 to 99 (the last 5 of the file)\n")):
+        assert main(["show", "--data-dir", str(tiny_mnist), "--split", "test", "--start", str(start),
+                     "--out", str(tmp_path / "s.png")]) == 0
+        assert capsys.readouterr().out.endswith(f"s.png: {says}")
 
 
 def test_show_offers_no_split_flags_and_evaluate_says_where_its_split_comes_from(tiny_mnist, tmp_path, capsys):

@@ -157,8 +157,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     start = args.start
     if not 0 <= start < len(split):
         raise DigitsError(f"--start must be in [0, {len(split)}) for the {args.split} split, got {start}")
-    path = plot_samples(split.images[start:start + 60], args.out, split.labels[start:start + 60])
-    print(f"wrote {path}")
+    images = split.images[start:start + 60]  # fewer where the file ends first
+    path = plot_samples(images, args.out, split.labels[start:start + 60])
+    print(f"wrote {path}: {args.split} images {start} to {start + len(images) - 1}"
+          + (f" (the last {len(images)} of the file)" if len(images) < 60 else ""))
     return 0
 
 
