@@ -129,7 +129,7 @@ def test_resume_refuses_another_split_seed_or_augmentation_and_leaves_no_folder(
             assert not out.exists()
 
 
-def test_resume_with_epochs_that_train_nothing_more_is_refused_and_leaves_the_folder_as_it_was(tiny_mnist, tmp_path,
+def test_resume_with_fewer_epochs_is_refused_and_the_same_finishes_a_stopped_run(tiny_mnist, tmp_path,
                                                                                           capsys):
     """`run --epochs 1 --resume` of a 2-epoch run's checkpoint exited 0 having trained nothing ("trained
     0.0 s (0 images/s)"), its config.json then saying epochs 1 beside metrics of 2 epochs."""
@@ -137,12 +137,18 @@ def test_resume_with_epochs_that_train_nothing_more_is_refused_and_leaves_the_fo
     assert main(["run", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST[2:], "--epochs", "2",
                  "--no-tensorboard"]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    for epochs in ("1", "2"):
-        err = _error(["run", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST[2:], "--epochs", epochs,
-                      "--no-tensorboard", "--resume", str(out / "checkpoint.pt")], capsys)
-        assert err.endswith(f"the checkpoint has completed 2 epochs, so --epochs {epochs} would train nothing "
-                            "more; --epochs counts the whole run: give --epochs 3 or more to extend it")
-        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    before_iterations = json.loads(before["metrics.json"])["iterations"]
+    err = _error(["run", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST[2:], "--epochs", "1",
+                  "--no-tensorboard", "--resume", str(out / "checkpoint.pt")], capsys)
+    assert err.endswith("the checkpoint has completed 2 epochs, more than --epochs 1; --epochs counts the whole "
+                        "run: give --epochs 2 to finish that run (its test and report), or more to extend it")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    # stopped after its last checkpoint (during the test pass, say): the same --epochs finishes it
+    (out / "metrics.json").unlink()
+    (out / "report.md").unlink()
+    assert main(["run", "--data-dir", str(tiny_mnist), "--out", str(out), *FAST[2:], "--epochs", "2",
+                 "--no-tensorboard", "--resume", str(out / "checkpoint.pt")]) == 0
+    assert json.loads((out / "metrics.json").read_text())["iterations"] == before_iterations
 
 
 def test_a_recipe_run_resumes_with_its_recipe_and_its_flags(tiny_mnist, tmp_path, capsys):

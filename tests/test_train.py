@@ -143,7 +143,7 @@ def test_mid_epoch_resume_records_the_accuracy_windows_of_an_uninterrupted_run(t
     assert resumed.history.train_acc_10 == straight.history.train_acc_10
 
 
-def test_resume_refuses_epochs_that_would_train_nothing_more(tiny_mnist, tmp_path, monkeypatch):
+def test_resume_refuses_epochs_below_the_checkpoints_and_finishes_one_at_its_end(tiny_mnist, tmp_path, monkeypatch):
     """--epochs counts the whole run: resuming a 2-epoch checkpoint with --epochs 1 (or 2) trained
     nothing, exited 0 and rewrote config.json with epochs 1 beside the 2-epoch run's metrics. A
     checkpoint written mid-epoch has that epoch left: --epochs one above the completed ones finishes it."""
@@ -155,18 +155,19 @@ def test_resume_refuses_epochs_that_would_train_nothing_more(tiny_mnist, tmp_pat
     config.checkpoint_every = 5
     fit(config, data, tmp_path / "a")
     ckpt = tmp_path / "a" / "checkpoint.pt"
-    for epochs in (1, 2):
-        expected = (f"^--resume {ckpt}: the checkpoint has completed 2 epochs, so --epochs {epochs} would train "
-                    "nothing more; --epochs counts the whole run: give --epochs 3 or more to extend it$")
-        with pytest.raises(DigitsError, match=expected) as refused:
-            check_startable(_config(epochs=epochs), model=False, resume=ckpt)
-        assert "\n" not in str(refused.value)
-        with pytest.raises(DigitsError, match=expected):
-            fit(_config(epochs=epochs), data, tmp_path / "b", resume=ckpt)
-        assert not (tmp_path / "b").exists()
+    expected = (f"^--resume {ckpt}: the checkpoint has completed 2 epochs, more than --epochs 1; --epochs counts "
+                r"the whole run: give --epochs 2 to finish that run \(its test and report\), or more to extend it$")
+    with pytest.raises(DigitsError, match=expected) as refused:
+        check_startable(_config(epochs=1), model=False, resume=ckpt)
+    assert "\n" not in str(refused.value)
+    with pytest.raises(DigitsError, match=expected):
+        fit(_config(epochs=1), data, tmp_path / "b", resume=ckpt)
+    assert not (tmp_path / "b").exists()
+    # the same count finishes a run stopped after its last checkpoint (before its test and report)
+    assert fit(_config(epochs=2), data, tmp_path / "c", resume=ckpt).iter_num == 16
     mid = tmp_path / "step10.pt"
-    with pytest.raises(DigitsError, match=r"has completed 1 epoch and 2 steps of epoch 2, so --epochs 1 would "
-                                          r"train nothing more; .* give --epochs 2 or more to finish epoch 2$"):
+    with pytest.raises(DigitsError, match=r"has completed 1 epoch and 2 steps of epoch 2, more than --epochs 1; "
+                                          r".* give --epochs 2 or more to finish epoch 2$"):
         check_startable(_config(epochs=1), model=False, resume=mid)
     check_startable(_config(epochs=2), model=False, resume=mid)  # finishes the epoch the checkpoint is in
     assert fit(_config(epochs=3), data, resume=ckpt).iter_num == 24

@@ -59,20 +59,25 @@ def read_resumable(path, config: RunConfig) -> dict:
 
 
 def _check_epochs_left(path, ckpt: dict, config: RunConfig) -> None:
-    """--epochs is the run's whole length, not the epochs to add: at or below the epochs the checkpoint
-    has completed it trained nothing, exited 0 and rewrote config.json with that count beside the
-    metrics of the longer run. A checkpoint written mid-epoch (--checkpoint-every) has that epoch
-    still to finish, which --epochs one above the completed ones does."""
+    """--epochs is the run's whole length, not the epochs to add: below the epochs the checkpoint has
+    completed it trained nothing, exited 0 and rewrote config.json with that count beside the
+    metrics of the longer run. The same count as a checkpoint written at an epoch's end is allowed:
+    it trains nothing more and finishes a run stopped after its last checkpoint (its test, figures
+    and report). A checkpoint written mid-epoch (--checkpoint-every) has that epoch still to finish,
+    which --epochs one above the completed ones does."""
     progress = ckpt["progress"]
     done, step = int(progress.get("epoch", 0)), int(progress.get("step", 0))
-    if config.optim.epochs > done:
+    epochs = config.optim.epochs
+    if epochs > done or (epochs == done and not step):
         return
     what = f"{done} epoch{'s' if done != 1 else ''}"
     if step:
         what += f" and {step} step{'s' if step != 1 else ''} of epoch {done + 1}"
-    raise DigitsError(f"--resume {path}: the checkpoint has completed {what}, so --epochs "
-                      f"{config.optim.epochs} would train nothing more; --epochs counts the whole run: "
-                      f"give --epochs {done + 1} or more to {'finish epoch ' + str(done + 1) if step else 'extend it'}")
+        finish = f"give --epochs {done + 1} or more to finish epoch {done + 1}"
+    else:
+        finish = f"give --epochs {done} to finish that run (its test and report), or more to extend it"
+    raise DigitsError(f"--resume {path}: the checkpoint has completed {what}, more than --epochs {epochs}; "
+                      f"--epochs counts the whole run: {finish}")
 
 
 # The settings that decide what a run trains on, in what order, and how: a resumed run continues
