@@ -270,3 +270,25 @@ def test_fewshot_takes_any_integer_seed_as_digits_train_does(tiny_data, tmp_path
     results = [json.loads((tmp_path / out / "fewshot.json").read_text()) for out in ("big", "wrapped")]
     for part in ("learning_curve", "unseen_classes"):  # (their cells also hold training times)
         assert results[0][part]["rows"] == results[1][part]["rows"]
+
+
+def _two_classes(root):
+    """A support folder: class "a" (a bar), class "b" (a square blob)."""
+    bar = np.zeros((28, 28), np.uint8)
+    bar[4:24, 13:15] = 255
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+    Image.fromarray(bar).save(root / "a" / "1.png")
+    _square(10, 10, False).save(root / "b" / "1.png")
+    return root
+
+
+def test_a_support_file_is_called_a_file_not_a_missing_folder(fewshot_run, tmp_path, capsys):
+    """--support qc.png, an existing image, was refused as "no such folder"."""
+    image = tmp_path / "qc.png"
+    _square(2, 2, False).save(image)
+    err = _error(["fewshot-predict", str(fewshot_run / "embedding.pt"), "--support", str(image),
+                  "--query", str(image)], capsys)
+    assert f"--support {image}: a file, not a folder" in err and "no such folder" not in err
+    assert "one sub-folder of example images per class" in err
+

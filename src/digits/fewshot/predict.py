@@ -45,7 +45,8 @@ def load_support(folder: str | Path) -> Support:
     starting with "." are skipped."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DigitsError(f"--support {folder}: no such folder; give a folder with one sub-folder of "
+        what = "a file, not a folder" if folder.exists() else "no such folder"
+        raise DigitsError(f"--support {folder}: {what}; give a folder with one sub-folder of "
                           "example images per class")
     # hidden names (.ipynb_checkpoints, macOS's ._a.png) are not classes or images, as in `digits predict`
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
