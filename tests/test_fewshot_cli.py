@@ -292,3 +292,15 @@ def test_a_support_file_is_called_a_file_not_a_missing_folder(fewshot_run, tmp_p
     assert f"--support {image}: a file, not a folder" in err and "no such folder" not in err
     assert "one sub-folder of example images per class" in err
 
+
+def test_a_folder_named_like_an_image_in_a_class_is_read_as_predict_reads_folders(tmp_path):
+    """support/b/x.png/ (a folder) was taken for an image and stopped the run ("is a folder, not an
+    image"); like `digits predict` with a folder, the images under a class folder are read
+    recursively, so its images are examples of b, and an empty one is nothing."""
+    support = _two_classes(tmp_path / "support")
+    (support / "b" / "x.png").mkdir()
+    (support / "a" / "empty.png").mkdir()
+    _square(3, 3, False).save(support / "b" / "x.png" / "2.png")
+    result = load_support(support)
+    assert result.classes == ["a", "b"] and result.labels.tolist() == [0, 1, 1]
+

@@ -14,6 +14,7 @@ import torch
 
 from ..checkpoint import load_checkpoint
 from ..errors import CheckpointError, DigitsError, ImageError
+from ..predict import expand_paths
 from ..preprocess import IMAGE_SUFFIXES, preprocess
 from .baselines import class_means, squared_distances
 from .protonet import embed
@@ -41,8 +42,8 @@ class Support:
 
 
 def load_support(folder: str | Path) -> Support:
-    """Every image in each sub-folder of ``folder``; the sub-folder's name is its class. Names
-    starting with "." are skipped."""
+    """Every image file under each sub-folder of ``folder`` (recursively, as `digits predict` reads
+    a folder); the sub-folder's name is its class. Names starting with "." are skipped."""
     folder = Path(folder)
     if not folder.is_dir():
         what = "a file, not a folder" if folder.exists() else "no such folder"
@@ -55,8 +56,9 @@ def load_support(folder: str | Path) -> Support:
                           "(one sub-folder of example images per class)")
     images, labels = [], []
     for i, name in enumerate(classes):
-        files = sorted(p for p in (folder / name).iterdir()
-                       if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        # read as `digits predict` reads a folder: its image files, in sub-folders too (one named
+        # like an image, x.png/, is a folder to look in, not an image), dot-names skipped
+        files, _ = expand_paths([folder / name])
         if not files:
             raise DigitsError(f"--support {folder / name}: no images in this class folder; add at least "
                               f"one ({', '.join(sorted(IMAGE_SUFFIXES))})")
