@@ -3,7 +3,8 @@ example images (one sub-folder per class, any names) and an embedding checkpoint
 
     model = load_embedding("docs/fewshot/embedding.pt")
     support = load_support("my-symbols/")                  # images, labels, class names
-    predictions = predict(model, support, load_images(["a.png", "b.png"]))
+    queries = load_queries(["a.png", "more/"])             # files, images, errors (as digits predict)
+    predictions = predict(model, support, queries.images)
 """
 from __future__ import annotations
 
@@ -32,6 +33,31 @@ def load_image(path: str | Path) -> torch.Tensor:
 def load_images(paths: list[str | Path]) -> torch.Tensor:
     """uint8 images (N, 1, 28, 28) from image files, in order."""
     return torch.stack([load_image(p) for p in paths])
+
+
+@dataclass
+class Queries:
+    files: list[str]  # the files read, in order: one per image
+    images: torch.Tensor  # (N, 1, 28, 28) uint8; N may be 0
+    errors: list[tuple[str, str]]  # (file, message), as in digits.predict.PredictResult
+
+
+def load_queries(paths: list[str | Path]) -> Queries:
+    """The image files under ``paths``, a folder read for its images as `digits predict` reads it
+    (recursively, by suffix); a path missing or a file unreadable becomes an error of its own and
+    the others are still read."""
+    files, errors = expand_paths(paths)
+    read, images = [], []
+    for path in files:
+        try:
+            images.append(load_image(path))
+        except DigitsError as e:
+            message, prefix = str(e), f"{path}: "
+            errors.append((str(path), message[len(prefix):] if message.startswith(prefix) else message))
+        else:
+            read.append(str(path))
+    stacked = torch.stack(images) if images else torch.empty((0, 1, 28, 28), dtype=torch.uint8)
+    return Queries(read, stacked, errors)
 
 
 @dataclass
