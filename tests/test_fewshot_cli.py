@@ -270,3 +270,87 @@ def test_fewshot_takes_any_integer_seed_as_digits_train_does(tiny_data, tmp_path
     results = [json.loads((tmp_path / out / "fewshot.json").read_text()) for out in ("big", "wrapped")]
     for part in ("learning_curve", "unseen_classes"):  # (their cells also hold training times)
         assert results[0][part]["rows"] == results[1][part]["rows"]
+
+
+def _two_classes(root):
+    """A support folder: class "a" (a bar), class "b" (a square blob)."""
+    bar = np.zeros((28, 28), np.uint8)
+    bar[4:24, 13:15] = 255
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+    Image.fromarray(bar).save(root / "a" / "1.png")
+    _square(10, 10, False).save(root / "b" / "1.png")
+    return root
+
+
+def test_a_support_file_is_called_a_file_not_a_missing_folder(fewshot_run, tmp_path, capsys):
+    """--support qc.png, an existing image, was refused as "no such folder"."""
+    image = tmp_path / "qc.png"
+    _square(2, 2, False).save(image)
+    err = _error(["fewshot-predict", str(fewshot_run / "embedding.pt"), "--support", str(image),
+                  "--query", str(image)], capsys)
+    assert f"--support {image}: a file, not a folder" in err and "no such folder" not in err
+    assert "one sub-folder of example images per class" in err
+
+
+def test_a_folder_named_like_an_image_in_a_class_is_read_as_predict_reads_folders(tmp_path):
+    """support/b/x.png/ (a folder) was taken for an image and stopped the run ("is a folder, not an
+    image"); like `digits predict` with a folder, the images under a class folder are read
+    recursively, so its images are examples of b, and an empty one is nothing."""
+    support = _two_classes(tmp_path / "support")
+    (support / "b" / "x.png").mkdir()
+    (support / "a" / "empty.png").mkdir()
+    _square(3, 3, False).save(support / "b" / "x.png" / "2.png")
+    result = load_support(support)
+    assert result.classes == ["a", "b"] and result.labels.tolist() == [0, 1, 1]
+
+
+def test_an_unreadable_query_is_reported_and_the_others_predicted(fewshot_run, tmp_path, capsys):
+    """One bad query (missing.png) printed nothing for the others and exited 2; as `digits predict`
+    does, each bad file gets its own line on stderr, the rest are predicted, and the exit code is 1."""
+    support = _two_classes(tmp_path / "support")
+    good = tmp_path / "qc.png"
+    _square(2, 2, False).save(good)
+    other = tmp_path / "qx.jpg"
+    _square(5, 5, False).convert("RGB").save(other)
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    args = ["fewshot-predict", str(fewshot_run / "embedding.pt"), "--support", str(support),
+            "--query", str(good), str(tmp_path / "missing.png"), str(broken), str(other)]
+    assert main(args) == 1
+    out, err = capsys.readouterr()
+    assert [line.split(":")[0] for line in out.splitlines()] == [str(good), str(other)]
+    missing, unreadable = err.splitlines()
+    assert missing == f"digits: error: {tmp_path / 'missing.png'}: no such file or folder"
+    assert unreadable.startswith(f"digits: error: {broken}: cannot read it as an image (")
+    assert main([*args, "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert [row["path"] for row in json.loads(out)["predictions"]] == [str(good), str(other)]
+    assert len(err.splitlines()) == 2
+    assert main(args[:-4] + [str(broken), "--json"]) == 1  # nothing readable: no predictions, still JSON
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"classes": ["a", "b"], "predictions": []} and err.count("\n") == 1
+
+
+def test_a_query_folder_is_read_for_its_images_as_predict_reads_it(fewshot_run, tmp_path, capsys):
+    """A folder as --query was refused ("is a folder, not an image"); `digits predict` reads the
+    image files in it, recursively, skipping names starting with ".", and so does fewshot-predict."""
+    from digits.predict import expand_paths
+
+    support = _two_classes(tmp_path / "support")
+    queries = tmp_path / "queries"
+    (queries / "sub").mkdir(parents=True)
+    (queries / ".hidden").mkdir()
+    for path in (queries / "1.png", queries / "sub" / "2.png", queries / ".hidden" / "3.png"):
+        _square(2, 2, False).save(path)
+    (queries / "notes.txt").write_text("not an image")
+    (tmp_path / "nothing").mkdir()
+    args = ["fewshot-predict", str(fewshot_run / "embedding.pt"), "--support", str(support), "--query"]
+    assert main([*args, str(queries), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["predictions"]
+    assert [row["path"] for row in rows] == [str(p) for p in expand_paths([queries])[0]] == [
+        str(queries / "1.png"), str(queries / "sub" / "2.png")]
+    assert main([*args, str(tmp_path / "nothing"), str(queries / "1.png")]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{queries / '1.png'}: ")
+    assert err == f"digits: error: {tmp_path / 'nothing'}: no image files in this folder\n"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from .options import add_config_args, check_positive, data_config
 
@@ -37,19 +38,24 @@ def add_fewshot(sub) -> None:
 
 
 def cmd_fewshot_predict(args: argparse.Namespace) -> int:
-    from ..fewshot.predict import load_embedding, load_images, load_support, predict
+    from ..fewshot.predict import load_embedding, load_queries, load_support, predict
 
     model = load_embedding(args.checkpoint)
-    support = load_support(args.support)
-    result = predict(model, support, load_images(args.query))
-    rows = [{"path": path, "class": support.classes[c], "probability": result.probs[i, c].item()}
-            for i, (path, c) in enumerate(zip(args.query, result.classes))]
+    support = load_support(args.support)  # a model or support that cannot be used: exit 2
+    queries = load_queries(args.query)  # a query that cannot be read: reported, the others predicted
+    rows = []
+    if queries.files:
+        result = predict(model, support, queries.images)
+        rows = [{"path": path, "class": support.classes[c], "probability": result.probs[i, c].item()}
+                for i, (path, c) in enumerate(zip(queries.files, result.classes))]
+    for file, message in queries.errors:  # as `digits predict`: one line each, exit code 1
+        print(f"digits: error: {file}: {message}", file=sys.stderr)
     if args.json:
         print(json.dumps({"classes": support.classes, "predictions": rows}, indent=2))
-        return 0
-    for row in rows:
-        print(f"{row['path']}: {row['class']} (p={row['probability']:.3f})")
-    return 0
+    else:
+        for row in rows:
+            print(f"{row['path']}: {row['class']} (p={row['probability']:.3f})")
+    return 1 if queries.errors else 0
 
 
 def add_fewshot_predict(sub) -> None:
@@ -57,6 +63,7 @@ def add_fewshot_predict(sub) -> None:
     p.add_argument("checkpoint", help="an embedding.pt written by `digits fewshot`")
     p.add_argument("--support", required=True, metavar="DIR", help="one sub-folder of example images "
                    "per class; the sub-folder names are the class names")
-    p.add_argument("--query", required=True, nargs="+", metavar="PATH", help="images to classify")
+    p.add_argument("--query", required=True, nargs="+", metavar="PATH", help="image files or folders of "
+                   "them (read recursively, as by `digits predict`) to classify")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
     p.set_defaults(handler=cmd_fewshot_predict)

@@ -3,7 +3,8 @@ example images (one sub-folder per class, any names) and an embedding checkpoint
 
     model = load_embedding("docs/fewshot/embedding.pt")
     support = load_support("my-symbols/")                  # images, labels, class names
-    predictions = predict(model, support, load_images(["a.png", "b.png"]))
+    queries = load_queries(["a.png", "more/"])             # files, images, errors (as digits predict)
+    predictions = predict(model, support, queries.images)
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 
 from ..checkpoint import load_checkpoint
 from ..errors import CheckpointError, DigitsError, ImageError
+from ..predict import expand_paths
 from ..preprocess import IMAGE_SUFFIXES, preprocess
 from .baselines import class_means, squared_distances
 from .protonet import embed
@@ -34,6 +36,31 @@ def load_images(paths: list[str | Path]) -> torch.Tensor:
 
 
 @dataclass
+class Queries:
+    files: list[str]  # the files read, in order: one per image
+    images: torch.Tensor  # (N, 1, 28, 28) uint8; N may be 0
+    errors: list[tuple[str, str]]  # (file, message), as in digits.predict.PredictResult
+
+
+def load_queries(paths: list[str | Path]) -> Queries:
+    """The image files under ``paths``, a folder read for its images as `digits predict` reads it
+    (recursively, by suffix); a path missing or a file unreadable becomes an error of its own and
+    the others are still read."""
+    files, errors = expand_paths(paths)
+    read, images = [], []
+    for path in files:
+        try:
+            images.append(load_image(path))
+        except DigitsError as e:
+            message, prefix = str(e), f"{path}: "
+            errors.append((str(path), message[len(prefix):] if message.startswith(prefix) else message))
+        else:
+            read.append(str(path))
+    stacked = torch.stack(images) if images else torch.empty((0, 1, 28, 28), dtype=torch.uint8)
+    return Queries(read, stacked, errors)
+
+
+@dataclass
 class Support:
     images: torch.Tensor  # (N, 1, 28, 28) uint8
     labels: torch.Tensor  # (N,) positions in ``classes``
@@ -41,11 +68,12 @@ class Support:
 
 
 def load_support(folder: str | Path) -> Support:
-    """Every image in each sub-folder of ``folder``; the sub-folder's name is its class. Names
-    starting with "." are skipped."""
+    """Every image file under each sub-folder of ``folder`` (recursively, as `digits predict` reads
+    a folder); the sub-folder's name is its class. Names starting with "." are skipped."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DigitsError(f"--support {folder}: no such folder; give a folder with one sub-folder of "
+        what = "a file, not a folder" if folder.exists() else "no such folder"
+        raise DigitsError(f"--support {folder}: {what}; give a folder with one sub-folder of "
                           "example images per class")
     # hidden names (.ipynb_checkpoints, macOS's ._a.png) are not classes or images, as in `digits predict`
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -54,8 +82,9 @@ def load_support(folder: str | Path) -> Support:
                           "(one sub-folder of example images per class)")
     images, labels = [], []
     for i, name in enumerate(classes):
-        files = sorted(p for p in (folder / name).iterdir()
-                       if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        # read as `digits predict` reads a folder: its image files, in sub-folders too (one named
+        # like an image, x.png/, is a folder to look in, not an image), dot-names skipped
+        files, _ = expand_paths([folder / name])
         if not files:
             raise DigitsError(f"--support {folder / name}: no images in this class folder; add at least "
                               f"one ({', '.join(sorted(IMAGE_SUFFIXES))})")
