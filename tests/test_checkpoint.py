@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from digits.checkpoint import describe, digest, held_out_split, load_checkpoint, read_checkpoint, save_checkpoint
+from digits.checkpoint import (DAMAGED, describe, digest, held_out_split, load_checkpoint, read_checkpoint,
+                               save_checkpoint)
 from digits.errors import CheckpointError, DigitsError
 from digits.models import create_model
 
@@ -450,6 +451,28 @@ def test_every_refusal_of_torch_s_safe_loader_says_so(tmp_path, pickled, detail)
     with pytest.raises(CheckpointError) as error:
         read_checkpoint(path)
     assert str(error.value) == f"{path}: {REFUSED}{detail}"
+
+
+
+@pytest.mark.parametrize("garbage", [b"q\x00(X\x06\x00\x00\x00ss", b"\x01\x02\x03bad", b"not a module"])
+def test_a_damaged_pickle_inside_a_checkpoint_is_called_damaged_not_hostile(tmp_path, garbage):
+    """A byte changed in data.pkl made the safe loader read a GLOBAL of garbage: it was reported as
+    "refused: it holds objects other than tensors ...; it asks for q\x00(X\x06..., which PyTorch's safe
+    loader does not load", control characters and all, as though the file asked to run code."""
+    import zipfile
+
+    ok = save_checkpoint(tmp_path / "ok.pt", create_model("seed"), describe("seed", {}))
+    with zipfile.ZipFile(ok) as z:
+        entries = {name: z.read(name) for name in z.namelist()}
+    pkl = next(name for name in entries if name.endswith("data.pkl"))
+    entries[pkl] = entries[pkl].replace(b"collections", garbage, 1)
+    bad = tmp_path / "bad.pt"
+    with zipfile.ZipFile(bad, "w", zipfile.ZIP_STORED) as z:
+        for name, data in entries.items():
+            z.writestr(zipfile.ZipInfo(name), data)
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(bad)
+    assert str(error.value) == f"{bad}: not a readable digits checkpoint ({DAMAGED})"
 
 
 def test_reading_a_pickle_of_a_newer_protocol_warns_nothing(tmp_path):

@@ -225,8 +225,13 @@ def _reason(error: Exception) -> str:
         if detail.startswith("Unsupported operand"):  # an opcode outside the safe loader's subset
             opcode = detail.removeprefix("Unsupported operand").strip()
             return f"refused: its pickled data uses pickle opcode {opcode}, which PyTorch's safe loader does not run"
-        if found := re.search(r"GLOBAL (\S+) (was not an allowed global|whose module)", detail):
+        if "GLOBAL " in detail:  # the class or function the file names, or garbage: a damaged file
+            found = re.search(r"GLOBAL (.*?) (was not an allowed global|whose module)", detail)
+            if not found or not _PYTHON_NAME.fullmatch(found[1]):
+                return DAMAGED
             detail = f"it asks for {found[1]}, which PyTorch's safe loader does not load"
+        if not detail.isprintable():  # raw bytes of a damaged file: not for the terminal
+            return DAMAGED
         return ("refused: it holds objects other than tensors and plain data"
                 + (f"; {detail}" if 0 < len(detail) <= 160 else ""))
     if (isinstance(error, (EOFError, struct.error)) or "central directory" in text
@@ -238,6 +243,10 @@ def _reason(error: Exception) -> str:
     if sentence.startswith("PytorchStreamReader failed"):  # a zip entry that does not read back
         return f"damaged: {sentence.removeprefix('PytorchStreamReader ')}"
     return sentence if 0 < len(sentence) <= 200 else type(error).__name__
+
+
+# what a pickle's GLOBAL opcode names: a class or function, as Python identifiers, dotted or not
+_PYTHON_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 def _unpickler_message(error: Exception, text: str) -> str:
