@@ -88,6 +88,11 @@ def test_show_refuses_to_draw_over_an_mnist_file_it_reads(tmp_path, capsys):
     before = target.read_bytes()
     err = _error(["show", "--data-dir", str(data), "--out", str(target)], capsys)
     assert f"--out {target} is one of the inputs" in err and target.read_bytes() == before
+    upper = data / "TRAIN-LABELS-IDX1-UBYTE"  # any letter case is read too, so it is an input too
+    (data / "train-labels-idx1-ubyte").rename(upper)
+    before = upper.read_bytes()
+    err = _error(["show", "--data-dir", str(data), "--out", str(upper)], capsys)
+    assert f"--out {upper} is " in err and "input" in err and upper.read_bytes() == before
 
 
 def test_a_file_where_a_folder_must_be_is_named(checkpoint, tmp_path, capsys, monkeypatch):

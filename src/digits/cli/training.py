@@ -143,7 +143,7 @@ def add_evaluate(sub) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ..data import FILES, load_mnist
+    from ..data import FILES, load_mnist, mnist_file
     from ..download import candidates
     from ..outpath import check_output
     from ..plots import plot_samples
@@ -151,7 +151,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     figure_format(args.out)  # before the data is read
     d = data_config(args)
     # the MNIST files it may read: a name without a suffix is written as PNG, over one of them
-    check_output(args.out, [folder / name for folder in candidates(d.data_dir) for name in FILES])
+    folders = candidates(d.data_dir)  # (each name as found there too: any letter case, Kaggle's spelling)
+    found = [mnist_file(folder, name) for folder in folders for name in FILES]
+    check_output(args.out, [folder / name for folder in folders for name in FILES] + [f for f in found if f])
     data = load_mnist(d.data_dir, val_size=0, download=d.download)
     split = data.test if args.split == "test" else data.train
     start = args.start
