@@ -391,3 +391,4 @@ def test_a_mirror_of_ones_own_is_tried_first(mirror, tmp_path, monkeypatch):
     monkeypatch.setenv("DIGITS_MNIST_MIRROR", "mirror.example/mnist")
     with pytest.raises(DataError, match=r"^\$DIGITS_MNIST_MIRROR: 'mirror.example/mnist' is not an http"):
         download.find_mnist(tmp_path / "e")
+    assert not (tmp_path / "e").exists()  # refused before the data folder is made

@@ -90,10 +90,10 @@ def find_mnist(data_dir: str | Path | None = None, download: bool = True,
         looked = ", ".join(f"{p} ({_lacks(p)})" for p in places)
         raise DataError(f"MNIST not found: looked in {looked}; {_EXPECTED}; pass --data-dir DIR holding "
                         f"them, set {ENV_VAR}, or allow the download (leave out --no-download)")
+    mirrors = mirror_list() if mirrors is None else mirrors  # a bad $DIGITS_MNIST_MIRROR: before any folder is made
     target = places[0]
     _make_folder(target)
     missing = [name for name in FILES if mnist_file(target, name) is None]
-    mirrors = mirror_list() if mirrors is None else mirrors
     size = sum(download_file(name, target, mirrors).stat().st_size for name in missing)
     odd = _unrecognised(target)
     amount = f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
