@@ -138,11 +138,12 @@ def _read_only_fs(folder: Path) -> bool:
         return False
 
 
-def lock_out(out: str | Path) -> None:
+def lock_out(out: str | Path, holder: str = "digits run") -> None:
     """Hold ``out`` (an existing folder) as this process's run folder until release_out or the
-    process ends: a second run into it, in another process, is refused in one line. The lock is
-    flock(2) on the folder itself: no lock file to mistake for a result or to block a later run, and
-    the system drops it when the holder dies (a killed run's folder is free to --resume into)."""
+    process ends: a second run into it, in another process, is refused in one line ("another
+    ``holder`` is writing in OUT"). The lock is flock(2) on the folder itself: no lock file to
+    mistake for a result or to block a later run, and the system drops it when the holder dies (a
+    killed run's folder is free to --resume into)."""
     if fcntl is None:
         return  # (Windows: no flock; runs are not guarded there)
     out = Path(out)
@@ -151,14 +152,14 @@ def lock_out(out: str | Path) -> None:
     except OSError as e:
         raise _cannot_write(out, e) from None
     key = _key(os.fstat(fd))
-    if key in _held:  # this process holds it already (compare's runs, a run's prepare_out)
+    if key in _held:  # this process holds it already (run's lock_out, then its prepare_out's)
         os.close(fd)
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise DigitsError(f"another digits run is writing in {out}; wait for it to end (or stop it), or "
+        raise DigitsError(f"another {holder} is writing in {out}; wait for it to end (or stop it), or "
                           "choose another --out") from None
     except OSError:
         pass  # a filesystem without flock (some network mounts): unguarded, as before
