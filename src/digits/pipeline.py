@@ -284,7 +284,13 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
         raise refused
     try:
         data = _load(config)  # (no data: refused before OUT is touched, so a folder there stays as it was)
-        out = prepare_out(out, config, figures and test, resume=resume is not None)
+        failed = None
+        try:
+            out = prepare_out(out, config, figures and test, resume=resume is not None)
+        except Exception as e:  # (a folder made since check_out that another run holds, a failed write)
+            failed = e
+        if distributed.any_rank(failed is not None):  # the others wait for it (_worker): they stop with it
+            raise failed
         return _run(config, out, resume, data, figures, test, start)
     finally:
         release_out(out)
@@ -330,7 +336,10 @@ def _load(config: RunConfig) -> MNIST:
 
 def _worker(config: RunConfig, resume: str | Path | None) -> RunResult:
     """A process other than rank 0: trains its shard in step with the others, writes nothing."""
-    trained = fit(config, _load(config), None, resume)
+    data = _load(config)
+    if distributed.any_rank(False):  # process 0 could not prepare the run folder (run): stop with it
+        raise DigitsError("process 0 could not prepare the run folder; see its message")
+    trained = fit(config, data, None, resume)
     return RunResult(Path(), {}, trained, None, main=False)
 
 
