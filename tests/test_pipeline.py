@@ -186,6 +186,23 @@ def test_resume_keeps_the_runs_logs_and_figures(mnist, finished, tmp_path):
     assert json.loads(after["metrics.json"])["iterations"] == 2 * json.loads(before["metrics.json"])["iterations"]
 
 
+def test_resume_from_another_folders_checkpoint_starts_out_afresh(mnist, finished, tmp_path):
+    # `--resume runs/a/checkpoint.pt --out runs/b` kept b's checkpoint, figures and TensorBoard logs:
+    # run a went on in run b's logs, its curves drawn over b's
+    a, b = shutil.copytree(finished, tmp_path / "a"), shutil.copytree(finished, tmp_path / "b")
+    before, old_logs = _tree(a), set(_tree(b / "tb"))
+    flags = ["--data-dir", str(mnist), *FAST[2:], "--out", str(b)]
+    assert main(["train", *flags, "--epochs", "2", "--resume", str(a / "checkpoint.pt")]) == 0
+    logs = set(_tree(b / "tb"))
+    assert len(logs) == 1 and not logs & old_logs  # its own log alone
+    assert sorted(p for p in _tree(b) if not p.startswith("tb/")) == ["checkpoint.pt", "config.json", "metrics.json",
+                                                                     "tb"]  # b's figures went too (train draws none)
+    assert _tree(a) == before
+    # b's own checkpoint, by another name for the same file: b goes on, its logs kept
+    assert main(["train", *flags, "--epochs", "3", "--resume", str(a / ".." / "b" / "checkpoint.pt")]) == 0
+    assert logs < set(_tree(b / "tb"))
+
+
 # A `digits train` whose training waits: it holds its run folder, as a long run does.
 _HOLDER = """
 import sys, time

@@ -181,21 +181,24 @@ def _key(stat: os.stat_result) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
 
 
-def prepare_out(out: str | Path, config: RunConfig, figures: bool = True, resume: bool = False) -> Path:
+def prepare_out(out: str | Path, config: RunConfig, figures: bool = True,
+                resume: str | Path | None = None) -> Path:
     """Create the run folder (with figures/ when they will be drawn), hold it (lock_out) and write
     config.json, failing early if it is not writable or not a run folder (check_out). A previous
     run's results there are removed first: until this run writes its own (or for good, if it fails)
-    they would sit beside a config.json they do not describe. Unless ``resume`` (which continues the
-    run in its folder), so are its checkpoint, TensorBoard logs and figures, which would mix with
-    this run's. The caller releases the folder (release_out) when the run ends; else the process's
-    end does."""
+    they would sit beside a config.json they do not describe. So are its checkpoint, TensorBoard
+    logs and figures, which would mix with this run's, unless ``resume`` (the checkpoint the run
+    resumes from) is the folder's own checkpoint.pt: that run goes on in its folder. A checkpoint
+    from elsewhere starts the folder afresh (run a's logs are not appended to b's). The caller
+    releases the folder (release_out) when the run ends; else the process's end does."""
     out = check_out(out)
     try:
         make_folder(out, f"output folder {out}")
     except OSError as e:
         raise _cannot_write(out, e) from None
     lock_out(out)
-    _remove_results(out, RESULTS if resume else RESULTS + RUN_FILES, () if resume else RUN_FOLDERS)
+    goes_on = _own_checkpoint(out, resume)
+    _remove_results(out, RESULTS if goes_on else RESULTS + RUN_FILES, () if goes_on else RUN_FOLDERS)
     if figures:
         try:
             make_folder(out / "figures", f"output folder {out}")
@@ -203,6 +206,16 @@ def prepare_out(out: str | Path, config: RunConfig, figures: bool = True, resume
             raise _cannot_write(out, e) from None
     write_json(out / "config.json", config.to_dict())
     return out
+
+
+def _own_checkpoint(out: Path, resume: str | Path | None) -> bool:
+    """Whether ``resume`` is ``out``'s checkpoint.pt itself (the same file, however it is named)."""
+    if not isinstance(resume, (str, os.PathLike)):
+        return False
+    try:
+        return os.path.samefile(resume, out / "checkpoint.pt")
+    except OSError:  # (no checkpoint.pt in out: resume is another file)
+        return False
 
 
 def _remove_results(out: Path, names=RESULTS, folders=()) -> None:
@@ -286,7 +299,7 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
         data = _load(config)  # (no data: refused before OUT is touched, so a folder there stays as it was)
         failed = None
         try:
-            out = prepare_out(out, config, figures and test, resume=resume is not None)
+            out = prepare_out(out, config, figures and test, resume=resume)
         except Exception as e:  # (a folder made since check_out that another run holds, a failed write)
             failed = e
         if distributed.any_rank(failed is not None):  # the others wait for it (_worker): they stop with it
