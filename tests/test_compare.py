@@ -1,8 +1,13 @@
 """`digits compare`, recipes and the evaluate command's ensemble and TTA options, on tiny data."""
 import csv
 import json
+import os
 import shutil
+import signal
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +16,7 @@ from digits.compare import COLUMNS, config_for, render_markdown, summarise
 from digits.recipes import list_recipes, recipe
 
 FAST = ["--epochs", "1", "--batch-size", "64", "--val-size", "50", "--no-progress"]
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def test_compare_writes_csv_markdown_and_chart(tiny_mnist, tmp_path, capsys):
@@ -353,6 +359,101 @@ def test_a_rerun_removes_a_runs_old_metrics_before_it_trains_so_a_failure_leaves
     assert seen == [["config.json"]]  # the run started with its own config.json, and no metrics
     assert sorted(p.name for p in folder.iterdir()) == ["config.json"]
     assert json.loads((folder / "config.json").read_text())["optim"]["epochs"] == 1
+
+
+def _locked(folder) -> bool:
+    """Whether a process (this one included) holds ``folder`` (pipeline.lock_out): a flock from a
+    descriptor of its own fails."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # (drops the flock it took, if it took one)
+    return False
+
+
+def test_compare_holds_out_to_its_end_and_each_runs_folder_while_that_run_trains(tiny_mnist, tmp_path, capsys,
+                                                                                 monkeypatch):
+    # it never held OUT (a second compare removed the first one's results.csv, results.md and chart),
+    # and held every run's folder until the process exited: one open descriptor per run, and folders
+    # locked against other processes for the life of a notebook
+    pytest.importorskip("fcntl")
+    from digits import compare as compare_module
+    from digits.errors import DigitsError
+
+    out, held, real_fit = tmp_path / "cmp", [], compare_module.fit
+
+    def fit(config, data, folder):
+        held.append({p.name: _locked(p) for p in [out, *sorted(out.glob("seed-seed*"))]})
+        if config.seed == 2:
+            raise DigitsError("training diverged")
+        return real_fit(config, data, folder)
+
+    monkeypatch.setattr(compare_module, "fit", fit)
+    args = ["compare", "--models", "seed", "--data-dir", str(tiny_mnist), "--out", str(out), "--threads", "1", *FAST]
+    assert main([*args, "--seeds", "0,1"]) == 0
+    assert held == [{"cmp": True, "seed-seed0": True},
+                    {"cmp": True, "seed-seed0": False, "seed-seed1": True}]  # a finished run's folder is free
+    assert not any(map(_locked, [out, out / "seed-seed0", out / "seed-seed1"]))  # and all of it, once it returns
+    assert "training diverged" in _refused([*args, "--seeds", "0,2"], capsys)  # a failed run: freed all the same
+    assert held[-1] == {"cmp": True, "seed-seed0": False, "seed-seed1": False, "seed-seed2": True}
+    assert not any(map(_locked, [out, out / "seed-seed0", out / "seed-seed2"]))
+
+
+# A `digits compare` whose second run waits: it holds OUT, as a long comparison does.
+_HOLDER = """
+import sys, time
+from digits import compare
+from digits.cli import main
+
+def fit(config, data, folder, real=compare.fit):
+    if config.seed == 1:
+        print("training", flush=True)
+        time.sleep(300)
+    return real(config, data, folder)
+
+compare.fit = fit
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_second_comparison_into_an_out_another_is_writing_is_refused_before_it_loads_data(tiny_mnist, tmp_path,
+                                                                                           capsys, monkeypatch):
+    # the second one deleted the running one's results.csv, results.md and comparison.png, and only then
+    # stopped, at a run folder the first had finished: "another digits run is writing in OUT/seed-seed0"
+    pytest.importorskip("fcntl")
+    from digits import compare as compare_module
+
+    out = tmp_path / "cmp"
+    args = ["compare", "--models", "seed", "--seeds", "0,1", "--data-dir", str(tiny_mnist), "--out", str(out),
+            "--threads", "1", *FAST]
+    out.mkdir()  # a previous comparison's results, which the first of the two removes as it starts
+    for name in ("results.csv", "results.md", "comparison.png"):
+        (out / name).write_text(",".join(COLUMNS) + "\nthe previous comparison's\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        lines = iter(proc.stdout.readline, b"")  # its first run's line, then its second's start
+        assert b"training\n" in lines, proc.stderr.read().decode()[-2000:]
+        before = _snapshot(out)
+        assert "results.csv" in before and "results.md" not in before  # its first run's row; no summary yet
+        loaded = []
+        monkeypatch.setattr(compare_module, "load_mnist", lambda *a, **k: loaded.append(a))
+        capsys.readouterr()
+        assert _refused(args, capsys) == (f"digits: error: another digits compare is writing in {out}; wait for "
+                                          "it to end (or stop it), or choose another --out")
+        assert _snapshot(out) == before and not loaded
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    monkeypatch.undo()
+    assert main(args) == 0  # the killed comparison's hold went with it
+    assert (out / "results.md").exists()
 
 
 def test_summary_mean_and_std_by_hand():

@@ -183,3 +183,19 @@ def test_when_rank_0_refuses_the_run_folder_every_process_stops(tiny_mnist, tmp_
     assert f"digits: error: --out {out} is not a digits run folder" in done.stderr
     assert "digits: error: process 0 refused to start the run; see its message" in done.stderr
     assert [p.name for p in out.iterdir()] == ["report.md"]
+
+
+def test_when_rank_0_cannot_prepare_the_run_folder_every_process_stops(tiny_mnist, tmp_path):
+    """A failure in rank 0's prepare_out, after the processes agreed to start (here a file named
+    figures in a run folder: check_out lets it by, making figures/ fails), stops the others with it.
+    Before, they went on into fit's collectives: torchrun's agent killed them when rank 0 exited
+    (SIGTERM, no message), but under another launcher they waited there for the backend's timeout."""
+    out = tmp_path / "ddp"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(RunConfig().to_dict()))
+    (out / "figures").write_text("in the way")
+    done = _torchrun("-m", "digits", "run", "--data-dir", str(tiny_mnist), "--out", str(out), "--val-size", "50",
+                     "--batch-size", "16", "--epochs", "1", "--threads", "1", "--no-progress", "--no-tensorboard")
+    assert done.returncode != 0
+    assert f"digits: error: cannot create output folder {out}: {out / 'figures'} is a file, not a folder" in done.stderr
+    assert "digits: error: process 0 could not prepare the run folder; see its message" in done.stderr

@@ -186,6 +186,23 @@ def test_resume_keeps_the_runs_logs_and_figures(mnist, finished, tmp_path):
     assert json.loads(after["metrics.json"])["iterations"] == 2 * json.loads(before["metrics.json"])["iterations"]
 
 
+def test_resume_from_another_folders_checkpoint_starts_out_afresh(mnist, finished, tmp_path):
+    # `--resume runs/a/checkpoint.pt --out runs/b` kept b's checkpoint, figures and TensorBoard logs:
+    # run a went on in run b's logs, its curves drawn over b's
+    a, b = shutil.copytree(finished, tmp_path / "a"), shutil.copytree(finished, tmp_path / "b")
+    before, old_logs = _tree(a), set(_tree(b / "tb"))
+    flags = ["--data-dir", str(mnist), *FAST[2:], "--out", str(b)]
+    assert main(["train", *flags, "--epochs", "2", "--resume", str(a / "checkpoint.pt")]) == 0
+    logs = set(_tree(b / "tb"))
+    assert len(logs) == 1 and not logs & old_logs  # its own log alone
+    assert sorted(p for p in _tree(b) if not p.startswith("tb/")) == ["checkpoint.pt", "config.json", "metrics.json",
+                                                                     "tb"]  # b's figures went too (train draws none)
+    assert _tree(a) == before
+    # b's own checkpoint, by another name for the same file: b goes on, its logs kept
+    assert main(["train", *flags, "--epochs", "3", "--resume", str(a / ".." / "b" / "checkpoint.pt")]) == 0
+    assert logs < set(_tree(b / "tb"))
+
+
 # A `digits train` whose training waits: it holds its run folder, as a long run does.
 _HOLDER = """
 import sys, time
@@ -225,12 +242,31 @@ def test_a_second_run_into_a_folder_another_run_is_writing_is_refused(mnist, fin
     assert main(["train", "--data-dir", str(mnist), "--out", str(out), *FAST]) == 0
 
 
-def test_compare_holds_each_runs_folder_and_may_rerun_into_it(mnist, tmp_path, capsys):
+def _locked(folder: Path) -> bool:
+    """Whether a process (this one included) holds ``folder``: a flock from a descriptor of its own fails."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+@pytest.mark.skipif(pipeline.fcntl is None, reason="no flock (Windows)")
+def test_compare_and_run_release_their_folders_when_they_end(mnist, tmp_path, capsys):
+    # compare held every run's folder until the process exited (a notebook's compare kept them from
+    # every other process, one open descriptor each)
     out = tmp_path / "cmp"
     args = ["compare", "--models", "seed", "--seeds", "0", "--data-dir", str(mnist), "--out", str(out), *FAST]
     assert main(args) == 0
-    assert main(args) == 0  # the same process again: its own hold is no refusal
+    assert not _locked(out) and not _locked(out / "seed-seed0")
+    assert main(args) == 0  # a rerun into it
     assert main(["train", "--data-dir", str(mnist), "--out", str(out / "seed-seed0"), *FAST]) == 0
+    assert not _locked(out) and not _locked(out / "seed-seed0")
     capsys.readouterr()
 
 

@@ -4,7 +4,9 @@ data, and summarised as mean +- std.
 Writes into OUT: results.csv (one row per run, appended as each run finishes; val_accuracy is an
 empty cell for runs without a validation split), results.md (the summary table), comparison.png
 (accuracy with error bars) and OUT/<model>-seed<S>/ (each run's checkpoint.pt, config.json and
-metrics.json). OUT must be new, empty or a previous comparison's (check_out).
+metrics.json). OUT must be new, empty or a previous comparison's (check_out). One comparison at a
+time writes OUT: compare holds it (pipeline.lock_out) from before the data loads to its end, and
+each run's folder while that run trains.
 
     rows = compare(["seed", "lenet5"], [0, 1, 2], recipe("short"), "runs/compare")
     rows = compare(["resnet", "inception"], [0, 1], recipe("short"), "runs/w16", model_args={"width": 16})
@@ -25,13 +27,14 @@ from .errors import DigitsError
 from .evaluate import evaluate
 from .models import count_parameters, list_models
 from .outpath import file_in_the_way, make_folder
-from .pipeline import prepare_out
+from .pipeline import lock_out, prepare_out, release_out
 from .report import write_json, write_text
 from .train import check_startable, fit
 
 COLUMNS = ("model", "seed", "val_accuracy", "test_accuracy", "parameters", "epochs", "train_seconds",
            "images_per_second")
 RESULTS = ("results.csv", "results.md", "comparison.png")  # the comparison's own files in OUT
+HOLDER = "digits compare"  # who holds OUT, in the refusal of a second comparison into it
 
 
 def config_for(base: RunConfig, model: str, seed: int, model_args: dict | None = None) -> RunConfig:
@@ -96,18 +99,22 @@ def check_out(out: Path, configs: list[RunConfig]) -> None:
 
 
 def train_one(config: RunConfig, data: MNIST, out: Path) -> dict:
-    """Train one model on one seed into ``out``; its row of results.csv."""
-    prepare_out(out, config, figures=False)  # a rerun's folder loses the previous run's metrics.json
-    trained = fit(config, data, out)
-    test = evaluate(trained.model, data.test.images, data.test.labels, config.test_batch_size,
-                    config.channels_last)
-    h = trained.history
-    row = {"model": config.model.name, "seed": config.seed,
-           "val_accuracy": h.val_acc[-1] if h.val_acc else None, "test_accuracy": test.accuracy,
-           "parameters": count_parameters(trained.model), "epochs": config.optim.epochs,
-           "train_seconds": trained.train_seconds, "images_per_second": trained.images_per_second}
-    write_json(out / "metrics.json", row)
-    return row
+    """Train one model on one seed into ``out``; its row of results.csv. ``out`` is held while the
+    run trains and released when it ends (a finished run's folder is free to other processes)."""
+    try:
+        prepare_out(out, config, figures=False)  # a rerun's folder loses the previous run's metrics.json
+        trained = fit(config, data, out)
+        test = evaluate(trained.model, data.test.images, data.test.labels, config.test_batch_size,
+                        config.channels_last)
+        h = trained.history
+        row = {"model": config.model.name, "seed": config.seed,
+               "val_accuracy": h.val_acc[-1] if h.val_acc else None, "test_accuracy": test.accuracy,
+               "parameters": count_parameters(trained.model), "epochs": config.optim.epochs,
+               "train_seconds": trained.train_seconds, "images_per_second": trained.images_per_second}
+        write_json(out / "metrics.json", row)
+        return row
+    finally:
+        release_out(out)
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -190,10 +197,14 @@ def _is_run_folder(folder: Path) -> bool:
 
 
 def _prepare_out(out: Path) -> None:
-    """OUT without the previous comparison's results: a rerun that fails part-way must not leave the
-    old results.md and chart beside its own partial results.csv."""
+    """OUT, held, without the previous comparison's results: a rerun that fails part-way must not
+    leave the old results.md and chart beside its own partial results.csv."""
     try:
         make_folder(out, f"output folder {out}")
+    except OSError as e:
+        raise DigitsError(f"cannot create output folder {out}: {e.strerror or e}") from None
+    lock_out(out, HOLDER)  # (held already if OUT existed; else a second compare that made it too stops here)
+    try:
         for name in RESULTS:
             (out / name).unlink(missing_ok=True)
     except OSError as e:
@@ -206,24 +217,30 @@ def compare(models: list[str], seeds: list[int], base: RunConfig, out: str | Pat
     """Train every model on every seed; write results.csv, results.md and comparison.png.
 
     ``model_args``: constructor arguments given to every model (check_comparison checks them all,
-    and check_out OUT, before OUT is touched or the data loaded)."""
+    and check_out OUT, before OUT is touched or the data loaded). OUT is held (pipeline.lock_out)
+    until compare returns or raises: another process's comparison into it is refused in one line."""
     configs = check_comparison(models, seeds, base, model_args)
     out = Path(out)
     check_out(out, configs)
-    d = base.data
-    data = data or load_mnist(d.data_dir, d.val_size, d.split_seed, d.download)
-    _prepare_out(out)
-    rows = []
-    for config in configs:
-        start = time.perf_counter()
-        row = train_one(config, data, run_folder(out, config))
-        _append_csv(out / "results.csv", row)
-        rows.append(row)
-        log(f"{config.model.name} seed {config.seed}: validation {_accuracy(row['val_accuracy'])}, "
-            f"test {row['test_accuracy']:.4f}, {time.perf_counter() - start:.0f} s")
-    summary = summarise(rows)
-    write_text(out / "results.md", render_markdown(summary, recipe_name, seeds))
-    from .plots import plot_comparison  # matplotlib only when drawing
+    if out.is_dir():
+        lock_out(out, HOLDER)  # another compare writing there: refused before the data loads or a file goes
+    try:
+        d = base.data
+        data = data or load_mnist(d.data_dir, d.val_size, d.split_seed, d.download)
+        _prepare_out(out)
+        rows = []
+        for config in configs:
+            start = time.perf_counter()
+            row = train_one(config, data, run_folder(out, config))
+            _append_csv(out / "results.csv", row)
+            rows.append(row)
+            log(f"{config.model.name} seed {config.seed}: validation {_accuracy(row['val_accuracy'])}, "
+                f"test {row['test_accuracy']:.4f}, {time.perf_counter() - start:.0f} s")
+        summary = summarise(rows)
+        write_text(out / "results.md", render_markdown(summary, recipe_name, seeds))
+        from .plots import plot_comparison  # matplotlib only when drawing
 
-    plot_comparison(summary, out / "comparison.png", title=f"recipe {recipe_name}, {len(seeds)} seed(s)")
-    return rows
+        plot_comparison(summary, out / "comparison.png", title=f"recipe {recipe_name}, {len(seeds)} seed(s)")
+        return rows
+    finally:
+        release_out(out)

@@ -138,11 +138,12 @@ def _read_only_fs(folder: Path) -> bool:
         return False
 
 
-def lock_out(out: str | Path) -> None:
+def lock_out(out: str | Path, holder: str = "digits run") -> None:
     """Hold ``out`` (an existing folder) as this process's run folder until release_out or the
-    process ends: a second run into it, in another process, is refused in one line. The lock is
-    flock(2) on the folder itself: no lock file to mistake for a result or to block a later run, and
-    the system drops it when the holder dies (a killed run's folder is free to --resume into)."""
+    process ends: a second run into it, in another process, is refused in one line ("another
+    ``holder`` is writing in OUT"). The lock is flock(2) on the folder itself: no lock file to
+    mistake for a result or to block a later run, and the system drops it when the holder dies (a
+    killed run's folder is free to --resume into)."""
     if fcntl is None:
         return  # (Windows: no flock; runs are not guarded there)
     out = Path(out)
@@ -151,14 +152,14 @@ def lock_out(out: str | Path) -> None:
     except OSError as e:
         raise _cannot_write(out, e) from None
     key = _key(os.fstat(fd))
-    if key in _held:  # this process holds it already (compare's runs, a run's prepare_out)
+    if key in _held:  # this process holds it already (run's lock_out, then its prepare_out's)
         os.close(fd)
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise DigitsError(f"another digits run is writing in {out}; wait for it to end (or stop it), or "
+        raise DigitsError(f"another {holder} is writing in {out}; wait for it to end (or stop it), or "
                           "choose another --out") from None
     except OSError:
         pass  # a filesystem without flock (some network mounts): unguarded, as before
@@ -180,21 +181,24 @@ def _key(stat: os.stat_result) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
 
 
-def prepare_out(out: str | Path, config: RunConfig, figures: bool = True, resume: bool = False) -> Path:
+def prepare_out(out: str | Path, config: RunConfig, figures: bool = True,
+                resume: str | Path | None = None) -> Path:
     """Create the run folder (with figures/ when they will be drawn), hold it (lock_out) and write
     config.json, failing early if it is not writable or not a run folder (check_out). A previous
     run's results there are removed first: until this run writes its own (or for good, if it fails)
-    they would sit beside a config.json they do not describe. Unless ``resume`` (which continues the
-    run in its folder), so are its checkpoint, TensorBoard logs and figures, which would mix with
-    this run's. The caller releases the folder (release_out) when the run ends; else the process's
-    end does."""
+    they would sit beside a config.json they do not describe. So are its checkpoint, TensorBoard
+    logs and figures, which would mix with this run's, unless ``resume`` (the checkpoint the run
+    resumes from) is the folder's own checkpoint.pt: that run goes on in its folder. A checkpoint
+    from elsewhere starts the folder afresh (run a's logs are not appended to b's). The caller
+    releases the folder (release_out) when the run ends; else the process's end does."""
     out = check_out(out)
     try:
         make_folder(out, f"output folder {out}")
     except OSError as e:
         raise _cannot_write(out, e) from None
     lock_out(out)
-    _remove_results(out, RESULTS if resume else RESULTS + RUN_FILES, () if resume else RUN_FOLDERS)
+    goes_on = _own_checkpoint(out, resume)
+    _remove_results(out, RESULTS if goes_on else RESULTS + RUN_FILES, () if goes_on else RUN_FOLDERS)
     if figures:
         try:
             make_folder(out / "figures", f"output folder {out}")
@@ -202,6 +206,16 @@ def prepare_out(out: str | Path, config: RunConfig, figures: bool = True, resume
             raise _cannot_write(out, e) from None
     write_json(out / "config.json", config.to_dict())
     return out
+
+
+def _own_checkpoint(out: Path, resume: str | Path | None) -> bool:
+    """Whether ``resume`` is ``out``'s checkpoint.pt itself (the same file, however it is named)."""
+    if not isinstance(resume, (str, os.PathLike)):
+        return False
+    try:
+        return os.path.samefile(resume, out / "checkpoint.pt")
+    except OSError:  # (no checkpoint.pt in out: resume is another file)
+        return False
 
 
 def _remove_results(out: Path, names=RESULTS, folders=()) -> None:
@@ -283,7 +297,13 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
         raise refused
     try:
         data = _load(config)  # (no data: refused before OUT is touched, so a folder there stays as it was)
-        out = prepare_out(out, config, figures and test, resume=resume is not None)
+        failed = None
+        try:
+            out = prepare_out(out, config, figures and test, resume=resume)
+        except Exception as e:  # (a folder made since check_out that another run holds, a failed write)
+            failed = e
+        if distributed.any_rank(failed is not None):  # the others wait for it (_worker): they stop with it
+            raise failed
         return _run(config, out, resume, data, figures, test, start)
     finally:
         release_out(out)
@@ -329,7 +349,10 @@ def _load(config: RunConfig) -> MNIST:
 
 def _worker(config: RunConfig, resume: str | Path | None) -> RunResult:
     """A process other than rank 0: trains its shard in step with the others, writes nothing."""
-    trained = fit(config, _load(config), None, resume)
+    data = _load(config)
+    if distributed.any_rank(False):  # process 0 could not prepare the run folder (run): stop with it
+        raise DigitsError("process 0 could not prepare the run folder; see its message")
+    trained = fit(config, data, None, resume)
     return RunResult(Path(), {}, trained, None, main=False)
 
 
