@@ -251,6 +251,40 @@ def test_a_streamed_body_over_the_limit_is_cut_off_with_413(client):
     assert r.status_code == 413 and "over the limit" in r.json()["detail"]
 
 
+def test_the_rest_of_a_refused_body_is_drained_within_its_bounds():
+    """After a 413 the rest of the body is read and thrown away (so that the client sending it gets
+    the answer, not a reset connection), one chunk at a time, up to a number of bytes and the body's
+    deadline: a client sending for ever, or one that stalls, cannot hold the server."""
+    import asyncio
+    import time
+
+    from digits.serve.inputs import Drain, drain
+
+    async def endless():
+        await asyncio.sleep(0)
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+
+    async def stalling():
+        await asyncio.sleep(3600)
+
+    async def run():
+        calls = []
+
+        async def counted():
+            calls.append(1)
+            return await endless()
+
+        await drain(counted, Drain(max_bytes=10_000, deadline=None))
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        await drain(stalling, Drain(max_bytes=10_000, deadline=loop.time() + 0.2))
+        await drain(endless, Drain(max_bytes=10**12, deadline=loop.time() + 0.2))
+        return len(calls), time.perf_counter() - start
+
+    chunks, took = asyncio.run(run())
+    assert chunks == 10 and took < 2
+
+
 def test_no_more_images_are_predicted_at_once_than_the_limit():
     import threading
     import time
