@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from test_serve import seven_png
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "tests" / "data" / "seed.pt"
 CHROMIUM = "/usr/bin/chromium"
@@ -79,17 +81,32 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def browser_page(server, tmp_path_factory):
+def browser(server, tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
             args=ARGS, viewport={"width": 900, "height": 720}, has_touch=True)
-        page = context.new_page()
-        page.goto(server)
-        yield page
+        yield context
         context.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser, server):
+    page = browser.new_page()
+    page.goto(server)
+    return page
+
+
+@pytest.fixture
+def fresh_page(browser, server):
+    """A page of its own, for a test that intercepts its requests or fakes its clock."""
+    page = browser.new_page()
+    page.goto(server)
+    yield page
+    page.unroute_all(behavior="ignoreErrors")
+    page.close()
 
 
 def draw(page, strokes) -> None:
@@ -259,3 +276,38 @@ def test_an_error_message_goes_when_the_result_changes(browser_page):
     page.wait_for_function("document.querySelector('#status').textContent !== ''", timeout=10_000)
     draw(page, [[(0.5, 0.85), (0.52, 0.86)]])  # drawing on: a new prediction, the message goes
     assert shown_prediction(page) == "1" and status.inner_text() == ""
+
+
+@pytest.mark.slow
+def test_open_image_is_reached_and_used_with_the_keyboard(fresh_page):
+    """The file input had display: none: out of the tab order, and its label cannot take focus,
+    so no keyboard could open an image."""
+    page = fresh_page
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "upload":
+            break
+    else:
+        pytest.fail("Tab never reached the Open image… input")
+    # the focus is seen: an outline around the label, the input itself being out of sight
+    assert page.evaluate("getComputedStyle(document.querySelector('.upload')).outlineStyle") != "none"
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Space")
+    chooser.value.set_files(files=[{"name": "seven.png", "mimeType": "image/png", "buffer": seven_png()}])
+    page.wait_for_function("document.querySelector('#prediction').textContent !== '–'", timeout=10_000)
+    assert page.locator("#prediction").inner_text() == "7"
+
+
+@pytest.mark.slow
+def test_only_the_prediction_line_is_announced(fresh_page):
+    """aria-live was on the whole result: a screen reader read the ten bars out after each stroke."""
+    page = fresh_page
+    draw(page, DIGITS[7])
+    assert shown_prediction(page) == "7"
+    live = page.evaluate("""Array.from(document.querySelectorAll('[aria-live], [role=status], [role=alert]'),
+        (e) => ({id: e.id, prediction: e.contains(document.querySelector('#prediction')),
+                 bars: e.contains(document.querySelector('#bars')),
+                 seen: e.contains(document.querySelector('#seen')), text: e.textContent.trim()}))""")
+    assert not any(region["bars"] or region["seen"] for region in live), live
+    reading = [region for region in live if region["prediction"]]
+    assert len(reading) == 1 and " ".join(reading[0]["text"].split()).startswith("Prediction: 7 "), live
