@@ -311,3 +311,107 @@ def test_only_the_prediction_line_is_announced(fresh_page):
     assert not any(region["bars"] or region["seen"] for region in live), live
     reading = [region for region in live if region["prediction"]]
     assert len(reading) == 1 and " ".join(reading[0]["text"].split()).startswith("Prediction: 7 "), live
+
+
+def status_when_shown(page) -> str:
+    """The status line once the page shows the outcome of its latest drawing."""
+    shown_prediction(page)
+    return page.locator("#status").inner_text()
+
+
+def result_is_empty(page) -> bool:
+    return page.evaluate("""() => {
+        const seen = document.querySelector('#seen').getContext('2d').getImageData(0, 0, 28, 28).data;
+        const widths = Array.from(document.querySelectorAll('#bars .fill'), (f) => f.style.width);
+        return document.querySelector('#prediction').textContent === '–'
+            && widths.every((w) => parseFloat(w) === 0) && seen.every((v, i) => i % 4 === 3 || v === 0)
+            && document.querySelector('#bars li.top') === null;
+    }""")
+
+
+def wait_until(page, check, what: str, seconds: float = 10) -> None:
+    """Lets the page (and Playwright's route handlers) run until ``check()`` holds."""
+    for _ in range(int(seconds * 20)):
+        if check():
+            return
+        page.wait_for_timeout(50)
+    pytest.fail(f"waited {seconds} s for {what}")
+
+
+@pytest.mark.slow
+def test_failures_say_whether_the_server_or_the_image_is_at_fault(fresh_page):
+    """Every failure read "Could not read it: ...": "Failed to fetch" with the server down, and
+    "Unexpected token '<'" for a proxy's HTML 502 (the JSON was parsed before the status was
+    checked). And the result before the failure stayed on show beside the message."""
+    page = fresh_page
+    draw(page, DIGITS[7])
+    assert shown_prediction(page) == "7"
+    page.route("**/predict", lambda route: route.abort("connectionrefused"))
+    draw(page, [[(0.5, 0.85), (0.52, 0.86)]])
+    assert status_when_shown(page) == "Cannot reach the server: is digits serve still running?"
+    assert result_is_empty(page)  # the 7 was for an earlier drawing: not left beside the message
+    page.unroute_all()
+    page.route("**/predict", lambda route: route.fulfill(
+        status=502, content_type="text/html", body="<html><body><h1>502 Bad Gateway</h1></body></html>"))
+    draw(page, [[(0.5, 0.88), (0.52, 0.89)]])
+    assert status_when_shown(page).startswith("The server answered 502 (Bad Gateway), not a prediction")
+    page.unroute_all()
+    page.route("**/predict", lambda route: route.fulfill(
+        status=503, json={"detail": "the server is shutting down; try again later"}))
+    draw(page, [[(0.5, 0.9), (0.52, 0.91)]])
+    assert status_when_shown(page) == ("The server answered 503 (Service Unavailable): "
+                                       "the server is shutting down; try again later")
+    page.unroute_all()
+    draw(page, [[(0.5, 0.86), (0.52, 0.87)]])  # the server again: the message goes
+    assert shown_prediction(page) == "7" and page.locator("#status").inner_text() == ""
+    page.set_input_files("#upload", files=[{"name": "x.png", "mimeType": "image/png", "buffer": b"nope"}])
+    page.wait_for_function("document.querySelector('#status').textContent !== ''", timeout=10_000)
+    assert page.locator("#status").inner_text().startswith("Could not read it: ")  # the image's fault
+    assert result_is_empty(page)
+
+
+@pytest.mark.slow
+def test_a_request_never_answered_times_out_and_frees_the_page(fresh_page, server):
+    """No timeout: a request that never came back left the page waiting for ever, predicting no
+    drawing again until reloaded, with no sign that it waited."""
+    page = fresh_page
+    page.clock.install()
+    page.reload()
+    held = []
+    page.route("**/predict", lambda route: held.append(route))  # never answered
+    draw(page, DIGITS[7])
+    wait_until(page, lambda: held, "the request")
+    page.clock.run_for(1000)
+    assert page.locator("#working").is_visible() and page.locator("#result.busy").count() == 1
+    page.clock.run_for(30_000)
+    page.wait_for_function("document.querySelector('#status').textContent !== ''", timeout=10_000)
+    assert page.locator("#status").inner_text() == "The server did not answer within 30 s; try again."
+    assert result_is_empty(page)
+    # the pad as drawn since (the stroke's later moves) goes next: the page is not stuck
+    wait_until(page, lambda: len(held) == 2, "the next request")
+    held[1].continue_()
+    assert shown_prediction(page) == "7" and page.locator("#status").inner_text() == ""
+    assert page.locator("#working").is_hidden() and page.locator("#result.busy").count() == 0
+
+
+@pytest.mark.slow
+def test_an_image_opened_waits_for_the_drawings_request(fresh_page):
+    """An image was sent at once, even with a drawing's request in flight: two at a time, and the
+    drawing's answer let the next drawing go while the image's request was still pending."""
+    page = fresh_page
+    held = []
+    page.route("**/predict", lambda route: held.append(route))
+    draw(page, DIGITS[1])
+    wait_until(page, lambda: held, "the drawing's request")
+    page.set_input_files("#upload", files=[{"name": "seven.png", "mimeType": "image/png", "buffer": seven_png()}])
+    page.wait_for_timeout(500)
+    assert len(held) == 1  # the image waits its turn
+    held[0].continue_()
+    wait_until(page, lambda: len(held) == 2, "the image's request, once the drawing's was answered")
+    draw(page, [[(0.1, 0.1), (0.12, 0.12)]])  # drawn while the image's request is in flight: waits too
+    page.wait_for_timeout(500)
+    assert len(held) == 2
+    held[1].continue_()
+    wait_until(page, lambda: len(held) == 3, "the drawing's request, once the image's was answered")
+    held[2].continue_()
+    shown_prediction(page)  # the drawing, the latest input, has the last word
