@@ -90,7 +90,7 @@ def test_json_pixels_are_used_as_they_are(client):
 
 
 def test_health_model_page_and_docs(client):
-    assert client.get("/health").json() == {"status": "ok", "backend": "pytorch"}
+    assert client.get("/health").json() == {"status": "ok", "backend": "pytorch", "max_upload_bytes": 200_000}
     model = client.get("/model").json()
     assert model["model_name"] == "seed" and model["parameters"] == 42940 and model["file"] == "seed.pt"
     assert model["metrics"]["test_accuracy"] > 0.97  # from tests/data/metrics.json beside it

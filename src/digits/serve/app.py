@@ -131,7 +131,8 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
 
     @get("/health")
     async def health() -> dict:
-        return {"status": "ok", "backend": predictor.backend}
+        # the limit too: the drawing page refuses a larger file itself, before sending it
+        return {"status": "ok", "backend": predictor.backend, "max_upload_bytes": max_upload_bytes}
 
     @get("/model")
     async def model() -> dict:

@@ -18,6 +18,7 @@ const working = document.getElementById("working");
 const PEN = 0.07;  // stroke width as a fraction of the pad: close to MNIST's stroke to digit height
 const TIMEOUT_MS = 30000;  // a request unanswered this long is given up (and said so), freeing the next
 const WORKING_AFTER_MS = 300;  // "working…" only for a slow answer: not a flicker after every stroke
+const FORM_BYTES = 1024;  // what the multipart form adds to a file's bytes, at most (its headers, boundary)
 
 let strokes = [];
 let current = null;
@@ -26,6 +27,7 @@ let version = 0;
 let inFlight = false;
 let next = null;  // sent once the request in flight is answered: "drawing" (the pad then) or {file, v}
 let shown = 0;  // the version on show: a slower reply for an older one must not replace it
+let maxUpload = 0;  // the server's limit on a request body in bytes (GET /health); 0 till known
 
 for (let d = 0; d < 10; d++) {
   const li = document.createElement("li");
@@ -92,6 +94,12 @@ document.getElementById("upload").addEventListener("change", (e) => {
   e.target.value = "";
   if (!file) return;
   version += 1;  // the file replaces the drawing's request waiting, if any
+  if (maxUpload && file.size + FORM_BYTES > maxUpload) {  // refused here rather than sent in vain
+    next = null;
+    fail(`The image is over ${+(maxUpload / 2 ** 20).toFixed(1)} MB, the most the server takes: ` +
+         "open a smaller one (a screenshot of the digit will do).", version);
+    return;
+  }
   next = { file, v: version };
   pump();
 });
@@ -189,6 +197,10 @@ function show(data, v) {
   seen.putImageData(image, 0, 0);
   prediction.dataset.version = String(v);
 }
+
+fetch("/health").then((r) => r.json()).then((h) => {
+  if (Number.isFinite(h.max_upload_bytes) && h.max_upload_bytes > 0) maxUpload = h.max_upload_bytes;
+}).catch(() => {});  // unknown: the server's 413 says it instead
 
 fetch("/model").then((r) => r.json()).then((m) => {
   const acc = m.metrics && m.metrics.test_accuracy;
