@@ -90,7 +90,7 @@ def test_json_pixels_are_used_as_they_are(client):
 
 
 def test_health_model_page_and_docs(client):
-    assert client.get("/health").json() == {"status": "ok", "backend": "pytorch"}
+    assert client.get("/health").json() == {"status": "ok", "backend": "pytorch", "max_upload_bytes": 200_000}
     model = client.get("/model").json()
     assert model["model_name"] == "seed" and model["parameters"] == 42940 and model["file"] == "seed.pt"
     assert model["metrics"]["test_accuracy"] > 0.97  # from tests/data/metrics.json beside it
@@ -249,6 +249,40 @@ def test_a_streamed_body_over_the_limit_is_cut_off_with_413(client):
     chunks = (b"x" * 50_000 for _ in range(10))  # no Content-Length: sent chunked
     r = client.post("/predict", content=chunks, headers={"content-type": "application/json"})
     assert r.status_code == 413 and "over the limit" in r.json()["detail"]
+
+
+def test_the_rest_of_a_refused_body_is_drained_within_its_bounds():
+    """After a 413 the rest of the body is read and thrown away (so that the client sending it gets
+    the answer, not a reset connection), one chunk at a time, up to a number of bytes and the body's
+    deadline: a client sending for ever, or one that stalls, cannot hold the server."""
+    import asyncio
+    import time
+
+    from digits.serve.inputs import Drain, drain
+
+    async def endless():
+        await asyncio.sleep(0)
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+
+    async def stalling():
+        await asyncio.sleep(3600)
+
+    async def run():
+        calls = []
+
+        async def counted():
+            calls.append(1)
+            return await endless()
+
+        await drain(counted, Drain(max_bytes=10_000, deadline=None))
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        await drain(stalling, Drain(max_bytes=10_000, deadline=loop.time() + 0.2))
+        await drain(endless, Drain(max_bytes=10**12, deadline=loop.time() + 0.2))
+        return len(calls), time.perf_counter() - start
+
+    chunks, took = asyncio.run(run())
+    assert chunks == 10 and took < 2
 
 
 def test_no_more_images_are_predicted_at_once_than_the_limit():

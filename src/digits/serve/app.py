@@ -31,7 +31,7 @@ from ..errors import DigitsError
 from ..predict import predict_image, predict_pixels
 from ..predictor import Predictor, load_predictor
 from ..preprocess import MAX_PIXELS, check_max_pixels
-from .inputs import ApiError, parse_input, read_body
+from .inputs import ApiError, Drain, drain, parse_input, read_body
 
 MAX_UPLOAD_BYTES = 10 * 2**20  # a phone photo is 2-8 MB
 # Requests decoded and predicted at once; further requests wait their turn. Each decode may take
@@ -131,7 +131,8 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
 
     @get("/health")
     async def health() -> dict:
-        return {"status": "ok", "backend": predictor.backend}
+        # the limit too: the drawing page refuses a larger file itself, before sending it
+        return {"status": "ok", "backend": predictor.backend, "max_upload_bytes": max_upload_bytes}
 
     @get("/model")
     async def model() -> dict:
@@ -153,6 +154,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"Connection": "close"} if exc.close else None  # the rest of the body is not read
+        if exc.drain is not None:
+            return _DrainingResponse({"detail": exc.message}, exc.status, headers, drain=exc.drain)
         return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(DigitsError)
@@ -161,6 +164,24 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": message.removeprefix("image: ")}, status_code=422)
 
     app.add_middleware(_LastResort)
+
+
+class _DrainingResponse(JSONResponse):
+    """A JSON answer sent in full, then the rest of the request body read and thrown away (``Drain``)
+    before the response ends and the connection closes. Closed with the body unread, the socket was
+    reset by the kernel: a client sending the whole body (a browser, http.client, requests) got
+    "connection reset" instead of the answer."""
+
+    def __init__(self, content, status_code: int, headers: dict | None, drain: Drain):
+        super().__init__(content, status_code=status_code, headers=headers)
+        self.drain = drain
+
+    async def __call__(self, scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        # all of the answer's bytes (Content-Length says how many) go out now, before the drain
+        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        await drain(receive, self.drain)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class _LastResort:

@@ -4,6 +4,7 @@ Every problem becomes an ``ApiError`` with the HTTP status and a message for the
 
     body = await read_body(request, limit=10 * 2**20, timeout=60)
     image = await parse_input(request.headers, body)     # bytes of an image, or uint8 (28, 28)
+    await drain(receive, error.drain)                    # after answering a 413: the rest, discarded
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import base64
 import binascii
 import json
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -26,42 +28,87 @@ for _name in ("python_multipart", "multipart"):  # its package, and its name bef
     logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 
-class ApiError(Exception):
-    """``close``: end the connection after the answer, as the rest of the body was not read."""
+# Bytes of a refused body (413) read and thrown away after the answer, so that a client sending
+# it all gets the answer: closing a socket with unread data makes the kernel reset the connection,
+# and the client, still sending, saw "connection reset" (a browser "Failed to fetch") instead of
+# the 413. Larger bodies are not read: their clients get the reset.
+MAX_DRAIN_BYTES = 64 * 2**20
 
-    def __init__(self, status: int, message: str, close: bool = False):
+
+@dataclass(frozen=True)
+class Drain:
+    """The rest of a refused request body to read and discard: at most ``max_bytes`` of it, until
+    ``deadline`` (the event loop's clock; None: no limit)."""
+    max_bytes: int
+    deadline: float | None
+
+
+class ApiError(Exception):
+    """``close``: end the connection after the answer, as the rest of the body was not read;
+    ``drain``: first read and discard that rest (``Drain``), when its client is sending it."""
+
+    def __init__(self, status: int, message: str, close: bool = False, drain: Drain | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.close = close
+        self.drain = drain
 
 
 async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
     """The whole body, refusing (413) as soon as it passes ``limit`` bytes, declared or not, and
-    (408) when it has not all arrived ``timeout`` seconds after the first read."""
+    (408) when it has not all arrived ``timeout`` seconds after the first read. The 413 says how
+    much of the rest to drain within that same time."""
+    deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise _too_big(limit)
+        raise _too_big(limit, request, deadline, left=int(declared))
     try:
-        return await asyncio.wait_for(_read(request, limit), timeout)
+        return await asyncio.wait_for(_read(request, limit, deadline), timeout)
     except asyncio.TimeoutError:  # a client that stalls or trickles: it held memory and a turn
         raise ApiError(408, f"the request body did not arrive within {timeout:g} s", close=True) from None
 
 
-def _too_big(limit: int) -> ApiError:
-    return ApiError(413, f"request body over the limit of {limit:,} bytes; send a smaller image", close=True)
+def _too_big(limit: int, request: Request, deadline: float | None, left: int | None) -> ApiError:
+    """``left``: the bytes of the body still to come, when known (Content-Length)."""
+    # A client that sent "Expect: 100-continue" (curl does for large bodies) waits for a go-ahead
+    # that never comes: it sends no body, and has none to drain. Nor is one over the bound drained.
+    waiting = "100-continue" in request.headers.get("expect", "").lower()
+    drain = None if waiting or (left is not None and left > MAX_DRAIN_BYTES) else Drain(MAX_DRAIN_BYTES, deadline)
+    return ApiError(413, f"request body over the limit of {limit:,} bytes; send a smaller image",
+                    close=True, drain=drain)
 
 
-async def _read(request: Request, limit: int) -> bytes:
+async def _read(request: Request, limit: int, deadline: float | None) -> bytes:
     body = bytearray()  # grown in place: joining a list of chunks held the body twice at the end
     try:
         async for chunk in request.stream():
             if len(body) + len(chunk) > limit:
-                raise _too_big(limit)
+                raise _too_big(limit, request, deadline, left=None)
             body += chunk
     except ClientDisconnect:
         raise ApiError(400, "the client disconnected before sending the whole request") from None
     return bytes(body)
+
+
+async def drain(receive, how: Drain) -> None:
+    """Reads and discards the rest of the request body from the ASGI ``receive``: until its end,
+    ``how.max_bytes`` or ``how.deadline``, whichever comes first. Holds one chunk at a time."""
+    async def discard() -> None:
+        left = how.max_bytes
+        while left > 0:
+            message = await receive()
+            if message["type"] != "http.request":  # http.disconnect: the client has gone
+                return
+            left -= len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+    timeout = None if how.deadline is None else max(0.0, how.deadline - asyncio.get_running_loop().time())
+    try:
+        await asyncio.wait_for(discard(), timeout)
+    except asyncio.TimeoutError:  # a client that stalls: the connection is closed all the same
+        pass
 
 
 async def _once(body: bytes):

@@ -1,6 +1,7 @@
 // The drawing page: strokes on a canvas, sent to POST /predict as a PNG while you draw.
 // pad.dataset.version counts drawing changes; prediction.dataset.version names the change the
-// shown prediction belongs to (tests wait until the two agree).
+// shown prediction belongs to (tests wait until the two agree). One request at a time, a drawing's
+// or an opened image's: the latest input waits for it, and replaces any input waiting before it.
 "use strict";
 
 const pad = document.getElementById("pad");
@@ -12,15 +13,21 @@ const seen = document.getElementById("seen").getContext("2d");
 const status = document.getElementById("status");
 const undoButton = document.getElementById("undo");
 const clearButton = document.getElementById("clear");
+const result = document.getElementById("result");
+const working = document.getElementById("working");
 const PEN = 0.07;  // stroke width as a fraction of the pad: close to MNIST's stroke to digit height
+const TIMEOUT_MS = 30000;  // a request unanswered this long is given up (and said so), freeing the next
+const WORKING_AFTER_MS = 300;  // "working…" only for a slow answer: not a flicker after every stroke
+const FORM_BYTES = 1024;  // what the multipart form adds to a file's bytes, at most (its headers, boundary)
 
 let strokes = [];
 let current = null;
 let drawing = null;  // pointerId drawing `current`: other pointers (a second finger) are ignored till it ends
 let version = 0;
 let inFlight = false;
-let queued = false;
+let next = null;  // sent once the request in flight is answered: "drawing" (the pad then) or {file, v}
 let shown = 0;  // the version on show: a slower reply for an older one must not replace it
+let maxUpload = 0;  // the server's limit on a request body in bytes (GET /health); 0 till known
 
 for (let d = 0; d < 10; d++) {
   const li = document.createElement("li");
@@ -84,12 +91,30 @@ undoButton.addEventListener("click", () => { strokes.pop(); redraw(); changed();
 clearButton.addEventListener("click", () => { strokes = []; redraw(); changed(); });
 document.getElementById("upload").addEventListener("change", (e) => {
   const file = e.target.files[0];
-  if (file) { queued = false; send(file, ++version); }  // the file replaces the drawing's pending request
   e.target.value = "";
+  if (!file) return;
+  version += 1;  // the file replaces the drawing's request waiting, if any
+  if (maxUpload && file.size + FORM_BYTES > maxUpload) {  // refused here rather than sent in vain
+    next = null;
+    fail(`The image is over ${+(maxUpload / 2 ** 20).toFixed(1)} MB, the most the server takes: ` +
+         "open a smaller one (a screenshot of the digit will do).", version);
+    return;
+  }
+  next = { file, v: version };
+  pump();
 });
 
 function request() {
-  if (inFlight) { queued = true; return; }
+  next = "drawing";
+  pump();
+}
+
+function pump() {
+  // sends what waits, unless a request is in flight: its end calls pump again
+  if (inFlight || next === null) return;
+  const job = next;
+  next = null;
+  if (job !== "drawing") { send(job.file, job.v); return; }
   if (strokes.length === 0) { show(null, version); return; }
   const v = version;
   inFlight = true;
@@ -98,23 +123,57 @@ function request() {
 
 async function send(blob, v) {
   inFlight = true;
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
+  const slow = setTimeout(() => busy(true), WORKING_AFTER_MS);
+  try {
+    show(await predict(blob, controller.signal), v);
+  } catch (err) {
+    fail(err.message, v);
+  } finally {
+    clearTimeout(timer);
+    clearTimeout(slow);
+    busy(false);
+    inFlight = false;
+    pump();
+  }
+}
+
+async function predict(blob, signal) {
+  // the server's prediction for `blob`, or an Error whose message says what went wrong, and where
   const body = new FormData();
   body.append("file", blob, "drawing.png");
+  let response, text;
   try {
-    const response = await fetch("/predict", { method: "POST", body });
-    const data = await response.json();
-    if (!response.ok) throw new Error(data.detail || response.statusText);
-    show(data, v);
+    response = await fetch("/predict", { method: "POST", body, signal });
+    text = await response.text();
   } catch (err) {
-    if (v >= shown) {
-      shown = v;
-      status.textContent = `Could not read it: ${err.message}`;
-      prediction.dataset.version = String(v);
-    }
-  } finally {
-    inFlight = false;
-    if (queued) { queued = false; request(); }
+    throw new Error(signal.aborted ? `The server did not answer within ${TIMEOUT_MS / 1000} s; try again.`
+                                   : "Cannot reach the server: is digits serve still running?");
   }
+  let data = null;
+  if ((response.headers.get("content-type") || "").startsWith("application/json")) {
+    try { data = JSON.parse(text); } catch (err) { data = null; }
+  }
+  if (response.ok && data && Array.isArray(data.probabilities)) return data;
+  const answered = `${response.status}${response.statusText ? ` (${response.statusText})` : ""}`;
+  if (!data || typeof data.detail !== "string") {  // a proxy's HTML page, say: not the server's own answer
+    throw new Error(`The server answered ${answered}, not a prediction; try again later.`);
+  }
+  if ([400, 415, 422].includes(response.status)) throw new Error(`Could not read it: ${data.detail}`);
+  throw new Error(`The server answered ${answered}: ${data.detail}`);
+}
+
+function busy(on) {
+  result.classList.toggle("busy", on);
+  working.hidden = !on;
+}
+
+function fail(message, v) {
+  // the result on show belonged to an earlier drawing or image: it goes, the message takes its place
+  if (v < shown) return;
+  show(null, v);
+  status.textContent = message;
 }
 
 function show(data, v) {
@@ -138,6 +197,10 @@ function show(data, v) {
   seen.putImageData(image, 0, 0);
   prediction.dataset.version = String(v);
 }
+
+fetch("/health").then((r) => r.json()).then((h) => {
+  if (Number.isFinite(h.max_upload_bytes) && h.max_upload_bytes > 0) maxUpload = h.max_upload_bytes;
+}).catch(() => {});  // unknown: the server's 413 says it instead
 
 fetch("/model").then((r) => r.json()).then((m) => {
   const acc = m.metrics && m.metrics.test_accuracy;
