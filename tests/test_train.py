@@ -147,6 +147,7 @@ def test_resume_refuses_epochs_below_the_checkpoints_and_finishes_one_at_its_end
     """--epochs counts the whole run: resuming a 2-epoch checkpoint with --epochs 1 (or 2) trained
     nothing, exited 0 and rewrote config.json with epochs 1 beside the 2-epoch run's metrics. A
     checkpoint written mid-epoch has that epoch left: --epochs one above the completed ones finishes it."""
+    from digits.checkpoint import read_checkpoint
     from digits.train import check_startable
 
     data = load_mnist(tiny_mnist, val_size=50)
@@ -163,8 +164,12 @@ def test_resume_refuses_epochs_below_the_checkpoints_and_finishes_one_at_its_end
     with pytest.raises(DigitsError, match=expected):
         fit(_config(epochs=1), data, tmp_path / "b", resume=ckpt)
     assert not (tmp_path / "b").exists()
-    # the same count finishes a run stopped after its last checkpoint (before its test and report)
+    # the same count finishes a run stopped after its last checkpoint (before its test and report); a
+    # folder other than the checkpoint's gets it too (it had none: its results belonged to no checkpoint)
     assert fit(_config(epochs=2), data, tmp_path / "c", resume=ckpt).iter_num == 16
+    again = read_checkpoint(tmp_path / "c" / "checkpoint.pt")
+    original = read_checkpoint(ckpt)["model"]
+    assert again["iter_num"] == 16 and all(torch.equal(again["model"][k], v) for k, v in original.items())
     mid = tmp_path / "step10.pt"
     with pytest.raises(DigitsError, match=r"has completed 1 epoch and 2 steps of epoch 2, more than --epochs 1; "
                                           r".* give --epochs 2 or more to finish epoch 2$"):

@@ -264,6 +264,8 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
         _log_epoch(writer, state.history, first_iter, losses, state.epoch)
         state.epoch, state.step, state.window = state.epoch + 1, 0, [0, 0]  # a window never spans epochs
         checkpoint = save(state, []) or checkpoint
+    if resume is not None and checkpoint is None:  # nothing left to train (--epochs as the checkpoint's): the
+        checkpoint = save(state, [])                 # folder gets the checkpoint its results belong to
     return TrainResult(evaluated.eval(), state.history, state.iter_num, state.seconds,
                        state.images / state.step_seconds if state.step_seconds else 0.0, checkpoint,
                        resumed_at, state.seconds - carried)
