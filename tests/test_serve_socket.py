@@ -167,6 +167,20 @@ def test_a_client_sending_a_whole_body_over_the_limit_gets_the_413():
         reply = conn.getresponse()
         assert reply.status == 413 and "over the limit" in json.loads(reply.read())["detail"]
         conn.close()
+        # chunked after "Expect: 100-continue" (curl -H 'Transfer-Encoding: chunked'): the go-ahead is
+        # given as the server starts reading, so the body comes, and is drained too (it was reset)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(f"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: {kind}\r\n"
+                           "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n".encode())
+            assert client.recv(65536).startswith(b"HTTP/1.1 100")
+            for i in range(0, len(body), 65536):
+                piece = body[i:i + 65536]
+                client.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            client.sendall(b"0\r\n\r\n")
+            answer = b""
+            while chunk := client.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 413") and b"over the limit" in answer, answer[:200]
         # a client asking to go ahead first is answered at once, and need not send the body
         with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
             client.sendall(f"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: {kind}\r\n"

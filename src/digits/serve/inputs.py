@@ -69,11 +69,14 @@ async def read_body(request: Request, limit: int, timeout: float | None = None) 
         raise ApiError(408, f"the request body did not arrive within {timeout:g} s", close=True) from None
 
 
-def _too_big(limit: int, request: Request, deadline: float | None, left: int | None) -> ApiError:
-    """``left``: the bytes of the body still to come, when known (Content-Length)."""
-    # A client that sent "Expect: 100-continue" (curl does for large bodies) waits for a go-ahead
-    # that never comes: it sends no body, and has none to drain. Nor is one over the bound drained.
-    waiting = "100-continue" in request.headers.get("expect", "").lower()
+def _too_big(limit: int, request: Request, deadline: float | None, left: int | None,
+             reading: bool = False) -> ApiError:
+    """``left``: the bytes of the body still to come, when known (Content-Length). ``reading``: the
+    body has begun to be read (uvicorn has then answered an "Expect: 100-continue" with its go-ahead)."""
+    # A client that sent "Expect: 100-continue" (curl does for large bodies) and is refused before any
+    # read waits for a go-ahead that never comes: it sends no body, and has none to drain. Once the
+    # body is being read it is coming, go-ahead given, and is drained. Nor is one over the bound drained.
+    waiting = not reading and "100-continue" in request.headers.get("expect", "").lower()
     drain = None if waiting or (left is not None and left > MAX_DRAIN_BYTES) else Drain(MAX_DRAIN_BYTES, deadline)
     return ApiError(413, f"request body over the limit of {limit:,} bytes; send a smaller image",
                     close=True, drain=drain)
@@ -84,7 +87,7 @@ async def _read(request: Request, limit: int, deadline: float | None) -> bytes:
     try:
         async for chunk in request.stream():
             if len(body) + len(chunk) > limit:
-                raise _too_big(limit, request, deadline, left=None)
+                raise _too_big(limit, request, deadline, left=None, reading=True)
             body += chunk
     except ClientDisconnect:
         raise ApiError(400, "the client disconnected before sending the whole request") from None

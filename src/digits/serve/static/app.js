@@ -160,7 +160,7 @@ async function predict(blob, signal) {
   if (!data || typeof data.detail !== "string") {  // a proxy's HTML page, say: not the server's own answer
     throw new Error(`The server answered ${answered}, not a prediction; try again later.`);
   }
-  if ([400, 415, 422].includes(response.status)) throw new Error(`Could not read it: ${data.detail}`);
+  if ([400, 413, 415, 422].includes(response.status)) throw new Error(`Could not read it: ${data.detail}`);
   throw new Error(`The server answered ${answered}: ${data.detail}`);
 }
 
