@@ -22,6 +22,21 @@ def benchmark_script(name: str):
     return module
 
 
+
+def folder_is_locked(folder) -> bool:
+    """Whether a process (this one included) holds ``folder`` as a run's (pipeline.lock_out): a flock
+    from a descriptor of its own fails."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # (drops the flock it took, if it took one)
+    return False
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """Encode a uint8 array in IDX format (the reference encoder the tests trust)."""
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)

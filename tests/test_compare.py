@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import folder_is_locked
 
 from digits.cli import config_from_args, build_parser, main
 from digits.compare import COLUMNS, config_for, render_markdown, summarise
@@ -361,20 +362,6 @@ def test_a_rerun_removes_a_runs_old_metrics_before_it_trains_so_a_failure_leaves
     assert json.loads((folder / "config.json").read_text())["optim"]["epochs"] == 1
 
 
-def _locked(folder) -> bool:
-    """Whether a process (this one included) holds ``folder`` (pipeline.lock_out): a flock from a
-    descriptor of its own fails."""
-    import fcntl
-
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # (drops the flock it took, if it took one)
-    return False
-
 
 def test_compare_holds_out_to_its_end_and_each_runs_folder_while_that_run_trains(tiny_mnist, tmp_path, capsys,
                                                                                  monkeypatch):
@@ -388,7 +375,7 @@ def test_compare_holds_out_to_its_end_and_each_runs_folder_while_that_run_trains
     out, held, real_fit = tmp_path / "cmp", [], compare_module.fit
 
     def fit(config, data, folder):
-        held.append({p.name: _locked(p) for p in [out, *sorted(out.glob("seed-seed*"))]})
+        held.append({p.name: folder_is_locked(p) for p in [out, *sorted(out.glob("seed-seed*"))]})
         if config.seed == 2:
             raise DigitsError("training diverged")
         return real_fit(config, data, folder)
@@ -398,10 +385,10 @@ def test_compare_holds_out_to_its_end_and_each_runs_folder_while_that_run_trains
     assert main([*args, "--seeds", "0,1"]) == 0
     assert held == [{"cmp": True, "seed-seed0": True},
                     {"cmp": True, "seed-seed0": False, "seed-seed1": True}]  # a finished run's folder is free
-    assert not any(map(_locked, [out, out / "seed-seed0", out / "seed-seed1"]))  # and all of it, once it returns
+    assert not any(map(folder_is_locked, [out, out / "seed-seed0", out / "seed-seed1"]))  # and all of it, once it returns
     assert "training diverged" in _refused([*args, "--seeds", "0,2"], capsys)  # a failed run: freed all the same
     assert held[-1] == {"cmp": True, "seed-seed0": False, "seed-seed1": False, "seed-seed2": True}
-    assert not any(map(_locked, [out, out / "seed-seed0", out / "seed-seed2"]))
+    assert not any(map(folder_is_locked, [out, out / "seed-seed0", out / "seed-seed2"]))
 
 
 # A `digits compare` whose second run waits: it holds OUT, as a long comparison does.

@@ -128,6 +128,13 @@ def _torchrun(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*torchrun, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def _torchrun_digits(command: str, data, out, epochs: int = 1) -> subprocess.CompletedProcess:
+    """`digits COMMAND` on the tiny data into ``out``, in 2 processes under torchrun."""
+    return _torchrun("-m", "digits", command, "--data-dir", str(data), "--out", str(out), "--val-size", "50",
+                     "--batch-size", "16", "--epochs", str(epochs), "--threads", "1", "--no-progress",
+                     "--no-tensorboard")
+
+
 def test_two_processes_train_as_one_process_with_the_global_batch(tiny_mnist, tmp_path, capsys):
     """torchrun, 2 processes on gloo: train 1 epoch by the CLI, resume to 2 (tests/ddp_worker.py)."""
     out = tmp_path / "ddp"
@@ -164,8 +171,7 @@ def test_when_rank_0_cannot_write_a_checkpoint_every_process_stops(tiny_mnist, t
     out = tmp_path / "ddp"
     (out / "checkpoint.pt").mkdir(parents=True)  # rank 0's atomic rename onto it fails
     (out / "config.json").write_text(json.dumps(RunConfig().to_dict()))  # (a run folder, which a run may use)
-    done = _torchrun("-m", "digits", "train", "--data-dir", str(tiny_mnist), "--out", str(out), "--val-size", "50",
-                     "--batch-size", "16", "--epochs", "2", "--threads", "1", "--no-progress", "--no-tensorboard")
+    done = _torchrun_digits("train", tiny_mnist, out, epochs=2)
     assert done.returncode != 0
     assert "digits: error: cannot write" in done.stderr and "checkpoint.pt: Is a directory" in done.stderr
     assert "digits: error: training stopped: process 0 could not write the checkpoint" in done.stderr
@@ -177,8 +183,7 @@ def test_when_rank_0_refuses_the_run_folder_every_process_stops(tiny_mnist, tmp_
     out = tmp_path / "mine"
     out.mkdir()
     (out / "report.md").write_text("# my notes")
-    done = _torchrun("-m", "digits", "train", "--data-dir", str(tiny_mnist), "--out", str(out), "--val-size", "50",
-                     "--batch-size", "16", "--epochs", "1", "--threads", "1", "--no-progress", "--no-tensorboard")
+    done = _torchrun_digits("train", tiny_mnist, out)
     assert done.returncode != 0
     assert f"digits: error: --out {out} is not a digits run folder" in done.stderr
     assert "digits: error: process 0 refused to start the run; see its message" in done.stderr
@@ -194,8 +199,7 @@ def test_when_rank_0_cannot_prepare_the_run_folder_every_process_stops(tiny_mnis
     out.mkdir()
     (out / "config.json").write_text(json.dumps(RunConfig().to_dict()))
     (out / "figures").write_text("in the way")
-    done = _torchrun("-m", "digits", "run", "--data-dir", str(tiny_mnist), "--out", str(out), "--val-size", "50",
-                     "--batch-size", "16", "--epochs", "1", "--threads", "1", "--no-progress", "--no-tensorboard")
+    done = _torchrun_digits("run", tiny_mnist, out)
     assert done.returncode != 0
     assert f"digits: error: cannot create output folder {out}: {out / 'figures'} is a file, not a folder" in done.stderr
     assert "digits: error: process 0 could not prepare the run folder; see its message" in done.stderr

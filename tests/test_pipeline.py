@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_mnist
+from conftest import folder_is_locked, write_mnist
 
 from digits import pipeline
 from digits.checkpoint import describe, save_checkpoint
@@ -242,19 +242,6 @@ def test_a_second_run_into_a_folder_another_run_is_writing_is_refused(mnist, fin
     assert main(["train", "--data-dir", str(mnist), "--out", str(out), *FAST]) == 0
 
 
-def _locked(folder: Path) -> bool:
-    """Whether a process (this one included) holds ``folder``: a flock from a descriptor of its own fails."""
-    import fcntl
-
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
 
 @pytest.mark.skipif(pipeline.fcntl is None, reason="no flock (Windows)")
 def test_compare_and_run_release_their_folders_when_they_end(mnist, tmp_path, capsys):
@@ -263,10 +250,10 @@ def test_compare_and_run_release_their_folders_when_they_end(mnist, tmp_path, ca
     out = tmp_path / "cmp"
     args = ["compare", "--models", "seed", "--seeds", "0", "--data-dir", str(mnist), "--out", str(out), *FAST]
     assert main(args) == 0
-    assert not _locked(out) and not _locked(out / "seed-seed0")
+    assert not folder_is_locked(out) and not folder_is_locked(out / "seed-seed0")
     assert main(args) == 0  # a rerun into it
     assert main(["train", "--data-dir", str(mnist), "--out", str(out / "seed-seed0"), *FAST]) == 0
-    assert not _locked(out) and not _locked(out / "seed-seed0")
+    assert not folder_is_locked(out) and not folder_is_locked(out / "seed-seed0")
     capsys.readouterr()
 
 
