@@ -249,6 +249,7 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
     if device.type == "cpu":
         convpool.prepare()  # compiled once per machine: not in the first epoch's time
     resumed_at, carried = (state.iter_num if resume else None), state.seconds
+    resumed_epoch = state.epoch
     evaluated = parts.model if ema is None else ema.module  # with EMA on, the average is what is validated
     while state.epoch < config.optim.epochs:
         first_iter = state.iter_num
@@ -264,8 +265,9 @@ def fit(config: RunConfig, data: MNIST, out_dir: str | Path | None = None,
         _log_epoch(writer, state.history, first_iter, losses, state.epoch)
         state.epoch, state.step, state.window = state.epoch + 1, 0, [0, 0]  # a window never spans epochs
         checkpoint = save(state, []) or checkpoint
-    if resume is not None and checkpoint is None:  # nothing left to train (--epochs as the checkpoint's): the
-        checkpoint = save(state, [])                 # folder gets the checkpoint its results belong to
+    if resume is not None and state.epoch == resumed_epoch:  # nothing left to train (--epochs as the
+        checkpoint = save(state, [])  # checkpoint's): the folder gets the checkpoint its results belong to
+        # (decided on what every process knows alike: save is collective, and only rank 0 gets a path)
     return TrainResult(evaluated.eval(), state.history, state.iter_num, state.seconds,
                        state.images / state.step_seconds if state.step_seconds else 0.0, checkpoint,
                        resumed_at, state.seconds - carried)
