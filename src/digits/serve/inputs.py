@@ -19,7 +19,6 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import ClientDisconnect, Request
 
 # python-multipart logs a warning for each malformed multipart body ("Expected boundary character
 # 122, got 98 at index 4"), printed on stderr by logging's last resort: any client could fill the
@@ -83,15 +82,23 @@ def _too_big(limit: int, request: Request, deadline: float | None, left: int | N
 
 
 async def _read(request: Request, limit: int, deadline: float | None) -> bytes:
+    """The body, message by message from ASGI's receive (whose more_body says whether the rest is
+    still to come: a body whose last message passes the limit has nothing left to drain, and a drain
+    would wait for a message that never comes)."""
     body = bytearray()  # grown in place: joining a list of chunks held the body twice at the end
-    try:
-        async for chunk in request.stream():
-            if len(body) + len(chunk) > limit:
-                raise _too_big(limit, request, deadline, left=None, reading=True)
-            body += chunk
-    except ClientDisconnect:
-        raise ApiError(400, "the client disconnected before sending the whole request") from None
-    return bytes(body)
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request":  # http.disconnect
+            raise ApiError(400, "the client disconnected before sending the whole request")
+        chunk, more = message.get("body", b""), message.get("more_body", False)
+        if len(body) + len(chunk) > limit:
+            error = _too_big(limit, request, deadline, left=None, reading=True)
+            if not more:
+                error.drain = None  # all of it has arrived
+            raise error
+        body += chunk
+        if not more:
+            return bytes(body)
 
 
 async def drain(receive, how: Drain) -> None:
