@@ -19,6 +19,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
 
 # python-multipart logs a warning for each malformed multipart body ("Expected boundary character
 # 122, got 98 at index 4"), printed on stderr by logging's last resort: any client could fill the
