@@ -203,3 +203,18 @@ def test_when_rank_0_cannot_prepare_the_run_folder_every_process_stops(tiny_mnis
     assert done.returncode != 0
     assert f"digits: error: cannot create output folder {out}: {out / 'figures'} is a file, not a folder" in done.stderr
     assert "digits: error: process 0 could not prepare the run folder; see its message" in done.stderr
+
+
+def test_when_rank_0_cannot_write_tensorboard_logs_every_process_stops(tiny_mnist, tmp_path):
+    """The TensorBoard writer, which rank 0 alone opens, failing (here a file named tb in the run
+    folder) stopped rank 0 after the processes had agreed to start: the others went on into fit's
+    collectives and waited there (torchrun's agent killed them; another launcher would not)."""
+    out = tmp_path / "ddp"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(RunConfig().to_dict()))
+    (out / "tb").write_text("in the way")
+    done = _torchrun("-m", "digits", "train", "--data-dir", str(tiny_mnist), "--out", str(out), "--val-size", "50",
+                     "--batch-size", "16", "--epochs", "1", "--threads", "1", "--no-progress")
+    assert done.returncode != 0
+    assert f"digits: error: cannot write TensorBoard logs in {out / 'tb'}" in done.stderr
+    assert "digits: error: process 0 could not prepare the run folder; see its message" in done.stderr

@@ -297,20 +297,21 @@ def run(config: RunConfig, out: str | Path | None = None, resume: str | Path | N
         raise refused
     try:
         data = _load(config)  # (no data: refused before OUT is touched, so a folder there stays as it was)
-        failed = None
+        failed, writer = None, None
         try:
             out = prepare_out(out, config, figures and test, resume=resume)
+            writer = _open_writer(out, config)  # (tb/ cannot be written: rank 0 alone finds out)
         except Exception as e:  # (a folder made since check_out that another run holds, a failed write)
             failed = e
         if distributed.any_rank(failed is not None):  # the others wait for it (_worker): they stop with it
             raise failed
-        return _run(config, out, resume, data, figures, test, start)
+        return _run(config, out, resume, data, figures, test, start, writer)
     finally:
         release_out(out)
 
 
-def _run(config: RunConfig, out: Path, resume, data: MNIST, figures: bool, test: bool, start: float) -> RunResult:
-    writer = _open_writer(out, config)
+def _run(config: RunConfig, out: Path, resume, data: MNIST, figures: bool, test: bool, start: float,
+         writer) -> RunResult:
     try:
         trained = fit(config, data, out, resume, writer)
         result, test_seconds = _test(trained, data, config, writer) if test else (None, 0.0)
