@@ -27,7 +27,7 @@ from .errors import DigitsError
 from .evaluate import evaluate
 from .models import count_parameters, list_models
 from .outpath import file_in_the_way, make_folder
-from .pipeline import lock_out, prepare_out, release_out
+from .pipeline import check_out as check_run_out, lock_out, prepare_out, release_out
 from .report import write_json, write_text
 from .train import check_startable, fit
 
@@ -79,9 +79,10 @@ def run_folder(out: Path, config: RunConfig) -> Path:
 
 
 def check_out(out: Path, configs: list[RunConfig]) -> None:
-    """OUT is new, empty or a previous comparison's (is_comparison), and OUT and every run's folder
-    in it can be made; refused before any work: compare removes results.csv, results.md and
-    comparison.png in OUT (a user's own), and making a run's folder failed only after that."""
+    """OUT is new, empty or a previous comparison's (is_comparison), and every run's folder in it one
+    `digits run` could write (pipeline.check_out); refused before any work: compare removes
+    results.csv, results.md and comparison.png in OUT (a user's own), and a run's folder used to be
+    refused only after that, and after the runs before it had trained."""
     try:
         held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
         foreign = held and not is_comparison(out)
@@ -92,10 +93,11 @@ def check_out(out: Path, configs: list[RunConfig]) -> None:
         raise DigitsError(f"--out {out} holds files that are not a `digits compare` output ({shown}); compare "
                           "replaces results.csv, results.md and comparison.png there, so choose a new or empty "
                           "folder, or a previous comparison's")
-    for folder in (out, *(run_folder(out, config) for config in configs)):
-        blocker = file_in_the_way(folder)
-        if blocker is not None:
-            raise DigitsError(f"cannot create output folder {folder}: {blocker} is a file, not a folder")
+    blocker = file_in_the_way(out)
+    if blocker is not None:
+        raise DigitsError(f"cannot create output folder {out}: {blocker} is a file, not a folder")
+    for config in configs:  # each run's folder as `digits run --out` checks it (prepare_out does again)
+        check_run_out(run_folder(out, config))
 
 
 def train_one(config: RunConfig, data: MNIST, out: Path) -> dict:

@@ -97,10 +97,15 @@ def predict_paths(predictor: Predictor, paths: list[str | Path], number: bool = 
         try:
             result.predictions.append(predict_image(predictor, path, number, str(path)))
         except DigitsError as e:
-            message = str(e)
-            prefix = f"{path}: "
-            result.errors.append((str(path), message[len(prefix):] if message.startswith(prefix) else message))
+            result.errors.append(file_error(path, e))
     return result
+
+
+def file_error(path: str | Path, error: Exception) -> tuple[str, str]:
+    """(file, message) for an image that could not be read, the message without the file's name
+    that it may start with (the caller prints "FILE: MESSAGE")."""
+    message, prefix = str(error), f"{path}: "
+    return str(path), message.removeprefix(prefix)
 
 
 def to_csv(predictions: list[Prediction]) -> str:

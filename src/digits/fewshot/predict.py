@@ -15,7 +15,7 @@ import torch
 
 from ..checkpoint import load_checkpoint
 from ..errors import CheckpointError, DigitsError, ImageError
-from ..predict import expand_paths
+from ..predict import expand_paths, file_error
 from ..preprocess import IMAGE_SUFFIXES, preprocess
 from .baselines import class_means, squared_distances
 from .protonet import embed
@@ -52,8 +52,7 @@ def load_queries(paths: list[str | Path]) -> Queries:
         try:
             images.append(load_image(path))
         except DigitsError as e:
-            message, prefix = str(e), f"{path}: "
-            errors.append((str(path), message[len(prefix):] if message.startswith(prefix) else message))
+            errors.append(file_error(path, e))
         else:
             read.append(str(path))
     stacked = torch.stack(images) if images else torch.empty((0, 1, 28, 28), dtype=torch.uint8)

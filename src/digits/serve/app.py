@@ -106,7 +106,7 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES,
     # A body is read only in its place, held until its answer: a request waiting for one holds a
     # few hundred KiB at most (uvicorn stops reading a socket past 64 KiB unread). Twice the turns,
     # so that the next bodies arrive while images are predicted. (Bodies used to be read before
-    # any limit: 20 clients stalling short of 9 MiB bodies held about 200 MB, for ever.)
+    # any limit: clients stalling part-way into large bodies held their memory for ever.)
     my_bodies, my_turns = _turns(2 * max_concurrent), _turns(max_concurrent)
     # No /docs or /redoc: FastAPI's pages load Swagger UI and ReDoc from CDNs (and fonts from
     # Google), and were blank without the internet; /openapi.json describes the API all the same.
