@@ -15,7 +15,7 @@ ifneq ($(wildcard $(DATA)/train-images-idx3-ubyte.gz),)
 export DIGITS_DATA_DIR ?= $(DATA)
 endif
 
-.PHONY: setup run test clean bench
+.PHONY: setup run test unit clean bench
 
 setup: $(STAMP)
 
@@ -34,6 +34,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	DIGITS_TEST_DATA=$(DATA) $(BIN)/python -m pytest -q $(ARGS)
+
+# The unit tests alone: everything but the tests marked slow (real MNIST, whole processes, servers,
+# browsers, torchrun), which `make test` and CI run too.
+unit: $(STAMP)
+	DIGITS_TEST_DATA=$(DATA) $(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
 # The CPU side-by-side against the seed's program (benchmarks/cpu_vs_seed.py; several minutes).
 # It sets up the peer's environment itself; ARGS passes options, e.g. ARGS="--seeds 0 --threads 2".

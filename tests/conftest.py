@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+import signal
 import struct
 from pathlib import Path
 
@@ -83,6 +84,14 @@ def write_mnist(folder: Path, n_train: int = 300, n_test: int = 100, compress: b
 @pytest.fixture
 def tiny_mnist(tmp_path) -> Path:
     return write_mnist(tmp_path / "mnist")
+
+
+def pytest_configure(config):
+    """The tests that press Ctrl-C on a digits process need its SIGINT handled: a shell that starts
+    pytest in the background (`make test &` in a script) starts it with SIGINT ignored, every child
+    inherits that, and Python then leaves it ignored (those tests failed there, and only there)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)

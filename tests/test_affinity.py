@@ -66,6 +66,7 @@ def test_unpin_gives_back_every_cpu(monkeypatch):
 @linux_only
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2
                     or not affinity._on_cpu("auto"), reason="needs two CPUs and no GPU")
+@pytest.mark.slow
 def test_train_command_pins_and_models_does_not(tmp_path):
     data = write_mnist(tmp_path / "mnist")
     # entry() is the `digits` command; main() called from Python never pins the calling process

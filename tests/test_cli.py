@@ -373,6 +373,7 @@ def test_model_arg_overrides_one_of_the_recipes_model_arguments():
                                    "dropout=0.1"])).model.kwargs == {"dropout": 0.1}
 
 
+@pytest.mark.slow
 def test_a_bad_model_argument_is_one_line_on_stderr(tiny_mnist, tmp_path):
     """`--model-arg c1=0` printed torch's 2-line UserWarning above the error; `c1=abc` said only "not all
     arguments converted during string formatting". The real command: warnings go to its stderr."""
@@ -385,6 +386,7 @@ def test_a_bad_model_argument_is_one_line_on_stderr(tiny_mnist, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_console_script(tmp_path):
     done = subprocess.run([sys.executable, "-m", "digits", "models"], capture_output=True, text=True)
     assert done.returncode == 0 and "seed" in done.stdout and "42,940" in done.stdout

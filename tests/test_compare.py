@@ -408,6 +408,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_a_second_comparison_into_an_out_another_is_writing_is_refused_before_it_loads_data(tiny_mnist, tmp_path,
                                                                                            capsys, monkeypatch):
     # the second one deleted the running one's results.csv, results.md and comparison.png, and only then

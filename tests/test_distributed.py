@@ -135,6 +135,7 @@ def _torchrun_digits(command: str, data, out, epochs: int = 1) -> subprocess.Com
                      "--no-tensorboard")
 
 
+@pytest.mark.slow
 def test_two_processes_train_as_one_process_with_the_global_batch(tiny_mnist, tmp_path, capsys):
     """torchrun, 2 processes on gloo: train 1 epoch by the CLI, resume to 2 (tests/ddp_worker.py)."""
     out = tmp_path / "ddp"
@@ -164,6 +165,7 @@ def test_two_processes_train_as_one_process_with_the_global_batch(tiny_mnist, tm
         evaluate(single.model, data.test.images, data.test.labels).accuracy)
 
 
+@pytest.mark.slow
 def test_when_rank_0_cannot_write_a_checkpoint_every_process_stops(tiny_mnist, tmp_path):
     """Both processes stop with a one-line error. Before, rank 1 went on to the next collective:
     torchrun's agent then killed it when rank 0 exited, but under a launcher without one (srun,
@@ -177,6 +179,7 @@ def test_when_rank_0_cannot_write_a_checkpoint_every_process_stops(tiny_mnist, t
     assert "digits: error: training stopped: process 0 could not write the checkpoint" in done.stderr
 
 
+@pytest.mark.slow
 def test_when_rank_0_refuses_the_run_folder_every_process_stops(tiny_mnist, tmp_path):
     """Rank 0 alone checks --out (here a folder of the user's): the others stop with it at once,
     rather than wait in the data loading's collective for it."""
@@ -190,6 +193,7 @@ def test_when_rank_0_refuses_the_run_folder_every_process_stops(tiny_mnist, tmp_
     assert [p.name for p in out.iterdir()] == ["report.md"]
 
 
+@pytest.mark.slow
 def test_when_rank_0_cannot_prepare_the_run_folder_every_process_stops(tiny_mnist, tmp_path):
     """A failure in rank 0's prepare_out, after the processes agreed to start (here a file named
     figures in a run folder: check_out lets it by, making figures/ fails), stops the others with it.
@@ -205,6 +209,7 @@ def test_when_rank_0_cannot_prepare_the_run_folder_every_process_stops(tiny_mnis
     assert "digits: error: process 0 could not prepare the run folder; see its message" in done.stderr
 
 
+@pytest.mark.slow
 def test_when_rank_0_cannot_write_tensorboard_logs_every_process_stops(tiny_mnist, tmp_path):
     """The TensorBoard writer, which rank 0 alone opens, failing (here a file named tb in the run
     folder) stopped rank 0 after the processes had agreed to start: the others went on into fit's

@@ -64,7 +64,7 @@ def mirror(request):
         source = Path() if mode == "missing" else request.getfixturevalue("real_mnist")
         handler = type("H", (_Handler,), {"mode": mode, "source": source, "hits": start.hits, "done": done})
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()  # (shutdown waits a poll)
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}/mnist/"
 

@@ -78,6 +78,7 @@ def test_compiled_model_gives_the_same_logits():
         assert torch.allclose(compiled(images), model(images), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_imports_neither_dynamo_nor_plotting(tiny_mnist, tmp_path):
     """torch._dynamo costs 1.35 s of CPU to import here, matplotlib 0.5 s, tensorboard 0.2 s: a
     run that draws no figures and logs nothing must not import them."""

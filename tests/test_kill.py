@@ -126,6 +126,7 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # the leftover is cleaned up
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_training_is_one_line_exit_130_and_leaves_a_resumable_folder(tiny_mnist, tmp_path):
     """What README says Ctrl-C does: `digits: interrupted`, exit 130, config.json and the last
     checkpoint kept (no metrics.json or report.md: the run has none), and --resume goes on from it."""
@@ -143,6 +144,7 @@ def test_ctrl_c_mid_training_is_one_line_exit_130_and_leaves_a_resumable_folder(
     assert (out / "metrics.json").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.3])
 def test_ctrl_c_after_the_success_line_exits_0_or_says_interrupted(tiny_mnist, tmp_path, delay):
     """A SIGINT just after `digits` printed its last line interrupted Python's shutdown: a

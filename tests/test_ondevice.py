@@ -172,6 +172,7 @@ def test_the_wide_recipe_is_the_setting_the_gpu_search_chose_and_measured():
         gpu.configure("wide", {"augment": {"rotat": 3}})
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_scores_the_best_recipe_as_an_ensemble():
     gpu = _gpu_script()
     data = gpu.tiny_data(torch.device("cpu"))
@@ -197,6 +198,7 @@ def test_every_gpu_benchmark_setting_builds_its_network():
             assert c.optim.optimizer == "adam" and not c.optim.weight_decay  # what fused=True accepts
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_scores_an_ensemble_of_different_networks(monkeypatch):
     gpu = _gpu_script()
     members = gpu.ENSEMBLE_GROUPS["best-diverse"]

@@ -18,6 +18,7 @@ def test_importing_digits_and_asking_for_help_do_not_import_torch():
     assert _python(code).endswith("False")
 
 
+@pytest.mark.slow
 def test_public_names_are_the_functions_even_after_their_submodules_are_imported():
     code = ("import digits.train, digits.evaluate, digits\n"
             "print(digits.train.__name__, digits.evaluate.__name__, digits.RunConfig.__name__)")
@@ -33,6 +34,7 @@ def test_an_unknown_name_is_an_attribute_error():
 
 
 
+@pytest.mark.slow
 def test_predicting_needs_no_training_or_plotting_code(tmp_path):
     """STYLE's one-way flow: predict and serve need checkpoint, models and preprocess only (the
     predictor took resolve_device from the training loop until it moved to digits.device)."""

@@ -218,6 +218,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_folder_another_run_is_writing_is_refused(mnist, finished, tmp_path, capsys):
     # two runs into one --out at once both exited 0, leaving config.json of one beside the other's results
     out = shutil.copytree(finished, tmp_path / "busy")

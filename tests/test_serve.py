@@ -428,6 +428,7 @@ def test_a_body_that_stalls_is_answered_408_and_its_connection_closed():
     assert time.perf_counter() - t0 < 5
 
 
+@pytest.mark.slow
 def test_no_more_bodies_are_read_at_once_than_twice_the_turns():
     """Bodies were read before any limit applied: 20 clients stalling short of 9 MiB bodies took
     the server from 259 to 474 MB, for ever. With one turn, two bodies are read at once (the

@@ -143,6 +143,7 @@ def test_serve_on_a_port_in_use_or_an_unknown_host_is_one_line_and_exit_2(capsys
             assert "serving" not in out  # said only once it listens
 
 
+@pytest.mark.slow
 def test_serve_says_where_it_listens_answers_and_stops_cleanly_on_ctrl_c():
     """The real command: the line it prints names the port it bound (--port 0: a free one)."""
     import os

@@ -56,6 +56,7 @@ def test_connections_accepted_from_the_listening_socket_have_nagle_off():
     assert asyncio.run(accept_one()) != 0
 
 
+@pytest.mark.slow
 def test_kept_alive_requests_take_well_under_the_40_ms_delayed_ack():
     """The real command, timed as the drawing page and benchmarks/api_latency.py use it. Before the
     fix every request after the first two took 44-48 ms; with it, about 2 ms on a quiet machine."""
@@ -93,6 +94,7 @@ def _stalled_upload(port: int) -> socket.socket:
 
 @pytest.mark.parametrize("signals", [[signal.SIGTERM], [signal.SIGINT] * 2, [signal.SIGTERM] * 2],
                          ids=["SIGTERM", "Ctrl-C twice", "SIGTERM twice"])
+@pytest.mark.slow
 def test_a_stalled_client_does_not_hold_the_server_when_stopped(signals):
     """The client above kept the server running for ever after SIGTERM (a second SIGTERM did
     nothing; only SIGKILL ended it); a second Ctrl-C ended it with two 60-line tracebacks. Now the
@@ -122,6 +124,7 @@ def test_a_stalled_client_does_not_hold_the_server_when_stopped(signals):
         proc.wait()
 
 
+@pytest.mark.slow
 def test_two_quick_ctrl_c_on_an_idle_server_exit_quietly():
     """uvicorn raised the first Ctrl-C again once it had stopped, past its own handler: with a
     second one on its heels, asyncio printed a 40-line traceback."""
@@ -145,6 +148,7 @@ def _multipart(size: int) -> tuple[bytes, str]:
     return head + os.urandom(size) + b"\r\n--b0undary--\r\n", "multipart/form-data; boundary=b0undary"
 
 
+@pytest.mark.slow
 def test_a_client_sending_a_whole_body_over_the_limit_gets_the_413():
     """The server refused on Content-Length and closed the connection without reading the body:
     the kernel then reset it, and a client that sends its whole body before reading the answer (a
