@@ -319,8 +319,9 @@ def test_compare_refuses_a_non_empty_out_that_is_not_a_comparison_before_any_wor
     {},  # an empty folder
     {"results.csv": ",".join(COLUMNS) + "\n"},  # a comparison whose runs have not finished
     {"lenet5-seed3/config.json": _run_config_json("lenet5", 3)},  # one killed in its first run
-    {"seed-bn-seed0/config.json": _run_config_json("seed-bn", 0), "notes.txt": "the user's, kept"}],
-    ids=["empty", "results.csv", "a run folder", "a run folder and more"])
+    {"seed-bn-seed0/config.json": _run_config_json("seed-bn", 0), "notes.txt": "the user's, kept"},
+    {".DS_Store": "\0\0\0\1Bud1", "Thumbs.db": "x"}],  # made in a file manager: empty to the user
+    ids=["empty", "results.csv", "a run folder", "a run folder and more", "a file manager's files"])
 def test_compare_writes_into_an_empty_folder_or_a_previous_comparisons(tiny_mnist, tmp_path, monkeypatch, holds):
     from digits import compare as compare_module
 

@@ -126,12 +126,18 @@ def test_what_a_run_folder_is(tmp_path):
     folder = tmp_path / "f"
     folder.mkdir()
     assert pipeline.is_run_folder(folder)  # empty
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # a folder made or opened in a file manager
+    assert pipeline.is_run_folder(folder)
     (folder / "figures").mkdir()  # what a run that failed before its config.json leaves
+    (folder / "figures" / "Thumbs.db").write_text("x")
     (folder / ".config.json.123.tmp").write_text("{")
     assert pipeline.is_run_folder(folder)
     (folder / "figures" / "mine.png").write_text("x")  # no longer a leftover: the user's
     assert not pipeline.is_run_folder(folder)
+    (folder / ".hidden-notes").write_text("mine")  # another hidden file is the user's too
     shutil.rmtree(folder / "figures")
+    assert not pipeline.is_run_folder(folder)
+    (folder / ".hidden-notes").unlink()
     for text, expected in ((json.dumps(RunConfig().to_dict()), True), ('{"seed": 5}', True),
                            ('{"seed": 0, "optim": {"epochs": 9}}', True),  # (older versions wrote fewer keys)
                            ('{"seed": 0, "optim": 3}', False), ('{"seed": 0, "name": "x"}', False),

@@ -26,7 +26,7 @@ from .device import resolve_device, set_threads
 from .errors import DigitsError
 from .evaluate import evaluate
 from .models import count_parameters, list_models
-from .outpath import file_in_the_way, make_folder
+from .outpath import contents, file_in_the_way, make_folder
 from .pipeline import check_out as check_run_out, lock_out, prepare_out, release_out
 from .report import write_json, write_text
 from .train import check_startable, fit
@@ -84,7 +84,7 @@ def check_out(out: Path, configs: list[RunConfig]) -> None:
     results.csv, results.md and comparison.png in OUT (a user's own), and a run's folder used to be
     refused only after that, and after the runs before it had trained."""
     try:
-        held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+        held = contents(out) if out.is_dir() else []
         foreign = held and not is_comparison(out)
     except OSError as e:
         raise DigitsError(f"cannot read output folder {out}: {e.strerror or e}") from None

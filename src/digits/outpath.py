@@ -13,6 +13,16 @@ from pathlib import Path
 from .errors import DigitsError
 
 
+# what a desktop's file manager leaves in a folder it has shown: not a user's file, so a folder
+# holding only these is as good as empty to a command that writes its output there
+DESKTOP_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+
+
+def contents(folder: str | Path) -> list[str]:
+    """The sorted names in ``folder``, leaving out DESKTOP_FILES (OSError if it cannot be read)."""
+    return sorted(p.name for p in Path(folder).iterdir() if p.name not in DESKTOP_FILES)
+
+
 def check_output(out: str | Path, inputs=(), flag: str = "--out") -> Path:
     """``out`` as a Path, or DigitsError if it is a folder, lies under a file, or is one of
     ``inputs`` (under another name, a symlink or a hard link included)."""

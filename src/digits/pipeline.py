@@ -24,7 +24,7 @@ from .errors import DigitsError
 from .evaluate import EvalResult, evaluate
 from .forked import run_both
 from .models import count_parameters
-from .outpath import file_in_the_way, make_folder
+from .outpath import DESKTOP_FILES, contents, file_in_the_way, make_folder
 from .report import render_report, write_json, write_text
 from .train import TrainResult, check_startable, epoch_permutation, fit
 
@@ -80,7 +80,7 @@ def is_run_folder(folder: str | Path) -> bool:
     """Whether ``folder`` (an existing one) may be written by a run: it is empty, holds a digits
     run's config.json (a JSON object of RunConfig's settings, its seed among them), or holds only
     what a run that failed before writing its config.json leaves (an empty figures/, a temporary
-    .config.json.HOST.PID.tmp of a killed write)."""
+    .config.json.HOST.PID.tmp of a killed write), besides a file manager's DESKTOP_FILES."""
     folder = Path(folder)
     config = folder / "config.json"
     if config.is_file():
@@ -95,7 +95,9 @@ def is_run_folder(folder: str | Path) -> bool:
 
 def _left_before_config(path: Path) -> bool:
     if path.name == "figures" and path.is_dir() and not path.is_symlink():
-        return not any(path.iterdir())
+        return not contents(path)
+    if path.name in DESKTOP_FILES:
+        return True
     return path.name.startswith(".config.json.") and path.name.endswith(".tmp") and path.is_file()
 
 
@@ -103,7 +105,7 @@ def _check_run_folder(out: Path) -> None:
     try:
         if is_run_folder(out):
             return
-        names = sorted(p.name for p in out.iterdir())
+        names = contents(out)
     except OSError as e:
         raise DigitsError(f"cannot read the output folder {out}: {e.strerror or e}") from None
     if "config.json" in names:

@@ -77,7 +77,7 @@ def render(results: dict) -> str:
         *unseen_table(u["rows"]), "",
         "![unseen-class accuracy](unseen_classes.png)", "",
         f"The embedding is saved as `{results['embedding_checkpoint']}`: use it with "
-        "`digits fewshot-predict embedding.pt --support DIR --query IMAGE...`.", "",
+        "`digits fewshot-predict embedding.pt --support DIR --query PATH...`.", "",
         "## Configuration", "", "```json",
         json.dumps({"fewshot": cfg, "data": results["data"]}, indent=2), "```", "",
     ])
