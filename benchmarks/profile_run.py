@@ -53,7 +53,8 @@ def instrument() -> None:
     """Wrap the pipeline's phases (the functions it calls by name) with timers."""
     import importlib
 
-    pipeline, train, resume = (importlib.import_module(f"digits.{m}") for m in ("pipeline", "train", "resume"))
+    pipeline, runfolder, train, resume = (importlib.import_module(f"digits.{m}")
+                                          for m in ("pipeline", "runfolder", "train", "resume"))
 
     pipeline.load_mnist = timed("data: read + split", pipeline.load_mnist)
     pipeline.evaluate = timed("test pass (10,000 images)", pipeline.evaluate)
@@ -61,6 +62,7 @@ def instrument() -> None:
     pipeline._open_writer = timed("TensorBoard writer (import + open)", pipeline._open_writer)
     for name in ("write_json", "write_text", "render_report"):
         setattr(pipeline, name, timed("config.json, metrics.json, report.md", getattr(pipeline, name)))
+    runfolder.write_json = timed("config.json, metrics.json, report.md", runfolder.write_json)  # config.json
     train.evaluate = timed("validation passes", train.evaluate)
     resume.save_checkpoint = timed("checkpoints", resume.save_checkpoint)
     train._log_epoch = timed("TensorBoard scalars", train._log_epoch)

@@ -25,7 +25,7 @@ def benchmark_script(name: str):
 
 
 def folder_is_locked(folder) -> bool:
-    """Whether a process (this one included) holds ``folder`` as a run's (pipeline.lock_out): a flock
+    """Whether a process (this one included) holds ``folder`` as a run's (runfolder.lock_out): a flock
     from a descriptor of its own fails."""
     import fcntl
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import folder_is_locked, write_mnist
 
-from digits import pipeline
+from digits import pipeline, runfolder
 from digits.checkpoint import describe, save_checkpoint
 from digits.cli import main
 from digits.config import DataConfig, OptimConfig, RunConfig
@@ -125,27 +125,27 @@ def test_an_out_that_is_not_a_run_folder_is_refused_before_any_work(mnist, tmp_p
 def test_what_a_run_folder_is(tmp_path):
     folder = tmp_path / "f"
     folder.mkdir()
-    assert pipeline.is_run_folder(folder)  # empty
+    assert runfolder.is_run_folder(folder)  # empty
     (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # a folder made or opened in a file manager
-    assert pipeline.is_run_folder(folder)
+    assert runfolder.is_run_folder(folder)
     (folder / "figures").mkdir()  # what a run that failed before its config.json leaves
     (folder / "figures" / "Thumbs.db").write_text("x")
     (folder / ".config.json.123.tmp").write_text("{")
-    assert pipeline.is_run_folder(folder)
+    assert runfolder.is_run_folder(folder)
     (folder / "figures" / "mine.png").write_text("x")  # no longer a leftover: the user's
-    assert not pipeline.is_run_folder(folder)
+    assert not runfolder.is_run_folder(folder)
     (folder / ".hidden-notes").write_text("mine")  # another hidden file is the user's too
     shutil.rmtree(folder / "figures")
-    assert not pipeline.is_run_folder(folder)
+    assert not runfolder.is_run_folder(folder)
     (folder / ".hidden-notes").unlink()
     for text, expected in ((json.dumps(RunConfig().to_dict()), True), ('{"seed": 5}', True),
                            ('{"seed": 0, "optim": {"epochs": 9}}', True),  # (older versions wrote fewer keys)
                            ('{"seed": 0, "optim": 3}', False), ('{"seed": 0, "name": "x"}', False),
                            ('{"optim": {}}', False), ("[]", False), ("{", False), ("", False)):
         (folder / "config.json").write_text(text)
-        assert pipeline.is_run_folder(folder) is expected, text
+        assert runfolder.is_run_folder(folder) is expected, text
     (folder / "config.json").write_bytes(b"\xff\xfe")
-    assert not pipeline.is_run_folder(folder)
+    assert not runfolder.is_run_folder(folder)
 
 
 def test_a_run_folder_may_hold_other_files_and_a_failed_runs_leftovers(mnist, tmp_path):
@@ -212,7 +212,7 @@ def test_resume_from_another_folders_checkpoint_starts_out_afresh(mnist, finishe
 # A `digits train` whose training waits: it holds its run folder, as a long run does.
 _HOLDER = """
 import sys, time
-from digits import pipeline
+from digits import pipeline, runfolder
 from digits.cli import main
 
 def fit(*args):
@@ -250,7 +250,7 @@ def test_a_second_run_into_a_folder_another_run_is_writing_is_refused(mnist, fin
 
 
 
-@pytest.mark.skipif(pipeline.fcntl is None, reason="no flock (Windows)")
+@pytest.mark.skipif(runfolder.fcntl is None, reason="no flock (Windows)")
 def test_compare_and_run_release_their_folders_when_they_end(mnist, tmp_path, capsys):
     # compare held every run's folder until the process exited (a notebook's compare kept them from
     # every other process, one open descriptor each)

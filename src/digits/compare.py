@@ -5,7 +5,7 @@ Writes into OUT: results.csv (one row per run, appended as each run finishes; va
 empty cell for runs without a validation split), results.md (the summary table), comparison.png
 (accuracy with error bars) and OUT/<model>-seed<S>/ (each run's checkpoint.pt, config.json and
 metrics.json). OUT must be new, empty or a previous comparison's (check_out). One comparison at a
-time writes OUT: compare holds it (pipeline.lock_out) from before the data loads to its end, and
+time writes OUT: compare holds it (runfolder.lock_out) from before the data loads to its end, and
 each run's folder while that run trains.
 
     rows = compare(["seed", "lenet5"], [0, 1, 2], recipe("short"), "runs/compare")
@@ -27,8 +27,8 @@ from .errors import DigitsError
 from .evaluate import evaluate
 from .models import count_parameters, list_models
 from .outpath import contents, file_in_the_way, make_folder
-from .pipeline import check_out as check_run_out, lock_out, prepare_out, release_out
 from .report import write_json, write_text
+from .runfolder import check_out as check_run_out, lock_out, prepare_out, release_out
 from .train import check_startable, fit
 
 COLUMNS = ("model", "seed", "val_accuracy", "test_accuracy", "parameters", "epochs", "train_seconds",
@@ -80,7 +80,7 @@ def run_folder(out: Path, config: RunConfig) -> Path:
 
 def check_out(out: Path, configs: list[RunConfig]) -> None:
     """OUT is new, empty or a previous comparison's (is_comparison), and every run's folder in it one
-    `digits run` could write (pipeline.check_out); refused before any work: compare removes
+    `digits run` could write (runfolder.check_out); refused before any work: compare removes
     results.csv, results.md and comparison.png in OUT (a user's own), and a run's folder used to be
     refused only after that, and after the runs before it had trained."""
     try:
@@ -219,7 +219,7 @@ def compare(models: list[str], seeds: list[int], base: RunConfig, out: str | Pat
     """Train every model on every seed; write results.csv, results.md and comparison.png.
 
     ``model_args``: constructor arguments given to every model (check_comparison checks them all,
-    and check_out OUT, before OUT is touched or the data loaded). OUT is held (pipeline.lock_out)
+    and check_out OUT, before OUT is touched or the data loaded). OUT is held (runfolder.lock_out)
     until compare returns or raises: another process's comparison into it is refused in one line."""
     configs = check_comparison(models, seeds, base, model_args)
     out = Path(out)
