@@ -169,10 +169,15 @@ def test_torchscript_export_gives_the_same_logits(tmp_path, test_digits):
 
 @pytest.mark.parametrize("args,message", [
     (["--out", "model.pt"], "--out model.pt: cannot tell the format from its suffix"),
-    (["--format", "onnx", "--out", "model.pt"], "--out model.pt: an ONNX model must end in .onnx"),
-    (["--format", "torchscript", "--out", "ts.onnx"], "--out ts.onnx: a TorchScript model must not end in .onnx"),
+    (["--format", "onnx", "--out", "model.pt"], "--out model.pt: .pt names a PyTorch checkpoint, not an ONNX "
+                                                 "model; name it .onnx"),
+    (["--format", "onnx", "--out", "m.TS"], "--out m.TS: .ts names a TorchScript model, not an ONNX model; "
+                                            "name it .onnx"),
+    (["--format", "torchscript", "--out", "ts.onnx"], "--out ts.onnx: .onnx names an ONNX model, not a "
+                                                      "TorchScript model; name it .ts"),
+    (["--format", "torchscript", "--out", "ts.pth"], "--out ts.pth: .pth names a PyTorch checkpoint"),
 ])
-def test_an_export_whose_name_predict_would_misread_is_refused_first(args, message, tmp_path, capsys,
+def test_an_export_whose_name_says_another_kind_of_file_is_refused_first(args, message, tmp_path, capsys,
                                                                      monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["export", str(MODEL), *args]) == 2
@@ -380,6 +385,16 @@ def test_an_onnx_model_under_another_name_is_read_as_onnx(onnx_model, photos, tm
 
     assert load_predictor(renamed).backend == "onnxruntime"  # what `digits serve` loads
 
+
+
+def test_an_onnx_export_may_have_any_name_that_does_not_say_another_kind(onnx_model, tmp_path):
+    # it was refused unless named .onnx, "since predict and serve pick the reader by suffix": they
+    # read by content, so only a name that says another kind of file (.ts, .pt) is refused
+    out = tmp_path / "digit-model"
+    assert main(["export", str(MODEL), "--format", "onnx", "--out", str(out)]) == 0
+    from digits.predictor import load_predictor
+
+    assert load_predictor(out).backend == "onnxruntime"
 
 
 @pytest.mark.parametrize("content,what", [

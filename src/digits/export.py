@@ -25,6 +25,8 @@ from .predictor import META_KEY, describe_checkpoint
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {".onnx": "onnx", ".ts": "torchscript"}  # the format a name implies when none is given
+_NAMED = {**SUFFIXES, ".pt": "checkpoint", ".pth": "checkpoint"}  # what a name says a file is
+_KINDS = {"onnx": "an ONNX model", "torchscript": "a TorchScript model", "checkpoint": "a PyTorch checkpoint"}
 OPSET = 17
 
 
@@ -68,8 +70,9 @@ def export_model(checkpoint: str | Path, fmt: str | None, out: str | Path) -> Pa
 
 
 def export_format(fmt: str | None, out: Path) -> str:
-    """``fmt``, or the format ``out``'s suffix names when it is None. `digits predict` and `serve`
-    choose their reader by suffix, so a file they would misread is refused, before any work."""
+    """``fmt``, or the format ``out``'s suffix names when it is None. A name whose suffix says it
+    is another kind of model file is refused, before any work: digits predict and serve read a
+    model by its contents, but a person, or another tool, goes by the name."""
     suffix = out.suffix.lower()
     if fmt is None:
         fmt = SUFFIXES.get(suffix)
@@ -78,12 +81,10 @@ def export_format(fmt: str | None, out: Path) -> str:
                               "(which digits predict and serve read) or .ts for TorchScript, or give --format")
     if fmt not in FORMATS:
         raise DigitsError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    if fmt == "onnx" and suffix != ".onnx":
-        raise DigitsError(f"--out {out}: an ONNX model must end in .onnx (digits predict and serve "
-                          "pick the reader by suffix)")
-    if fmt == "torchscript" and suffix == ".onnx":
-        raise DigitsError(f"--out {out}: a TorchScript model must not end in .onnx (digits predict and "
-                          "serve would read it as ONNX); name it .ts")
+    named = _NAMED.get(suffix)
+    if named is not None and named != fmt:
+        wanted = {v: k for k, v in SUFFIXES.items()}[fmt]
+        raise DigitsError(f"--out {out}: {suffix} names {_KINDS[named]}, not {_KINDS[fmt]}; name it {wanted}")
     return fmt
 
 
