@@ -1,6 +1,7 @@
 """`digits compare`, recipes and the evaluate command's ensemble and TTA options, on tiny data."""
 import csv
 import json
+import math
 import os
 import shutil
 import signal
@@ -93,7 +94,15 @@ def test_summaries_skip_missing_values_and_say_n_a_when_there_are_none(missing):
     assert s["val_accuracy"] == pytest.approx(0.97) and s["val_accuracy_std"] == pytest.approx(statistics.stdev(
         [0.98, 0.96]))
     (s,) = summarise(rows(missing, "0.95"))  # a value read back from results.csv
-    assert s["val_accuracy"] == pytest.approx(0.95) and s["val_accuracy_std"] == 0
+    assert s["val_accuracy"] == pytest.approx(0.95) and math.isnan(s["val_accuracy_std"])  # one value: no spread
+
+
+def test_one_seed_shows_each_mean_without_a_spread():
+    # `--seeds 0` wrote "0.9661 +- 0.0000" and "31,734 +- 0": a spread one run does not have
+    row = {"model": "m", "seed": 0, "val_accuracy": 0.98, "test_accuracy": 0.97, "parameters": 7, "epochs": 1,
+           "train_seconds": 2.5, "images_per_second": 1234.0}
+    (s,) = summarise([row])
+    assert "| m | 7 | 1 | 0.9800 | 0.9700 | 2.5 | 1,234 |" in render_markdown([s], "r", [0])
 
 
 def test_the_comparison_chart_draws_no_validation_bars_when_no_run_has_a_validation_split(tmp_path, monkeypatch):

@@ -120,8 +120,9 @@ def train_one(config: RunConfig, data: MNIST, out: Path) -> dict:
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Per model, in first-seen order: mean and std (0 for one value) of each measured column over
-    the runs that measured it; NaN for both (n/a in results.md) where none did (--val-size 0)."""
+    """Per model, in first-seen order: mean and sample std of each measured column over the runs
+    that measured it; NaN for the std of one value (a spread it does not have: results.md shows
+    the mean alone; it said "+- 0.0000") and for both where none did (--val-size 0: n/a)."""
     out = []
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
@@ -130,7 +131,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         for key in ("val_accuracy", "test_accuracy", "train_seconds", "images_per_second"):
             values = [v for v in (_measured(r[key]) for r in mine) if v is not None]
             s[key] = statistics.fmean(values) if values else math.nan
-            s[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0 if values else math.nan
+            s[key + "_std"] = statistics.stdev(values) if len(values) > 1 else math.nan
         out.append(s)
     return out
 
@@ -150,10 +151,8 @@ def render_markdown(summary: list[dict], recipe_name: str, seeds: list[int]) -> 
              "| images/s |", "| --- | ---: | ---: | --- | --- | ---: | ---: |"]
     for s in summary:
         lines.append(f"| {s['model']} | {s['parameters']:,} | {s['epochs']} | "
-                     f"{_mean_std(s, 'val_accuracy')} | "
-                     f"{s['test_accuracy']:.4f} +- {s['test_accuracy_std']:.4f} | "
-                     f"{s['train_seconds']:.1f} +- {s['train_seconds_std']:.1f} | "
-                     f"{s['images_per_second']:,.0f} +- {s['images_per_second_std']:,.0f} |")
+                     f"{_mean_std(s, 'val_accuracy', '.4f')} | {_mean_std(s, 'test_accuracy', '.4f')} | "
+                     f"{_mean_std(s, 'train_seconds', '.1f')} | {_mean_std(s, 'images_per_second', ',.0f')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -163,9 +162,12 @@ def _accuracy(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _mean_std(s: dict, key: str) -> str:
-    """"mean +- std", or n/a when there is no mean."""
-    return "n/a" if math.isnan(s[key]) else f"{_accuracy(s[key])} +- {s[key + '_std']:.4f}"
+def _mean_std(s: dict, key: str, spec: str) -> str:
+    """"mean +- std"; the mean alone when there is no std (one run); n/a when there is no mean."""
+    mean, std = s[key], s[key + "_std"]
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:{spec}}" if math.isnan(std) else f"{mean:{spec}} +- {std:{spec}}"
 
 
 def _append_csv(path: Path, row: dict) -> None:

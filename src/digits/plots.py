@@ -156,7 +156,8 @@ def plot_comparison(summary: list[dict], path, title: str = "") -> Path:
         offset = (n - (len(series) - 1) / 2) * bar
         has = [s[key] == s[key] for s in summary]  # NaN != NaN; a NaN bar squashed the x axis
         means = [100 * s[key] if h else 0.0 for s, h in zip(summary, has)]
-        stds = [100 * s[key + "_std"] if h else 0.0 for s, h in zip(summary, has)]
+        stds = [100 * s[key + "_std"] if h and s[key + "_std"] == s[key + "_std"] else 0.0  # (one run: no bar)
+                for s, h in zip(summary, has)]
         bars = ax.bar([i + offset for i in x], means, bar, yerr=stds, capsize=4, label=label, color=color)
         ax.bar_label(bars, labels=[f"{m:.2f}" if h else "" for m, h in zip(means, has)], fontsize=7, padding=2)
         for i, h in zip(x, has):  # where the bar would stand, above the legend in the lower left
