@@ -167,11 +167,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def add_show(sub) -> None:
-    p = sub.add_parser("show", help="draw a 6x10 grid of MNIST images to a PNG")
+    p = sub.add_parser("show", help="draw a 6x10 grid of MNIST images to an image file")
     add_data_args(p, skip=("data.val_size", "data.split_seed"))  # it draws from the whole files
     p.add_argument("--split", choices=("train", "test"), default="train", help="which file (default train)")
     p.add_argument("--start", type=int, default=0, help="index of the first image (default 0)")
-    p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
+    p.add_argument("--out", default="samples.png", help="image to write, in the format its suffix names: "
+                   ".png, .jpg, .svg, .pdf, ... (default samples.png)")
     p.set_defaults(handler=cmd_show)
 
 
