@@ -325,7 +325,7 @@ def test_an_unreadable_query_is_reported_and_the_others_predicted(fewshot_run, t
     assert unreadable.startswith(f"digits: error: {broken}: cannot read it as an image (")
     assert main([*args, "--json"]) == 1
     out, err = capsys.readouterr()
-    assert [row["path"] for row in json.loads(out)["predictions"]] == [str(good), str(other)]
+    assert [row["file"] for row in json.loads(out)["predictions"]] == [str(good), str(other)]
     assert len(err.splitlines()) == 2
     assert main(args[:-4] + [str(broken), "--json"]) == 1  # nothing readable: no predictions, still JSON
     out, err = capsys.readouterr()
@@ -348,7 +348,7 @@ def test_a_query_folder_is_read_for_its_images_as_predict_reads_it(fewshot_run, 
     args = ["fewshot-predict", str(fewshot_run / "embedding.pt"), "--support", str(support), "--query"]
     assert main([*args, str(queries), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["predictions"]
-    assert [row["path"] for row in rows] == [str(p) for p in expand_paths([queries])[0]] == [
+    assert [row["file"] for row in rows] == [str(p) for p in expand_paths([queries])[0]] == [
         str(queries / "1.png"), str(queries / "sub" / "2.png")]
     assert main([*args, str(tmp_path / "nothing"), str(queries / "1.png")]) == 1
     out, err = capsys.readouterr()

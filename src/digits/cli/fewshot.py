@@ -46,7 +46,7 @@ def cmd_fewshot_predict(args: argparse.Namespace) -> int:
     rows = []
     if queries.files:
         result = predict(model, support, queries.images)
-        rows = [{"path": path, "class": support.classes[c], "probability": result.probs[i, c].item()}
+        rows = [{"file": path, "class": support.classes[c], "probability": result.probs[i, c].item()}
                 for i, (path, c) in enumerate(zip(queries.files, result.classes))]
     for file, message in queries.errors:  # as `digits predict`: one line each, exit code 1
         print(f"digits: error: {file}: {message}", file=sys.stderr)
@@ -54,7 +54,7 @@ def cmd_fewshot_predict(args: argparse.Namespace) -> int:
         print(json.dumps({"classes": support.classes, "predictions": rows}, indent=2))
     else:
         for row in rows:
-            print(f"{row['path']}: {row['class']} (p={row['probability']:.3f})")
+            print(f"{row['file']}: {row['class']} (p={row['probability']:.3f})")
     return 1 if queries.errors else 0
 
 
