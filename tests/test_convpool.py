@@ -83,6 +83,22 @@ def test_second_block_forward_and_gradients_are_torchs(n, ci, co, bias, threads,
 
 
 @needs_kernel
+def test_weight_gradients_come_in_the_weights_own_layout():
+    # they came in plain layout for channels-last weights: every torchrun process warned "Grad strides
+    # do not match bucket view strides" (DDP's buckets follow the weights), and AccumulateGrad copied
+    model = create_model("seed").to(memory_format=CL)
+    seen = {}
+    for name, param in model.named_parameters():
+        if param.dim() == 4:
+            param.register_hook(lambda g, name=name: seen.update({name: g.stride()}))
+    images = _images(8).contiguous(memory_format=CL)
+    model(images).sum().backward()
+    convs = {name: p.stride() for name, p in model.named_parameters() if p.dim() == 4}
+    assert len(convs) == 2 and seen == convs
+    assert all(p.is_contiguous(memory_format=CL) for p in model.parameters() if p.dim() == 4)
+
+
+@needs_kernel
 def test_each_window_routes_its_gradient_to_torchs_maximum():
     """A window whose maximum is at a known place: the weight gradient is that place's patch."""
     conv, pool = nn.Conv2d(1, 1, 5, bias=False), nn.MaxPool2d(2)

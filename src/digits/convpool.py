@@ -184,6 +184,7 @@ class _FirstBlock(torch.autograd.Function):
         w, b = _plain(weight), _plain(bias)  # named: a temporary's memory would be freed before the call
         lib.convpool_forward(_ptr(images), _ptr(w), _ptr(b), _ptr(out), _ptr(where), n, c, torch.get_num_threads())
         ctx.save_for_backward(images, where)
+        ctx.weight_stride = weight.stride()
         return out
 
     @staticmethod
@@ -196,7 +197,7 @@ class _FirstBlock(torch.autograd.Function):
         grad = grad.contiguous(memory_format=CL)
         _check(library().convpool_backward(_ptr(images), _ptr(where), _ptr(grad), _ptr(dw), _ptr(db), n, c,
                                            torch.get_num_threads()))
-        return None, dw, db, None
+        return None, _strided_as(dw, ctx.weight_stride), db, None
 
 
 class _SecondBlock(torch.autograd.Function):
@@ -224,12 +225,21 @@ class _SecondBlock(torch.autograd.Function):
         grad = grad.contiguous(memory_format=CL)
         _check(library().convpool2_backward(_ptr(maps), _ptr(where), _ptr(grad), _ptr(w), _ptr(dx), _ptr(dw), _ptr(db),
                                             n, ci, co, torch.get_num_threads()))
-        return dx, dw, db, None
+        return dx, _strided_as(dw, weight.stride()), db, None
 
 
 def _empty(shape, dtype=torch.float32, memory_format=torch.contiguous_format) -> torch.Tensor:
     """A CPU buffer of the kernels' type, whatever torch's default dtype and device are."""
     return torch.empty(shape, dtype=dtype, device="cpu", memory_format=memory_format)
+
+
+def _strided_as(grad: torch.Tensor, stride: tuple[int, ...]) -> torch.Tensor:
+    """The kernels' weight gradient (written in plain layout) in the weight's own layout (channels
+    last in training): DDP copies each gradient into a bucket laid out as its weight, and warned
+    ("Grad strides do not match bucket view strides") on every process when they differed."""
+    if grad.stride() == stride:
+        return grad
+    return torch.empty_strided(grad.shape, stride, dtype=grad.dtype, device=grad.device).copy_(grad)
 
 
 def _plain(t: torch.Tensor | None) -> torch.Tensor | None:
