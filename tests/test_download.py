@@ -209,6 +209,32 @@ def test_ctrl_c_during_a_download_leaves_no_partial_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_failed_download_removes_the_empty_folders_it_made_and_only_those(mirror, tmp_path, monkeypatch):
+    """Without internet the cache folder it made, ~/.cache/digits/mnist, was left behind empty."""
+    url = mirror("missing")
+    with pytest.raises(DataError, match="404"):
+        download.find_mnist(mirrors=(url,))  # into the cache: $XDG_CACHE_HOME/digits/mnist
+    assert not (tmp_path / "cache").exists()  # cache/, digits/ and mnist/ were all its own
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with pytest.raises(DataError, match="404"):
+        download.find_mnist(mine / "a" / "b", mirrors=(url,))
+    assert list(mine.iterdir()) == []  # the folder that was there stays, empty as it was
+
+    def fetch_beside(url, dest, progress):  # something else writes into a folder it made, meanwhile
+        (mine / "a" / "notes.txt").write_text("mine")
+        raise OSError("no network")
+
+    monkeypatch.setattr(download, "_fetch", fetch_beside)
+    with pytest.raises(DataError, match="no network"):
+        download.find_mnist(mine / "a" / "b", mirrors=("http://127.0.0.1:9/",))
+    assert [p.name for p in mine.rglob("*")] == ["a", "notes.txt"]  # b went; a holds a file
+    monkeypatch.setattr(download, "_fetch", _interrupted_fetch)
+    with pytest.raises(KeyboardInterrupt):
+        download.find_mnist(tmp_path / "new" / "d", mirrors=("http://127.0.0.1:9/",))
+    assert not (tmp_path / "new").exists()  # Ctrl-C too
+
+
 def test_partial_files_of_killed_downloads_are_removed_by_the_next(tmp_path, monkeypatch):
     import subprocess
     import sys

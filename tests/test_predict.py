@@ -155,6 +155,24 @@ def test_onnx_model_predicts_without_torch(onnx_model, photos):
     assert [r["prediction"] for r in json.loads(done.stdout)] == labels
 
 
+def test_a_checkpoint_without_torch_is_one_line_saying_what_to_do(tmp_path):
+    """predict and serve read a checkpoint.pt with torch only: without it they ended in a traceback
+    (exit 1). A photo given in its place is still named for what it is, torch or not."""
+    photo = tmp_path / "photo.png"
+    Image.new("L", (28, 28)).save(photo)
+    commands = [["predict", str(MODEL), str(photo)], ["serve", str(MODEL), "--port", "0"],
+                ["predict", str(photo), str(MODEL)]]
+    code = ("import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+            "from digits.cli import main\n"
+            f"print([main(args) for args in {commands!r}])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert done.stdout == "[2, 2, 2]\n", done.stderr
+    needs = (f"digits: error: {MODEL}: reading a checkpoint needs torch (pip install torch); without torch, "
+             f"use an ONNX export of it, made where torch works: digits export {MODEL} --out model.onnx\n")
+    assert done.stderr == 2 * needs + f"digits: error: {photo}: not a checkpoint file (it looks like a PNG image)\n"
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_torchscript_export_gives_the_same_logits(tmp_path, test_digits):
     out = tmp_path / "seed.ts"

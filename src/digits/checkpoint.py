@@ -16,7 +16,6 @@ import pickle
 import re
 import struct
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,12 @@ from . import __version__
 from .atomic import atomic_write
 from .data import CLASSES, MEAN, STD
 from .errors import CheckpointError, DigitsError
-from .filekind import PICKLE, ZIP, first_bytes, is_onnx, looks_like
+from .filekind import DAMAGED, refuse_other_files
 from .models import create_model
 from .models.registry import is_embedding
 
 FORMAT = "digits-checkpoint"
 VERSION = 2  # 2 added "sha256"; version 1 files (no checksum) still load
-DAMAGED = "damaged or truncated: not a complete checkpoint file"
 ALL_TRAINED = "trained on all 60,000 training images, so no validation images are held out; use --split test"
 
 
@@ -57,7 +55,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict, **stat
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """The raw checkpoint dictionary, validated; never executes code stored in the file."""
     path = Path(path)
-    _refuse_other_files(path)
+    refuse_other_files(path)
     try:
         with warnings.catch_warnings():  # e.g. a pickle of protocol 4: two lines above the error
             warnings.simplefilter("ignore", UserWarning)
@@ -77,48 +75,6 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     _check_layout(path, ckpt)
     _check_normalization(path, ckpt["meta"])
     return ckpt
-
-
-def _refuse_other_files(path: Path) -> None:
-    """Name what ``path`` is when it is plainly no checkpoint, told by its first bytes, where
-    torch.load would say something obscure or misleading (a JPEG: "refused: it holds objects other
-    than tensors ...; Unsupported operand 255"; a truncated file: miniz's advice, cut off), or the
-    user gave the run's folder. Zip archives and pickles, which torch.save writes, go on to torch.load."""
-    if path.is_dir():
-        inside = path / "checkpoint.pt"
-        hint = f"did you mean {inside}?" if inside.is_file() else "give the checkpoint.pt of a training run"
-        raise CheckpointError(f"{path}: a folder, not a checkpoint file; {hint}")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        head = first_bytes(path)
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
-    if head.startswith(ZIP) or (head and ZIP.startswith(head)):  # or its first bytes only
-        _refuse_other_archives(path)
-    elif not head.startswith(PICKLE):
-        what = looks_like(head)
-        if what is None and (is_onnx(head) or path.suffix.lower() == ".onnx"):
-            # read_checkpoint serves evaluate, export, run --resume and fewshot-predict: name none
-            raise CheckpointError(f"{path}: an ONNX model, not a digits checkpoint; this command needs a "
-                                  "checkpoint.pt that digits wrote (predict and serve read ONNX models)")
-        what = what or "PyTorch saves zip archives or pickles; this is neither"
-        raise CheckpointError(f"{path}: not a checkpoint file ({what})")
-
-
-def _refuse_other_archives(path: Path) -> None:
-    """A zip archive that is no checkpoint: cut short (its directory, at the end, is missing), a
-    TorchScript export (torch.load would warn and hand it to torch.jit.load), or no PyTorch file."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except Exception:  # noqa: BLE001  BadZipFile mostly; a damaged directory raises others too
-        raise CheckpointError(f"{path}: not a readable digits checkpoint ({DAMAGED})") from None
-    if any(name.endswith("/constants.pkl") for name in names):
-        raise CheckpointError(f"{path}: a TorchScript export, not a digits checkpoint; use the run's "
-                              "checkpoint.pt, or export to ONNX (`digits export`), which digits reads")
-    if not any(name.endswith("data.pkl") for name in names):
-        raise CheckpointError(f"{path}: not a checkpoint file (a zip archive, but not a PyTorch checkpoint)")
 
 
 def _check_layout(path: Path, ckpt: dict) -> None:

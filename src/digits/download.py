@@ -92,9 +92,16 @@ def find_mnist(data_dir: str | Path | None = None, download: bool = True,
                         f"them, set {ENV_VAR}, or allow the download (leave out --no-download)")
     mirrors = mirror_list() if mirrors is None else mirrors  # a bad $DIGITS_MNIST_MIRROR: before any folder is made
     target = places[0]
-    _make_folder(target)
-    missing = [name for name in FILES if mnist_file(target, name) is None]
-    size = sum(download_file(name, target, mirrors).stat().st_size for name in missing)
+    made = _absent_folders(target)
+    try:
+        _make_folder(target)
+        missing = [name for name in FILES if mnist_file(target, name) is None]
+        size = sum(download_file(name, target, mirrors).stat().st_size for name in missing)
+    except BaseException:  # Ctrl-C too
+        # an empty folder left behind (~/.cache/digits/mnist after a download without internet)
+        # looks like a cache that holds something; files already downloaded are kept for next time
+        _remove_if_empty(made)
+        raise
     odd = _unrecognised(target)
     amount = f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
     print(f"downloaded MNIST ({len(missing)} file{'s' * (len(missing) != 1)}, {amount}) into "
@@ -130,6 +137,26 @@ def _unrecognised(folder: Path, shown: int = 3) -> str:
         return ""
     more = f" and {len(odd) - shown} more" if len(odd) > shown else ""
     return ", ".join(odd[:shown]) + more
+
+
+def _absent_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first: what making it makes."""
+    absent = []
+    for path in (folder, *folder.parents):
+        if os.path.lexists(path):
+            break
+        absent.append(path)
+    return absent
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: rmdir refuses a folder that holds
+    anything, whoever put it there meanwhile, and then its parents hold it too."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
 
 
 def _make_folder(folder: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import CheckpointError, DigitsError
-from .filekind import PICKLE, ZIP, first_bytes, is_onnx, looks_like
+from .filekind import PICKLE, ZIP, first_bytes, is_onnx, looks_like, refuse_other_files
 
 META_KEY = "digits"  # ONNX metadata entry holding the checkpoint's description (JSON)
 
@@ -69,7 +69,14 @@ def _first_bytes(path: Path) -> bytes | None:
 
 
 def _torch_predictor(path: Path, device: str, threads: int | None) -> Predictor:
-    import torch
+    try:
+        import torch
+    except ImportError as e:  # ONNX models predict without torch, and the README says so
+        refuse_other_files(path)  # a typo, a folder or a photo is named for what it is all the same
+        needs = ("needs torch (pip install torch)" if e.name == "torch" else
+                 f"needs torch, which failed to import ({str(e).splitlines()[0][:160]})")
+        raise CheckpointError(f"{path}: reading a checkpoint {needs}; without torch, use an ONNX export "
+                              f"of it, made where torch works: digits export {path} --out model.onnx") from None
 
     from .checkpoint import load_classifier
     from .evaluate import predict_logits

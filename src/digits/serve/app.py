@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import weakref
 from importlib.resources import files
@@ -236,7 +237,9 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, *,
     server = uvicorn.Server(config)
     server.handle_exit = functools.partial(_stop, server)  # uvicorn's signal handler: ours instead
     uvicorn_log = logging.getLogger("uvicorn.error")
-    uvicorn_log.addFilter(_no_cancelled_traceback)  # after uvicorn.Config has configured logging
+    cancelled = _CancelledCount()
+    for quieter in (_no_cancelled_traceback, cancelled):  # after uvicorn.Config has configured logging
+        uvicorn_log.addFilter(quieter)
     # Our handler from now on: a Ctrl-C as soon as it says it is serving stops it quietly too (and
     # asyncio.run leaves Ctrl-C alone, instead of raising KeyboardInterrupt in the running task).
     previous = {}
@@ -251,11 +254,16 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, *,
         return
     finally:
         sock.close()
-        uvicorn_log.removeFilter(_no_cancelled_traceback)
+        for quieter in (_no_cancelled_traceback, cancelled):
+            uvicorn_log.removeFilter(quieter)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not server.started:
         raise DigitsError("the server could not start; see the messages above")
+    if cancelled.count:
+        n = cancelled.count
+        print(f"digits: stopped; {n} request{'s' * (n != 1)} still running after {SHUTDOWN_GRACE} s "
+              f"{'was' if n == 1 else 'were'} cancelled", file=sys.stderr)
 
 
 def _stop(server, sig: int, frame) -> None:
@@ -284,6 +292,23 @@ def _no_cancelled_traceback(record: logging.LogRecord) -> bool:
     """Drops uvicorn's "Exception in ASGI application" traceback for a request cancelled because the
     server stopped (its grace period ran out, or a second signal came): that is no error."""
     return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+class _CancelledCount(logging.Filter):
+    """Counts the requests uvicorn cancelled when the grace period ran out, dropping its line saying
+    so ("ERROR:    Cancel 1 running task(s), timeout graceful shutdown exceeded"): a stop is no
+    error, and the process exits 0. serve says it in a plain line of its own once stopped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "timeout graceful shutdown exceeded" not in str(record.msg):
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        self.count += args[0] if args and isinstance(args[0], int) else 1
+        return False
 
 
 def _listen(host: str, port: int) -> socket.socket:
