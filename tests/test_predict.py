@@ -187,13 +187,13 @@ def test_torchscript_export_gives_the_same_logits(tmp_path, test_digits):
 
 @pytest.mark.parametrize("args,message", [
     (["--out", "model.pt"], "--out model.pt: cannot tell the format from its suffix"),
-    (["--format", "onnx", "--out", "model.pt"], "--out model.pt: .pt names a PyTorch checkpoint, not an ONNX "
+    (["--format", "onnx", "--out", "model.pt"], "--out model.pt: .pt names a PyTorch model, not an ONNX "
                                                  "model; name it .onnx"),
     (["--format", "onnx", "--out", "m.TS"], "--out m.TS: .ts names a TorchScript model, not an ONNX model; "
                                             "name it .onnx"),
     (["--format", "torchscript", "--out", "ts.onnx"], "--out ts.onnx: .onnx names an ONNX model, not a "
                                                       "TorchScript model; name it .ts"),
-    (["--format", "torchscript", "--out", "ts.pth"], "--out ts.pth: .pth names a PyTorch checkpoint"),
+    (["--format", "onnx", "--out", "m.pth"], "--out m.pth: .pth names a PyTorch model"),
 ])
 def test_an_export_whose_name_says_another_kind_of_file_is_refused_first(args, message, tmp_path, capsys,
                                                                      monkeypatch):

@@ -25,8 +25,10 @@ from .predictor import META_KEY, describe_checkpoint
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {".onnx": "onnx", ".ts": "torchscript"}  # the format a name implies when none is given
-_NAMED = {**SUFFIXES, ".pt": "checkpoint", ".pth": "checkpoint"}  # what a name says a file is
-_KINDS = {"onnx": "an ONNX model", "torchscript": "a TorchScript model", "checkpoint": "a PyTorch checkpoint"}
+# suffixes that say a file is another kind than the format (torch.jit.save's own examples name
+# TorchScript .pt, so .pt is refused for ONNX only)
+_OTHER_KIND = {"onnx": {".ts": "a TorchScript model", ".pt": "a PyTorch model", ".pth": "a PyTorch model"},
+               "torchscript": {".onnx": "an ONNX model"}}
 OPSET = 17
 
 
@@ -81,10 +83,10 @@ def export_format(fmt: str | None, out: Path) -> str:
                               "(which digits predict and serve read) or .ts for TorchScript, or give --format")
     if fmt not in FORMATS:
         raise DigitsError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    named = _NAMED.get(suffix)
-    if named is not None and named != fmt:
-        wanted = {v: k for k, v in SUFFIXES.items()}[fmt]
-        raise DigitsError(f"--out {out}: {suffix} names {_KINDS[named]}, not {_KINDS[fmt]}; name it {wanted}")
+    other = _OTHER_KIND[fmt].get(suffix)
+    if other is not None:
+        wanted, kind = {"onnx": (".onnx", "an ONNX model"), "torchscript": (".ts", "a TorchScript model")}[fmt]
+        raise DigitsError(f"--out {out}: {suffix} names {other}, not {kind}; name it {wanted}")
     return fmt
 
 
