@@ -135,11 +135,23 @@ def _torchrun_digits(command: str, data, out, epochs: int = 1) -> subprocess.Com
                      "--no-tensorboard")
 
 
+def _aborted_at_exit(done: subprocess.CompletedProcess, out: Path) -> bool:
+    """Whether a process ended by C++'s std::terminate once both had written their final weights,
+    that is while exiting, after everything the test checks: one process did so in 2 of 183 runs of
+    tests/ddp_worker.py on the 2-core CI machine (torch 2.13.0+cpu, 2026-11-27; a gloo teardown at
+    exit, most likely). The test then runs once more; any other failure fails it."""
+    return (done.returncode != 0 and "terminate called without an active exception" in done.stderr
+            and (out / "rank0.pt").exists() and (out / "rank1.pt").exists())
+
+
 @pytest.mark.slow
 def test_two_processes_train_as_one_process_with_the_global_batch(tiny_mnist, tmp_path, capsys):
     """torchrun, 2 processes on gloo: train 1 epoch by the CLI, resume to 2 (tests/ddp_worker.py)."""
     out = tmp_path / "ddp"
     done = _torchrun(str(ROOT / "tests" / "ddp_worker.py"), str(tiny_mnist), str(out), timeout=300)
+    if _aborted_at_exit(done, out):  # (see _aborted_at_exit) once more, from a fresh folder
+        out = tmp_path / "ddp-again"
+        done = _torchrun(str(ROOT / "tests" / "ddp_worker.py"), str(tiny_mnist), str(out), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("run folder:") == 1  # rank 0 alone prints the summary
     assert "Grad strides do not match" not in done.stderr  # the kernels' gradients in the weights' layout
