@@ -137,9 +137,9 @@ def _torchrun_digits(command: str, data, out, epochs: int = 1) -> subprocess.Com
 
 def _aborted_at_exit(done: subprocess.CompletedProcess, out: Path) -> bool:
     """Whether a process ended by C++'s std::terminate once both had written their final weights,
-    that is while exiting, after everything the test checks: one process did so in 2 of 183 runs of
-    tests/ddp_worker.py on the 2-core CI machine (torch 2.13.0+cpu, 2026-11-27; a gloo teardown at
-    exit, most likely). The test then runs once more; any other failure fails it."""
+    that is while exiting, after everything the test checks: 1 of 100 runs of tests/ddp_worker.py on
+    the 2-core CI machine (benchmarks/ddp_exit.py; torch 2.13.0+cpu, 2026-11-27), and one CI run.
+    The test then runs once more; any other failure fails it."""
     return (done.returncode != 0 and "terminate called without an active exception" in done.stderr
             and (out / "rank0.pt").exists() and (out / "rank1.pt").exists())
 
