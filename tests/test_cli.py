@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from conftest import ROOT
 from digits.cli import main
 
 FAST = ["--epochs", "1", "--batch-size", "32", "--val-size", "50", "--no-progress"]
@@ -503,3 +504,19 @@ def test_every_command_refuses_an_unknown_flag_in_one_line_naming_its_help(capsy
     for name in build_parser()._subparsers._group_actions[0].choices:
         err = _usage_error([name, "--no-such-flag"], capsys)
         assert err.endswith(f"; see `digits {name} --help`"), err
+
+
+def test_a_command_whose_dependency_cannot_be_imported_says_what_to_install(tmp_path):
+    # evaluate, export, train and models ended in a ModuleNotFoundError traceback without torch
+    model = ROOT / "tests" / "data" / "seed.pt"
+    commands = [["evaluate", str(model)], ["export", str(model), "--out", str(tmp_path / "m.onnx")],
+                ["train", "--epochs", "1"], ["models"]]
+    code = ("import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+            "from digits.cli import main\n"
+            f"print([main(args) for args in {commands!r}])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert done.stdout == "[2, 2, 2, 2]\n", done.stderr
+    assert done.stderr == "".join(f"digits: error: digits {args[0]} needs torch, which cannot be imported here "
+                                  "(pip install torch)\n" for args in commands)
+

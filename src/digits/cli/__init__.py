@@ -78,6 +78,13 @@ def main(argv: list[str] | None = None, pin: bool = False) -> int:
     except DigitsError as e:
         print(f"digits: error: {e}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as e:  # a broken or partial install: one line naming what to install
+        package = _PACKAGES.get((e.name or "").partition(".")[0])
+        if package is None:
+            raise
+        print(f"digits: error: digits {args.command} needs {package}, which cannot be imported here "
+              f"(pip install {package})", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # stdout piped into a program that stopped reading (`| head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
@@ -88,6 +95,13 @@ def main(argv: list[str] | None = None, pin: bool = False) -> int:
     except KeyboardInterrupt:
         print("digits: interrupted", file=sys.stderr)
         return 130
+
+
+# the modules digits imports from its dependencies, and the package that installs each
+_PACKAGES = {"torch": "torch", "numpy": "numpy", "PIL": "Pillow", "matplotlib": "matplotlib", "onnx": "onnx",
+             "onnxruntime": "onnxruntime", "tensorboard": "tensorboard", "fastapi": "fastapi",
+             "uvicorn": "uvicorn", "multipart": "python-multipart", "python_multipart": "python-multipart",
+             "tqdm": "tqdm"}
 
 
 def _ignore_late_interrupts() -> None:
