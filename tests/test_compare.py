@@ -102,7 +102,27 @@ def test_one_seed_shows_each_mean_without_a_spread():
     row = {"model": "m", "seed": 0, "val_accuracy": 0.98, "test_accuracy": 0.97, "parameters": 7, "epochs": 1,
            "train_seconds": 2.5, "images_per_second": 1234.0}
     (s,) = summarise([row])
-    assert "| m | 7 | 1 | 0.9800 | 0.9700 | 2.5 | 1,234 |" in render_markdown([s], "r", [0])
+    table = render_markdown([s], "r", [0])
+    assert table.startswith("Recipe `r`, seed 0.\n") and "| m | 7 | 1 | 0.9800 | 0.9700 | 2.5 | 1,234 |" in table
+
+
+def test_the_chart_of_one_seed_draws_no_error_bars(tmp_path, monkeypatch):
+    # it drew zero-length bars, their caps a tick on every bar, and said "mean +- std over seeds"
+    import matplotlib
+    from digits import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig))
+    nan = float("nan")
+    summary = [{"model": "m", "val_accuracy": 0.98, "val_accuracy_std": nan, "test_accuracy": 0.97,
+                "test_accuracy_std": nan}]
+    plots.plot_comparison(summary, tmp_path / "comparison.png")
+    ax = drawn[0].axes[0]
+    errorbars = [c for c in ax.containers if isinstance(c, matplotlib.container.ErrorbarContainer)]
+    caps = [y for c in errorbars for line in c.lines[1] for y in line.get_ydata()]
+    assert len(errorbars) == 2 and not any(math.isfinite(y) for y in caps)
+    assert ax.get_ylabel() == "accuracy (%)"
+    plots.plt.close(drawn[0])
 
 
 def test_the_comparison_chart_draws_no_validation_bars_when_no_run_has_a_validation_split(tmp_path, monkeypatch):

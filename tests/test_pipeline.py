@@ -212,7 +212,7 @@ def test_resume_from_another_folders_checkpoint_starts_out_afresh(mnist, finishe
 # A `digits train` whose training waits: it holds its run folder, as a long run does.
 _HOLDER = """
 import sys, time
-from digits import pipeline, runfolder
+from digits import pipeline
 from digits.cli import main
 
 def fit(*args):

@@ -146,7 +146,9 @@ def _measured(value) -> float | None:
 
 
 def render_markdown(summary: list[dict], recipe_name: str, seeds: list[int]) -> str:
-    lines = [f"Recipe `{recipe_name}`, seeds {', '.join(map(str, seeds))}: mean +- std over seeds.", "",
+    over = (f"seeds {', '.join(map(str, seeds))}: mean +- std over seeds" if len(seeds) > 1
+            else f"seed {seeds[0]}" if seeds else "no seeds")
+    lines = [f"Recipe `{recipe_name}`, {over}.", "",
              "| model | parameters | epochs | validation accuracy | test accuracy | training time (s) "
              "| images/s |", "| --- | ---: | ---: | --- | --- | ---: | ---: |"]
     for s in summary:

@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import matplotlib
@@ -156,8 +158,8 @@ def plot_comparison(summary: list[dict], path, title: str = "") -> Path:
         offset = (n - (len(series) - 1) / 2) * bar
         has = [s[key] == s[key] for s in summary]  # NaN != NaN; a NaN bar squashed the x axis
         means = [100 * s[key] if h else 0.0 for s, h in zip(summary, has)]
-        stds = [100 * s[key + "_std"] if h and s[key + "_std"] == s[key + "_std"] else 0.0  # (one run: no bar)
-                for s, h in zip(summary, has)]
+        # NaN draws no error bar (one run has no spread); 0 drew a bar's caps on top of it
+        stds = [100 * s[key + "_std"] if h else math.nan for s, h in zip(summary, has)]
         bars = ax.bar([i + offset for i in x], means, bar, yerr=stds, capsize=4, label=label, color=color)
         ax.bar_label(bars, labels=[f"{m:.2f}" if h else "" for m, h in zip(means, has)], fontsize=7, padding=2)
         for i, h in zip(x, has):  # where the bar would stand, above the legend in the lower left
@@ -168,7 +170,9 @@ def plot_comparison(summary: list[dict], path, title: str = "") -> Path:
     low = min(values, default=0.0)  # NaN (no validation split) is left out
     ax.set_ylim(max(0.0, low - 1.0), 100.4)  # accuracies differ in the last percent: zoom there
     ax.set_xticks(list(x), names)
-    ax.set(ylabel="accuracy (%), mean +- std over seeds", title=title or "Model comparison")
+    spread = any(s[k + "_std"] == s[k + "_std"] for s in summary for k, _, _ in series)
+    ax.set(ylabel="accuracy (%), mean +- std over seeds" if spread else "accuracy (%)",
+           title=title or "Model comparison")
     ax.legend(loc="lower left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
