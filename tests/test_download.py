@@ -233,6 +233,11 @@ def test_a_failed_download_removes_the_empty_folders_it_made_and_only_those(mirr
     with pytest.raises(KeyboardInterrupt):
         download.find_mnist(tmp_path / "new" / "d", mirrors=("http://127.0.0.1:9/",))
     assert not (tmp_path / "new").exists()  # Ctrl-C too
+    monkeypatch.chdir(mine)  # `--data-dir new/../a`: a is the user's (empty now), not the download's
+    (mine / "a" / "notes.txt").unlink()
+    with pytest.raises(KeyboardInterrupt):
+        download.find_mnist("new/../a", mirrors=("http://127.0.0.1:9/",))
+    assert (mine / "a").is_dir()  # it was removed, as though the download had made it
 
 
 def test_partial_files_of_killed_downloads_are_removed_by_the_next(tmp_path, monkeypatch):

@@ -92,7 +92,7 @@ def find_mnist(data_dir: str | Path | None = None, download: bool = True,
                         f"them, set {ENV_VAR}, or allow the download (leave out --no-download)")
     mirrors = mirror_list() if mirrors is None else mirrors  # a bad $DIGITS_MNIST_MIRROR: before any folder is made
     target = places[0]
-    made = _absent_folders(target)
+    made = _absent_folders(target.resolve())  # (`new/../data` makes new/ but never data/, which it may hold)
     try:
         _make_folder(target)
         missing = [name for name in FILES if mnist_file(target, name) is None]
