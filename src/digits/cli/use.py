@@ -69,7 +69,8 @@ def add_export(sub) -> None:
     p.add_argument("--format", choices=("onnx", "torchscript"), help="default: the one --out's suffix "
                    "names (.onnx: onnx, .ts: torchscript)")
     p.add_argument("--out", required=True, metavar="FILE", help="file to write: NAME.onnx (ONNX, which "
-                   "predict and serve read) or NAME.ts (TorchScript)")
+                   "predict and serve read) or NAME.ts (TorchScript); with --format, any name but one "
+                   "whose suffix names another kind (.ts, .pt or .pth for ONNX, .onnx for TorchScript)")
     p.set_defaults(handler=cmd_export)
 
 

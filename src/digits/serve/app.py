@@ -260,10 +260,7 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, *,
             signal.signal(sig, handler)
     if not server.started:
         raise DigitsError("the server could not start; see the messages above")
-    if cancelled.count:
-        n = cancelled.count
-        print(f"digits: stopped; {n} request{'s' * (n != 1)} still running after {SHUTDOWN_GRACE} s "
-              f"{'was' if n == 1 else 'were'} cancelled", file=sys.stderr)
+    cancelled.report()
 
 
 def _stop(server, sig: int, frame) -> None:
@@ -309,6 +306,12 @@ class _CancelledCount(logging.Filter):
         args = record.args if isinstance(record.args, tuple) else ()
         self.count += args[0] if args and isinstance(args[0], int) else 1
         return False
+
+    def report(self) -> None:
+        n = self.count
+        if n:
+            print(f"digits: stopped; {n} request{'s' * (n != 1)} still running after {SHUTDOWN_GRACE} s "
+                  f"{'was' if n == 1 else 'were'} cancelled", file=sys.stderr)
 
 
 def _listen(host: str, port: int) -> socket.socket:
