@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .config import RunConfig
 from .errors import DigitsError
-from .outpath import DESKTOP_FILES, contents, file_in_the_way, make_folder
+from .outpath import contents, file_in_the_way, make_folder
 from .report import write_json
 
 try:
@@ -56,7 +56,7 @@ def is_run_folder(folder: str | Path) -> bool:
     """Whether ``folder`` (an existing one) may be written by a run: it is empty, holds a digits
     run's config.json (a JSON object of RunConfig's settings, its seed among them), or holds only
     what a run that failed before writing its config.json leaves (an empty figures/, a temporary
-    .config.json.HOST.PID.tmp of a killed write), besides a file manager's DESKTOP_FILES."""
+    .config.json.HOST.PID.tmp of a killed write), (a file manager's .DS_Store and the like are not counted: outpath.contents)."""
     folder = Path(folder)
     config = folder / "config.json"
     if config.is_file():
@@ -66,14 +66,12 @@ def is_run_folder(folder: str | Path) -> bool:
             return False
         return (isinstance(values, dict) and "seed" in values and set(values) <= _CONFIG_KEYS
                 and all(isinstance(values[k], dict) for k in _SECTIONS & set(values)))
-    return all(_left_before_config(p) for p in folder.iterdir())
+    return all(_left_before_config(folder / name) for name in contents(folder))
 
 
 def _left_before_config(path: Path) -> bool:
     if path.name == "figures" and path.is_dir() and not path.is_symlink():
         return not contents(path)
-    if path.name in DESKTOP_FILES:
-        return True
     return path.name.startswith(".config.json.") and path.name.endswith(".tmp") and path.is_file()
 
 
