@@ -56,7 +56,8 @@ def is_run_folder(folder: str | Path) -> bool:
     """Whether ``folder`` (an existing one) may be written by a run: it is empty, holds a digits
     run's config.json (a JSON object of RunConfig's settings, its seed among them), or holds only
     what a run that failed before writing its config.json leaves (an empty figures/, a temporary
-    .config.json.HOST.PID.tmp of a killed write), (a file manager's .DS_Store and the like are not counted: outpath.contents)."""
+    .config.json.HOST.PID.tmp of a killed write); a file manager's .DS_Store and the like are not
+    counted (outpath.contents)."""
     folder = Path(folder)
     config = folder / "config.json"
     if config.is_file():
