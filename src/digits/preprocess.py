@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DigitsError, ImageError
+from .lighting import even_out
 from .segment import dilate, group_digits, label_components, max_pool, significant
 
 MAX_PIXELS = 40_000_000  # decoded pixels: a 24-megapixel photo passes, a decompression bomb does not
@@ -239,7 +240,7 @@ def _place(offset: float, length: int) -> int:
 
 def _prepare(source, max_pixels: int) -> tuple[np.ndarray, np.ndarray, int, float]:
     """Ink map, component labels (and their reduction factor) and noise floor of an image."""
-    ink = ink_map(load_grey(source, max_pixels))
+    ink = ink_map(even_out(load_grey(source, max_pixels)))
     labels, factor = _components(ink)
     if labels.max() == 0:
         raise ImageError("no digit found: no ink above the noise level")

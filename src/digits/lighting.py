@@ -1,0 +1,137 @@
+"""Uneven light and a dark surface around the page, evened out before the ink is found.
+
+A photo of dark ink on paper is the paper's brightness times the light falling on it: a shadow
+across the page, or a desk around it, splits the background into levels that no single paper
+level fits (half the page read as ink). Where the background is that uneven, the paper's level
+is taken at every pixel as the brightest surface around it, wider than a stroke (a grey-level
+closing: the largest value in a window, then the smallest). A page that does not fill the
+picture is found as the one bright surface holding all the ink, and what lies around it made
+paper; then the paper's level is divided out. Light ink on a dark background is left as it is:
+a screen or a drawing app is lit evenly, and light changes dark surfaces little.
+
+    grey = even_out(grey)        # float32 (H, W) in [0, 1], 1 = white
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from .segment import dilate, label_components
+
+WINDOW = 0.25  # window judging evenness, as a share of the longest side: wider than any stroke
+# window the paper's level is taken over where uneven: wider than a pen's stroke in a photo of a
+# digit (5-8% of the side in benchmarks/photo_set.py; photos read there as well at 1/4), and
+# narrow enough that a strip of desk a sixth of the picture wide stays desk (tests/test_lighting.py)
+PAPER_WINDOW = 0.125
+COARSE_SIDE = 64  # longest side the evenness is judged at (a 256-pixel image: 4x4 blocks)
+PAPER = 0.3  # paper is at least this bright (of full scale), even in a dim photo
+SMOOTH = 5  # box (pixels) the background is judged through
+UNEVEN = 0.3  # the paper's level varying by this share of its brightest level or more is evened out
+INK_GAP = 0.06  # the darkest surface at least this much (of full scale) above the ink: paper in shade
+STRONG = 0.5  # a pixel darker than this share of the paper around it, and by CONTRAST at least, is ink
+CONTRAST = 0.2  # of the brightest paper's level: ink in a shadow is 0.25-0.5 darker, a desk's grain 0.1-0.15
+PAGE_AREA = (0.15, 0.95)  # share of the picture a page lying on a desk covers
+PAGE_FILL = 0.8  # share of its bounding box a page covers (a sheet seen at an angle: 0.85-1)
+PAGE_INK = 0.2  # most of a page that is ink (a digit's strokes, where a light digit's hull is half gaps)
+EDGE = 2  # pixels of a page's blurred edge taken as desk
+STRAY = 0.25  # ink outside a page, as a share of the ink on it: a desk's grain, not part of the digit
+
+
+def even_out(grey: np.ndarray) -> np.ndarray:
+    """``grey`` with a desk around the page made paper and the paper's level divided out, where
+    the background is uneven; otherwise ``grey`` itself."""
+    coarse = _coarse(grey)
+    low, high = np.percentile(closing(coarse, _window(coarse.shape)), [2, 98])
+    if high < PAPER or high - low < UNEVEN * high:
+        return grey
+    smooth = _box(grey, SMOOTH)  # judged without the sensor's noise, which closing lifts
+    paper = closing(smooth, _window(grey.shape, PAPER_WINDOW))
+    page = page_mask(smooth, paper)
+    if page is not None:
+        level = float(np.percentile(paper[::2, ::2][page[::2, ::2]], 98))
+        grey, smooth, paper = (np.where(page, a, level) for a in (grey, smooth, paper))
+    low, high = np.percentile(paper[::2, ::2], [2, 98])  # a quarter: the same levels, faster
+    ink = float(np.percentile(smooth[::2, ::2], 1))
+    if (page is None and high - low < UNEVEN * high) or low - ink < INK_GAP:  # ink bolder than the window
+        return grey.astype(np.float32)
+    return np.minimum(grey / np.maximum(paper, 1e-6), 1.0).astype(np.float32)
+
+
+def page_mask(grey: np.ndarray, paper: np.ndarray) -> np.ndarray | None:
+    """The page, when the picture shows a page on a darker surface: the largest bright region of
+    ``paper`` (the closing), page-shaped, with some ink on it but not much, and none around it
+    beyond a desk's grain. None when there is no such page (the picture is all page, or part of
+    the digit lies in a shadow)."""
+    low, high = np.percentile(paper[::2, ::2], [2, 98])
+    labels = label_components(paper > (low + high) / 2)
+    if labels.max() == 0:
+        return None
+    area = np.bincount(labels.ravel())[1:]
+    page = ~dilate(labels != 1 + int(area.argmax()), EDGE)  # its blurred edge left out
+    share = page.mean()
+    if share == 0:  # a bright region no wider than its blurred edge
+        return None
+    rows, cols = np.flatnonzero(page.any(1)), np.flatnonzero(page.any(0))
+    box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+    strong = (grey < STRONG * paper) & (paper - grey >= CONTRAST * high)  # not a desk's grain
+    inside, outside = _largest(strong & page), _largest(strong & ~page)
+    if not (PAGE_AREA[0] <= share <= PAGE_AREA[1] and page.sum() >= PAGE_FILL * box
+            and 0 < np.count_nonzero(strong & page) <= PAGE_INK * page.sum() and outside <= STRAY * inside):
+        return None
+    return page
+
+
+def _largest(mask: np.ndarray) -> int:
+    """Pixels in the largest connected part of ``mask`` (0 if none)."""
+    labels = label_components(mask)
+    return int(np.bincount(labels.ravel())[1:].max()) if labels.max() else 0
+
+
+def closing(a: np.ndarray, window: int) -> np.ndarray:
+    """Grey-level closing with a ``window`` x ``window`` square (odd): dark features narrower than
+    it filled. The picture is first extended by a window on each side with its edge pixels, so a
+    dark strip along the edge (the desk beside a page) counts as wide as it is plus that."""
+    padded = np.pad(a, window, mode="edge")
+    return _filter(_filter(padded, window, np.maximum), window, np.minimum)[window:-window, window:-window]
+
+
+def _filter(a: np.ndarray, window: int, op) -> np.ndarray:
+    """``op`` (np.maximum or np.minimum) over a centred square window, rows then columns."""
+    return _running(_running(a, window, op).T, window, op).T
+
+
+def _running(a: np.ndarray, window: int, op) -> np.ndarray:
+    """``op`` over a centred window along the last axis, edges extended. By doubling: the window of
+    2p is two windows of p, so a window of 64 takes 7 passes instead of 63."""
+    before = (window - 1) // 2
+    padded = np.pad(a, ((0, 0), (before, window - 1 - before)), mode="edge")
+    span, out = 1, padded
+    while 2 * span <= window:
+        out = op(out[:, :-span], out[:, span:])
+        span *= 2
+    width = a.shape[1]
+    return op(out[:, :width], out[:, window - span:window - span + width])
+
+
+def _box(a: np.ndarray, size: int) -> np.ndarray:
+    """Mean over a centred ``size`` x ``size`` box (odd), edges extended."""
+    half = size // 2
+    total = np.pad(a, half, mode="edge").cumsum(0, dtype=np.float64).cumsum(1)
+    total = np.pad(total, ((1, 0), (1, 0)))
+    h, w = a.shape
+    sums = total[size:size + h, size:size + w] - total[:h, size:size + w] - total[size:size + h, :w] + total[:h, :w]
+    return (sums / size**2).astype(np.float32)
+
+
+def _window(shape: tuple[int, ...], share: float = WINDOW) -> int:
+    """Odd, so that the largest then the smallest value over it return a step edge to its place."""
+    return max(3, 2 * round(share * max(shape) / 2) + 1)
+
+
+def _coarse(grey: np.ndarray) -> np.ndarray:
+    h, w = grey.shape
+    scale = COARSE_SIDE / max(h, w)
+    if scale >= 1:
+        return grey
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(grey).resize(size, Image.Resampling.BOX), dtype=np.float32)
