@@ -40,7 +40,7 @@ def test_predicting_needs_no_training_or_plotting_code(tmp_path):
     predictor took resolve_device from the training loop until it moved to digits.device)."""
     code = ("import sys, torch\nfrom digits.checkpoint import describe, save_checkpoint\n"
             "from digits.models import create_model\nfrom digits.predictor import load_predictor\n"
-            "import digits.serve.app\n"
+            "import digits.serve.server\n"
             f"path = save_checkpoint({str(tmp_path / 'c.pt')!r}, create_model('seed'), describe('seed', {{}}, {{}}))\n"
             "load_predictor(path, device='auto')\n"
             "print(sorted(m for m in ('digits.train', 'digits.optim', 'digits.pipeline', 'digits.cli', "

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from digits.serve.app import SHUTDOWN_GRACE, _CancelledCount, _listen
+from digits.serve.server import SHUTDOWN_GRACE, _CancelledCount, _listen
 from test_serve import MODEL
 
 

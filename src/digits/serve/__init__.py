@@ -2,6 +2,7 @@
 
     digits serve runs/seed/checkpoint.pt --port 8000      # then open http://127.0.0.1:8000/
 """
-from .app import create_app, serve
+from .app import create_app
+from .server import serve
 
 __all__ = ["create_app", "serve"]
