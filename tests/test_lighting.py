@@ -57,13 +57,17 @@ def test_the_box_mean_matches_a_direct_mean_with_edges_extended():
     assert np.allclose(_box(a, 5), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("case", ["even paper", "light ink on noisy black", "bold ring cropped to it"])
+@pytest.mark.parametrize("case", ["even paper", "light ink on noisy black", "light ink on an uneven grey ground",
+                                  "bold ring cropped to it"])
 def test_what_is_evenly_lit_or_not_on_paper_is_left_as_it_is(case):
     rng = np.random.default_rng(2)
     if case == "even paper":
         grey = _photo(_seven(), np.ones((120, 120))) / np.float32(255)
     elif case == "light ink on noisy black":
         grey = np.clip(_seven() * 0.9 + rng.normal(0, 0.05, (120, 120)), 0, 1).astype(np.float32)
+    elif case == "light ink on an uneven grey ground":  # a chalkboard lit from one side, say
+        light = 1 + 0.3 * np.linspace(-1, 1, 120)[None, :]
+        grey = np.clip((0.25 + 0.7 * _seven()) * light + rng.normal(0, 0.05, (120, 120)), 0, 1).astype(np.float32)
     else:  # most pixels ink, wider than any window: the corners and the hole are the paper
         yy, xx = np.mgrid[:60, :60]
         r = np.hypot(yy - 29.5, xx - 29.5)
