@@ -53,6 +53,8 @@ def main() -> None:
     p.add_argument("--styles", default=",".join(STYLES),
                    help=f"comma-separated, cycled through the images (default {','.join(STYLES)}; "
                         f"also {','.join(HARD_STYLES)})")
+    p.add_argument("--photo-seed", type=int, default=0,
+                   help="seed of the random styling (default 0; another gives other pictures of the same digits)")
     p.add_argument("--json", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
     p.add_argument("--table", action="store_true", help="only print the table of the results file")
     args = p.parse_args()
@@ -68,7 +70,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "photos"
         write_photo_set(test.images[:args.count, 0].numpy(), test.labels[:args.count].numpy(), folder,
-                        styles=styles)
+                        seed=args.photo_seed, styles=styles)
         for run in map(Path, args.runs):
             metrics = json.loads((run / "metrics.json").read_text())
             photo, per_style, seconds = accuracy_of(run / "checkpoint.pt", folder, styles)
@@ -77,7 +79,7 @@ def main() -> None:
             print(f"{run}: test {100 * metrics['test_accuracy']:.2f}%, photographed {100 * photo:.2f}% "
                   f"({', '.join(f'{s} {100 * a:.2f}%' for s, a in per_style.items())}), {seconds:.0f} s",
                   flush=True)
-    summary = {"images": args.count, "styles": list(styles), "date": str(date.today()), "torch": torch.__version__,
+    summary = {"images": args.count, "styles": list(styles), "photo_seed": args.photo_seed, "date": str(date.today()), "torch": torch.__version__,
                "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}", "runs": rows,
                "mean_test_accuracy": float(np.mean([r["test_accuracy"] for r in rows])),
                "mean_photo_accuracy": float(np.mean([r["photo_accuracy"] for r in rows]))}

@@ -1,13 +1,19 @@
 """Evening out the light: the filters against direct references, and photos with a shadow across
 the page or a dark desk around it read as the same digit evenly lit."""
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 from digits.lighting import PAPER_WINDOW, _box, _running, _window, closing, even_out, page_mask
-from digits.preprocess import preprocess
+from digits.preprocess import load_grey, preprocess
 from test_preprocess import distance, encode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from photo_set import STYLES, photograph  # noqa: E402
 
 
 def _seven(side: int = 120) -> np.ndarray:
@@ -73,6 +79,17 @@ def test_what_is_evenly_lit_or_not_on_paper_is_left_as_it_is(case):
         r = np.hypot(yy - 29.5, xx - 29.5)
         grey = np.where((r < 30) & (r > 12), 0.0, 1.0).astype(np.float32)
     assert np.array_equal(even_out(grey), grey)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_pictures_of_the_plain_styles_are_handed_back_untouched(style):
+    """benchmarks/photo_set.py's photos (a light gradient of up to 12%), scans and transparent
+    PNGs: evenly lit, so predict reads them as it did before lighting.py."""
+    rng = np.random.default_rng(4)
+    digit = np.asarray(Image.fromarray((_seven() * 255).astype(np.uint8)).resize((28, 28), Image.Resampling.BOX))
+    for _ in range(60):
+        grey = load_grey(photograph(digit, style, rng)[0])
+        assert even_out(grey) is grey
 
 
 def _shadowed(depth: float, softness: float, slope: float, offset: float) -> np.ndarray:
