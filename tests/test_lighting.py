@@ -8,7 +8,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-from digits.lighting import PAPER_WINDOW, _box, _running, _window, closing, even_out, page_mask
+from digits.lighting import PAPER_WINDOW, _box, _valid, _window, closing, even_out, page_mask
 from digits.preprocess import load_grey, preprocess
 from test_preprocess import distance, encode
 
@@ -35,15 +35,25 @@ def _paper(grey: np.ndarray) -> np.ndarray:
     return closing(grey, _window(grey.shape, PAPER_WINDOW))
 
 
-def test_the_running_extremum_is_a_sliding_window_over_edge_extended_rows():
+def test_the_window_extremum_is_a_sliding_window_over_whole_windows():
     rng = np.random.default_rng(0)
     rows = rng.random((4, 50)).astype(np.float32)
     for window in (1, 2, 3, 5, 8, 13, 32, 33, 50):
-        before = (window - 1) // 2
-        padded = np.pad(rows, ((0, 0), (before, window - 1 - before)), mode="edge")
         for op, reduce in ((np.maximum, np.max), (np.minimum, np.min)):
-            expected = reduce(sliding_window_view(padded, window, axis=1), axis=-1)
-            assert np.array_equal(_running(rows, window, op), expected), (window, op)
+            expected = reduce(sliding_window_view(rows, window, axis=1), axis=-1)
+            assert np.array_equal(_valid(rows, window, op), expected), (window, op)
+
+
+def test_closing_is_a_centred_maximum_then_minimum_over_the_edge_extended_picture():
+    rng = np.random.default_rng(5)
+    a = rng.random((23, 31)).astype(np.float32)
+    for window in (3, 7, 11):
+        half = window // 2
+        wide = sliding_window_view(np.pad(a, half, mode="edge"), (window, window)).max(axis=(-1, -2))
+        expected = sliding_window_view(np.pad(wide, half, mode="edge"), (window, window)).min(axis=(-1, -2))
+        # the same away from the edges, where extending the picture first and then each filter agree
+        inner = slice(window, -window)
+        assert np.array_equal(closing(a, window)[inner, inner], expected[inner, inner]), window
 
 
 def test_closing_fills_dark_strokes_narrower_than_its_window_and_keeps_wide_ones_in_place():
