@@ -36,6 +36,7 @@ CONTRAST = 0.2  # of the brightest paper's level: ink in a shadow is 0.25-0.5 da
 PAGE_AREA = (0.15, 0.95)  # share of the picture a page lying on a desk covers
 PAGE_FILL = 0.8  # share of its bounding box a page covers (a sheet seen at an angle: 0.85-1)
 PAGE_INK = 0.2  # most of a page that is ink (a digit's strokes, where a light digit's hull is half gaps)
+SURFACE = 0.2  # share of the brightest paper's level below which a surface is not paper
 EDGE = 2  # pixels of a page's blurred edge taken as desk
 STRAY = 0.25  # ink outside a page, as a share of the ink on it: a desk's grain, not part of the digit
 
@@ -60,7 +61,10 @@ def even_out(grey: np.ndarray) -> np.ndarray:
     # the darkest pixels (a thin digit's strokes are a few hundred) against the darkest surface
     if low - float(np.percentile(smooth, 0.1)) < INK_GAP:  # light ink on dark, or ink bolder than the window
         return grey
-    return np.minimum(seen / np.maximum(paper, 1e-6), 1.0).astype(np.float32)
+    flat = np.minimum(seen / np.maximum(paper, 1e-6), 1.0)
+    # under a fifth of the paper's light is no paper (a black object, a dark desk left in view):
+    # divided, its noise would be ink-dark specks
+    return np.where(paper >= SURFACE * high, flat, 1.0).astype(np.float32)
 
 
 def page_mask(grey: np.ndarray, paper: np.ndarray) -> np.ndarray | None:
