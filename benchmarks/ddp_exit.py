@@ -73,6 +73,7 @@ def main() -> None:
     p.add_argument("--faulthandler", action="store_true", help="PYTHONFAULTHANDLER=1: Python stacks on SIGABRT")
     p.add_argument("--core", action="store_true", help="let the processes dump core (into the run's folder)")
     args = p.parse_args()
+    started, load = datetime.now(timezone.utc), os.getloadavg()[0]
     sys.path.insert(0, str(ROOT / "tests"))
     import torch
     from conftest import write_mnist  # the tests' tiny synthetic MNIST
@@ -90,8 +91,10 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)  # (core files are large)
             print(f"run {i + 1}/{args.runs}: exit {rows[-1]['returncode']}"
                   + (" (abort while exiting)" if rows[-1]["abort_at_exit"] else ""), flush=True)
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
-              "machine": _machine(), "faulthandler": args.faulthandler,
+    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "started": started.isoformat(timespec="seconds"), "torch": torch.__version__,
+              "machine": _machine(), "load_average_1min": [round(load, 2), round(os.getloadavg()[0], 2)],
+              "faulthandler": args.faulthandler,
               "runs": len(rows), "failed": sum(r["returncode"] != 0 for r in rows),
               "aborted_while_exiting": sum(r["abort_at_exit"] for r in rows),
               "failures": [r for r in rows if r["returncode"] != 0]}
