@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
+import time
 from typing import Callable, TypeVar
 
 import torch
@@ -72,8 +74,38 @@ def init(device: torch.device) -> torch.device:
 
 
 def shutdown() -> None:
+    """Leave the process group (at exit): once gloo's threads have let go of every tensor of ours."""
     if active():
+        _settle()
         dist.destroy_process_group()
+
+
+# The tensors all_sum handed to the backend that it may still hold. Gloo's worker thread drops its
+# reference to a collective's tensors after the caller's wait has returned, and dropping the last
+# reference besides Python's own releases the tensor's Python object, which takes the GIL. Should
+# the interpreter be finalizing by then, the thread is made to exit inside a destructor: C++'s
+# std::terminate, SIGABRT ("terminate called without an active exception"). That ended 1 run in
+# 100-250 of tests/ddp_worker.py here: rank 1, which has nothing to write, reaches exit a few
+# milliseconds after its last collective (benchmarks/ddp_exit.py, its --core and gdb). The group's
+# destructor would join those threads, but a DistributedDataParallel, once made, keeps the group
+# alive to the end (torch 2.13); so the last of the lent tensors are waited for instead, at exit.
+_lent: list[torch.Tensor] = []
+_SETTLE_SECONDS = 2.0  # the most shutdown waits (then exits as before): a thread needs microseconds
+
+
+def _forget_returned() -> None:
+    """Drop from _lent the tensors the backend has let go of. While C++ holds a tensor, the tensor
+    holds a reference to its Python object; without it, the only references are _lent's slot, the
+    loop's variable and getrefcount's argument."""
+    _lent[:] = [t for t in _lent if sys.getrefcount(t) > 3]
+
+
+def _settle() -> None:
+    deadline = time.monotonic() + _SETTLE_SECONDS
+    _forget_returned()
+    while _lent and time.monotonic() < deadline:
+        time.sleep(0.001)  # (the GIL released: the thread that holds one can drop it)
+        _forget_returned()
 
 
 def barrier() -> None:
@@ -87,9 +119,11 @@ def all_sum(values: torch.Tensor) -> torch.Tensor:
         return values.detach().double()
     # NCCL reduces tensors on this process's GPU, gloo on the CPU
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    out = values.detach().to(device, torch.float64, copy=True)
-    dist.all_reduce(out, dist.ReduceOp.SUM)
-    return out.to(values.device)
+    sent = values.detach().to(device, torch.float64, copy=True)
+    dist.all_reduce(sent, dist.ReduceOp.SUM)
+    _forget_returned()
+    _lent.append(sent)  # the caller gets a copy: only the backend's references can keep it in _lent
+    return sent.to(values.device, copy=True)
 
 
 def any_rank(flag: bool) -> bool:
