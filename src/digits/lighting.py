@@ -44,7 +44,7 @@ STRAY = 0.25  # ink outside a page, as a share of the ink on it: a desk's grain,
 def even_out(grey: np.ndarray) -> np.ndarray:
     """``grey`` with a desk around the page made paper and the paper's level divided out, where
     the background is uneven; otherwise ``grey`` itself."""
-    coarse = _coarse(grey)
+    coarse = reduce_to(grey, COARSE_SIDE)
     low, high = _levels(closing(coarse, _window(coarse.shape)))
     if high < PAPER or high - low < UNEVEN * high:
         return grey
@@ -144,9 +144,10 @@ def _window(shape: tuple[int, ...], share: float = WINDOW) -> int:
     return max(3, 2 * round(share * max(shape) / 2) + 1)
 
 
-def _coarse(grey: np.ndarray) -> np.ndarray:
+def reduce_to(grey: np.ndarray, side: int) -> np.ndarray:
+    """``grey`` area-averaged so that its longest side is at most ``side`` (itself if it is)."""
     h, w = grey.shape
-    scale = COARSE_SIDE / max(h, w)
+    scale = side / max(h, w)
     if scale >= 1:
         return grey
     size = (max(1, round(w * scale)), max(1, round(h * scale)))

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DigitsError, ImageError
-from .lighting import even_out
+from .lighting import even_out, reduce_to
 from .segment import dilate, group_digits, label_components, max_pool, significant
 
 MAX_PIXELS = 40_000_000  # decoded pixels: a 24-megapixel photo passes, a decompression bomb does not
@@ -40,11 +40,11 @@ def load_grey(source, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     name = "image" if isinstance(source, (bytes, bytearray, Image.Image)) else str(source)
     try:
         if isinstance(source, Image.Image):
-            return _reduce(_to_grey(_shrink(ImageOps.exif_transpose(_checked(source, name, max_pixels)))))
+            return reduce_to(_to_grey(_shrink(ImageOps.exif_transpose(_checked(source, name, max_pixels)))), WORK_SIDE)
         with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as img:
             _checked(img, name, max_pixels)
             _draft(img)
-            return _reduce(_to_grey(_shrink(ImageOps.exif_transpose(img))))
+            return reduce_to(_to_grey(_shrink(ImageOps.exif_transpose(img))), WORK_SIDE)
     except ImageError:
         raise
     except FileNotFoundError:
@@ -103,7 +103,7 @@ def _shrink(img: Image.Image) -> Image.Image:
     """A large image made at most ~2x WORK_SIDE by an integer box filter in Pillow, at its own bit
     depth: the float copies that _to_grey makes of a full-size image cost a 170 KB upload (a plain
     6300x6300 RGBA PNG, within the pixel limit) 1.6 GB of memory and 15 s (measured). Images up
-    to 4x WORK_SIDE are left as they were, for _reduce to handle."""
+    to 4x WORK_SIDE are left as they were, for reduce_to to handle."""
     factor = max(img.size) // (2 * WORK_SIDE)
     if factor < 2:
         return img
@@ -136,15 +136,6 @@ def _flatten(rgba: np.ndarray) -> np.ndarray:
     opaque = alpha > 0.5
     light_ink = opaque.any() and not opaque.all() and float(grey[opaque].mean()) > 0.5
     return grey * alpha + (0.0 if light_ink else 1.0) * (1 - alpha)
-
-
-def _reduce(grey: np.ndarray) -> np.ndarray:
-    h, w = grey.shape
-    scale = WORK_SIDE / max(h, w)
-    if scale >= 1:
-        return grey
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(grey).resize(size, Image.Resampling.BOX), dtype=np.float32)
 
 
 def ink_map(grey: np.ndarray) -> np.ndarray:
