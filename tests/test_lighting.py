@@ -74,7 +74,7 @@ def test_the_box_mean_matches_a_direct_mean_with_edges_extended():
 
 
 @pytest.mark.parametrize("case", ["even paper", "light ink on noisy black", "light ink on an uneven grey ground",
-                                  "bold ring cropped to it"])
+                                  "chalk on a lit board with dark joins", "bold ring cropped to it"])
 def test_what_is_evenly_lit_or_not_on_paper_is_left_as_it_is(case):
     rng = np.random.default_rng(2)
     if case == "even paper":
@@ -84,6 +84,12 @@ def test_what_is_evenly_lit_or_not_on_paper_is_left_as_it_is(case):
     elif case == "light ink on an uneven grey ground":  # a chalkboard lit from one side, say
         light = 1 + 0.3 * np.linspace(-1, 1, 120)[None, :]
         grey = np.clip((0.25 + 0.7 * _seven()) * light + rng.normal(0, 0.05, (120, 120)), 0, 1).astype(np.float32)
+    elif case == "chalk on a lit board with dark joins":  # darker than the board: taken for ink in shade
+        yy, xx = np.mgrid[:120, :120]
+        lamp = 1.3 - 0.6 * np.hypot(yy - 40, xx - 80) / 120
+        board = np.full((120, 120), 0.25)
+        board[:, 20:23] = board[95:98] = 0.06
+        grey = np.clip((board * (1 - _seven()) + 0.88 * _seven()) * lamp, 0, 1).astype(np.float32)
     else:  # most pixels ink, wider than any window: the corners and the hole are the paper
         yy, xx = np.mgrid[:60, :60]
         r = np.hypot(yy - 29.5, xx - 29.5)

@@ -56,7 +56,7 @@ def even_out(grey: np.ndarray) -> np.ndarray:
         level = float(np.percentile(paper[::2, ::2][page[::2, ::2]], 98))
         seen, smooth, paper = (np.where(page, a, level) for a in (grey, smooth, paper))
     low, high = _levels(paper[::2, ::2])  # a quarter: the same levels, faster
-    if page is None and high - low < UNEVEN * high:
+    if page is None and (high - low < UNEVEN * high or _light_ink(grey, paper, low, high)):
         return grey
     # the darkest pixels (a thin digit's strokes are a few hundred) against the darkest surface
     if low - float(np.percentile(smooth, 0.1)) < INK_GAP:  # light ink on dark, or ink bolder than the window
@@ -65,6 +65,14 @@ def even_out(grey: np.ndarray) -> np.ndarray:
     # under a fifth of the paper's light is no paper (a black object, a dark desk left in view):
     # divided, its noise would be ink-dark specks
     return np.where(paper >= SURFACE * high, flat, 1.0).astype(np.float32)
+
+
+def _light_ink(grey: np.ndarray, paper: np.ndarray, low: float, high: float) -> bool:
+    """Whether the only bright surface is light ink's outline on a dark ground (chalk on a board):
+    the closing, filling the dark between strokes, makes a light digit a surface too, but a small
+    one, on a picture mostly dark. (A thin dark line on the board would pass for ink in a shadow.)"""
+    bright = np.count_nonzero(paper[::2, ::2] > (low + high) / 2) / paper[::2, ::2].size
+    return bright < PAGE_AREA[0] and float(np.median(grey[::2, ::2])) < PAPER
 
 
 def page_mask(grey: np.ndarray, paper: np.ndarray) -> np.ndarray | None:
