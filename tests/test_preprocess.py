@@ -214,6 +214,13 @@ def test_a_float_image_with_a_nan_pixel_is_still_read(recwarn):
     assert out.max() > 200 and not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 
+def test_a_float_image_as_bright_as_float32_goes_is_read_without_overflow(recwarn):
+    grey = np.zeros((40, 40), np.float32)
+    grey[8:32, 18:22] = np.finfo(np.float32).max  # a light "1": full scale would be 2**128, past float32
+    out = preprocess(Image.fromarray(grey, mode="F"))
+    assert out.max() > 200 and not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_a_light_digit_on_dark_inside_a_light_frame_keeps_its_polarity():
     # the frame makes the border light, but no dark pixel reaches it: not a cropped dark digit
     grey = np.zeros((60, 60), np.float32)

@@ -122,7 +122,8 @@ def _to_grey(img: Image.Image) -> np.ndarray:
         # full scale: the smallest bit depth that holds the brightest pixel, as 10-, 12- and 14-bit
         # sensors fill only the low bits of a 16-bit file (4095 over 65535 read as near black)
         top = 1.0 if img.mode == "F" and peak <= 1 else 2.0 ** math.ceil(math.log2(peak + 1)) - 1 if peak > 255 else 255.0
-        return np.clip(values / top, 0, 1)
+        # (for a float at float32's largest value, 2**128 - 1 would overflow float32: inf, all black)
+        return np.clip(values / min(top, float(np.finfo(np.float32).max)), 0, 1)
     if "A" in img.mode or "a" in img.mode or "transparency" in img.info:
         return _flatten(np.asarray(img.convert("RGBA"), dtype=np.float32) / 255)
     return np.asarray(img.convert("L"), dtype=np.float32) / 255
