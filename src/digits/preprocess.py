@@ -2,8 +2,9 @@
 
 MNIST's own procedure: the digit's bounding box is scaled into 20x20 keeping its aspect ratio
 (anti-aliased) and placed in 28x28 with its centre of mass at the centre. Before that, the image
-is made MNIST-like: EXIF orientation applied, alpha flattened, grey, light ink on a black
-background whatever the original polarity, faint noise and specks ignored. The result feeds
+is made MNIST-like: EXIF orientation applied, alpha flattened, grey, a shadow or a desk around
+the page evened out (lighting.py), light ink on a black background whatever the original
+polarity, faint noise and specks ignored. The result feeds
 ``digits.evaluate.predict_logits`` (which normalises as in training). Needs numpy and Pillow only.
 
     pixels = preprocess("photo.jpg")             # uint8 (28, 28)
