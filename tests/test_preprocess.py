@@ -11,8 +11,7 @@ from PIL import Image
 
 from digits.data import TEST_IMAGES, read_idx
 from digits.errors import ImageError
-from digits.preprocess import (FAINT, INK, WORK_SIDE, ink_map, load_grey, noise_floor, preprocess,
-                               preprocess_number, to_mnist)
+from digits.preprocess import FAINT, INK, WORK_SIDE, ink_map, load_grey, noise_floor, preprocess, to_mnist
 
 
 @pytest.fixture(scope="module")
@@ -122,15 +121,6 @@ def test_faint_noise_and_specks_do_not_move_the_box():
     noisy = np.clip(ink + rng.normal(0, 12, ink.shape), 0, 255)
     noisy[180:183, 250:253] = 255  # a speck of dust far from the digit
     assert distance(preprocess(encode(noisy.astype(np.uint8))), preprocess(encode(ink.astype(np.uint8)))) < 4
-
-
-def test_a_number_is_split_left_to_right(mnist_test_images):
-    three = mnist_test_images[:3]
-    page = np.concatenate([np.pad(im, ((0, 0), (4, 4))) for im in three], axis=1)
-    parts = preprocess_number(encode(255 - page))
-    assert len(parts) == 3
-    for part, image in zip(parts, three):
-        assert np.corrcoef(part.ravel(), image.ravel())[0, 1] > 0.9
 
 
 def png_header_only(width: int, height: int) -> bytes:

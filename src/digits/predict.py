@@ -20,8 +20,9 @@ import numpy as np
 from .errors import DigitsError
 from .figformat import figure_format
 from .outpath import check_output
+from .number import read_number
 from .predictor import Predictor
-from .preprocess import IMAGE_SUFFIXES, MAX_PIXELS, preprocess, preprocess_number
+from .preprocess import IMAGE_SUFFIXES, MAX_PIXELS, preprocess
 
 
 @dataclass
@@ -80,8 +81,7 @@ def predict_image(predictor: Predictor, source, number: bool = False, name: str 
                   max_pixels: int = MAX_PIXELS) -> Prediction:
     """One image (path, bytes or PIL image) -> its prediction."""
     if number:
-        pixels = np.stack(preprocess_number(source, max_pixels))
-        probs = predict_pixels(predictor, pixels)
+        pixels, probs = read_number(source, lambda digits: predict_pixels(predictor, digits), max_pixels)
         text = "".join(str(int(d)) for d in probs.argmax(1))
         return Prediction(name, text, probs.tolist(), pixels)
     pixels = preprocess(source, max_pixels)[None]

@@ -8,7 +8,7 @@ polarity, faint noise and specks ignored. The result feeds
 ``digits.evaluate.predict_logits`` (which normalises as in training). Needs numpy and Pillow only.
 
     pixels = preprocess("photo.jpg")             # uint8 (28, 28)
-    digits = preprocess_number("2024.png")       # [uint8 (28, 28), ...], one per digit, left to right
+    ink, labels, factor, floor = prepare("2024.png")  # what number.py cuts into digits
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DigitsError, ImageError
 from .lighting import even_out, reduce_to
-from .segment import dilate, group_digits, label_components, max_pool, significant
+from .segment import dilate, label_components, max_pool, significant
 
 MAX_PIXELS = 40_000_000  # decoded pixels: a 24-megapixel photo passes, a decompression bomb does not
 WORK_SIDE = 256  # longest side the image is analysed at; larger ones are reduced (area-averaged)
@@ -182,7 +182,12 @@ def _components(ink: np.ndarray) -> tuple[np.ndarray, int]:
 def _selection(labels: np.ndarray, ids: list[int] | None, factor: int, shape, grow: int = 1) -> np.ndarray:
     """The chosen components (None: all ink), grown by ``grow`` pixels of the label grid (their
     anti-aliased rim), at full resolution."""
-    mask = dilate(labels > 0 if ids is None else np.isin(labels, ids), grow)
+    return _grown(labels > 0 if ids is None else np.isin(labels, ids), factor, shape, grow)
+
+
+def _grown(mask: np.ndarray, factor: int, shape, grow: int = 1) -> np.ndarray:
+    """A mask of the label grid grown by ``grow`` of its pixels, at full resolution ``shape``."""
+    mask = dilate(mask, grow)
     if factor > 1:
         mask = mask.repeat(factor, 0).repeat(factor, 1)
     return mask[:shape[0], :shape[1]]
@@ -231,8 +236,8 @@ def _place(offset: float, length: int) -> int:
     return int(min(max(round(offset), 0), SIZE - length))
 
 
-def _prepare(source, max_pixels: int) -> tuple[np.ndarray, np.ndarray, int, float]:
-    """Ink map, component labels (and their reduction factor) and noise floor of an image."""
+def prepare(source, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """Ink map, component labels (on a grid ``factor`` times coarser) and noise floor of an image."""
     ink = ink_map(even_out(load_grey(source, max_pixels)))
     labels, factor = _components(ink)
     if labels.max() == 0:
@@ -240,13 +245,12 @@ def _prepare(source, max_pixels: int) -> tuple[np.ndarray, np.ndarray, int, floa
     return ink, labels, factor, noise_floor(ink, _selection(labels, None, factor, ink.shape, 3))
 
 
+def digit_of(ink: np.ndarray, mask: np.ndarray, factor: int, floor: float) -> np.ndarray:
+    """The ink under a mask of the label grid (grown by its anti-aliased rim) as one MNIST digit."""
+    return to_mnist(ink * _grown(mask, factor, ink.shape), floor)
+
+
 def preprocess(source, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """One digit: an image file, bytes or PIL image -> uint8 (28, 28), MNIST-style."""
-    ink, labels, factor, floor = _prepare(source, max_pixels)
+    ink, labels, factor, floor = prepare(source, max_pixels)
     return to_mnist(ink * _selection(labels, significant(labels), factor, ink.shape), floor)
-
-
-def preprocess_number(source, max_pixels: int = MAX_PIXELS) -> list[np.ndarray]:
-    """Several digits written side by side -> one uint8 (28, 28) per digit, left to right."""
-    ink, labels, factor, floor = _prepare(source, max_pixels)
-    return [to_mnist(ink * _selection(labels, ids, factor, ink.shape), floor) for ids in group_digits(labels)]

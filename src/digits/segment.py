@@ -1,10 +1,12 @@
-"""Connected components of an ink mask, and their grouping into digits, in numpy alone.
+"""Connected components of an ink mask, their grouping into digits and cuts between touching
+digits, in numpy alone.
 
 No scipy: the mask is cut into horizontal runs, runs that touch in adjacent rows are joined
 (smallest run index wins, with pointer jumping so that long strokes converge in a few passes).
 
     labels = label_components(mask)           # int32, 0 = background, 1..n left to right
     groups = group_digits(labels)             # [[1], [2, 3], ...]: component ids per digit
+    path = cut_path(mask, start=40, reach=10)  # a cut between touching digits: a column per row
 """
 from __future__ import annotations
 
@@ -142,3 +144,46 @@ def group_digits(labels: np.ndarray) -> list[list[int]]:
         groups.append([cid])
         span = (x0, x1)
     return groups
+
+
+def box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Rows [y0, y1) and columns [x0, x1) that hold a non-empty mask's pixels."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Median length of the mask's horizontal runs: about a stroke's width (at least 1)."""
+    _, starts, ends = _runs(mask)
+    return max(1.0, float(np.median(ends - starts))) if starts.size else 1.0
+
+
+def cut_path(mask: np.ndarray, start: int, reach: int) -> np.ndarray:
+    """A cut from the top row to the bottom one through as few mask pixels as it can, moving at
+    most one column a row and staying within ``reach`` columns of ``start`` (which it prefers, by a
+    hundredth of a pixel a column, among equally cheap cuts): its column in each row."""
+    h, w = mask.shape
+    lo, hi = max(0, start - reach), min(w, start + reach + 1)
+    step = mask[:, lo:hi] + 0.01 * np.abs(np.arange(lo, hi) - start)
+    cost, moves = step[0].copy(), np.zeros((h, hi - lo), np.int8)
+    for y in range(1, h):  # a row at a time: the columns of each row are one vectorised step
+        ways = np.full((3, hi - lo), np.inf)
+        ways[0, 1:], ways[1], ways[2, :-1] = cost[:-1], cost, cost[1:]  # from the left, above, right
+        best = ways.argmin(0)
+        moves[y] = best - 1
+        cost = ways[best, np.arange(hi - lo)] + step[y]
+    path, x = np.empty(h, np.int64), int(cost.argmin())
+    for y in range(h - 1, -1, -1):
+        path[y] = x
+        x += moves[y, x]
+    return path + lo
+
+
+def drop_slivers(mask: np.ndarray, share: float) -> np.ndarray:
+    """The mask without components under ``share`` of its largest one's area (what a cut took of
+    the digit beside it)."""
+    labels = label_components(mask)
+    if labels.max() <= 1:
+        return mask
+    area = np.bincount(labels.ravel())[1:]
+    return np.isin(labels, np.flatnonzero(area >= share * area.max()) + 1)
