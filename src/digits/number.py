@@ -5,17 +5,17 @@ Separate strokes are grouped into digits by where they lie (segment.group_digits
 than SPLIT line heights may be two or more digits joined by a stroke: it is also cut, by every
 combination of up to MAX_CUTS of its candidate cuts (top-to-bottom paths through as little ink as
 they can, starting at the thinnest columns). The model reads every piece of every way of cutting,
-in one batch, and each group keeps the way that scores best:
+in one batch, and each group keeps the way whose features, summed over its pieces, score best
+(WEIGHTS): the log probability of each piece's digit; how much wider (or narrower) than MNIST's
+digits of that class it is, in standard deviations of log(width / height); how much lower than
+the line it is; how many pieces; the margin to the second digit; and how many strokes the cuts
+went through. A model trained on whole digits is sure of itself on half a digit too, so shapes,
+counts and cuts decide as much as its probabilities.
 
-    score = sum over pieces of (log p(the piece's digit) - SHAPE * z**2 / 2 - PIECE)
-            - CROSSED * strokes the cuts crossed
-
-where z is how much wider than the MNIST digits of that class the piece is (in standard
-deviations of log(width / height); narrower is not held against it). A model trained on whole
-digits is sure of itself on half a digit too, so the pieces' shapes, their number and the ink the
-cuts go through decide as much as its probabilities. The constants were tuned on numbers of
-benchmarks/number_set.py (seed 0, tests/data/seed.pt) and checked on others (seed 1): BENCHMARKS.md
-"Numbers".
+WEIGHTS were found by benchmarks/tune_number.py (1,000 numbers of benchmarks/number_set.py made of
+MNIST's validation digits, read by the seed-0 model of `digits run`); the other constants were set
+by hand on numbers of test digits (its first 300, number seed 0, tests/data/seed.pt). Measured on
+test digits with all three seed models: BENCHMARKS.md "Numbers".
 
     pixels, probs = read_number("2024.png", probs_of)   # probs_of: uint8 (n, 28, 28) -> (n, 10)
 """
