@@ -48,8 +48,9 @@ def score(read: dict, files: list[Path]) -> dict:
     exact = np.array([g == n for g, (n, _) in zip(got, truth)])
     length = np.array([g is not None and len(g) == len(n) for g, (n, _) in zip(got, truth)])
     touching = np.array([t for _, t in truth])
-    return {"exact": float(exact.mean()), "apart": float(exact[~touching].mean()),
-            "touching": float(exact[touching].mean()), "length_right": float(length.mean()),
+    share = (lambda hits: float(hits.mean()) if hits.size else None)  # None: no such numbers
+    return {"exact": float(exact.mean()), "apart": share(exact[~touching]),
+            "touching": share(exact[touching]), "length_right": float(length.mean()),
             "touching_share": float(touching.mean())}
 
 
@@ -63,6 +64,9 @@ def main() -> None:
     p.add_argument("--count", type=int, default=3000, help="numbers to write (default 3000)")
     p.add_argument("--number-seed", type=int, default=0,
                    help="seed of the layout and styling (default 0; another gives other numbers)")
+    p.add_argument("--lengths", default="2,4",
+                   help="fewest and most digits in a number (default 2,4; 1,1: single digits, to see how "
+                        "often --number cuts one in two)")
     p.add_argument("--json", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
     p.add_argument("--table", action="store_true", help="only print the table of the results file")
     args = p.parse_args()
@@ -74,8 +78,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "numbers"
+        fewest_most = tuple(map(int, args.lengths.split(",")))
         files = write_number_set(test.images[:, 0].numpy(), test.labels.numpy(), folder, args.count,
-                                 seed=args.number_seed)
+                                 seed=args.number_seed, lengths=fewest_most)
         lengths = np.array([len(number_of(f)[0]) for f in files])
         for run in map(Path, args.runs):
             metrics = json.loads((run / "metrics.json").read_text())
@@ -84,10 +89,10 @@ def main() -> None:
             expected = float(np.mean(metrics["test_accuracy"] ** lengths))
             rows.append({"run": str(run), "seed": metrics["seed"], "test_accuracy": metrics["test_accuracy"],
                          "expected": expected, **result, "predict_seconds": seconds})
-            print(f"{run}: {100 * result['exact']:.2f}% of numbers read (apart {100 * result['apart']:.2f}%, "
-                  f"touching {100 * result['touching']:.2f}%; expected {100 * expected:.2f}%), {seconds:.0f} s",
+            print(f"{run}: {100 * result['exact']:.2f}% of numbers read (apart {_percent(result['apart'])}, "
+                  f"touching {_percent(result['touching'])}; expected {100 * expected:.2f}%), {seconds:.0f} s",
                   flush=True)
-    summary = {"numbers": args.count, "number_seed": args.number_seed, "date": str(date.today()),
+    summary = {"numbers": args.count, "number_seed": args.number_seed, "lengths": list(fewest_most), "date": str(date.today()),
                "torch": torch.__version__, "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
                "runs": rows, "mean_exact": float(np.mean([r["exact"] for r in rows]))}
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -101,11 +106,17 @@ def print_table(summary: dict) -> None:
     print("\n| seed | expected | numbers read | digits apart | digits touching | length right |\n"
           "|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['seed']} | " + " | ".join(f"{100 * r[k]:.2f}%" for k in keys) + " |")
-    means = {k: 100 * np.array([r[k] for r in rows]) for k in keys}
-    spread = (lambda a: f" ± {a.std(ddof=1):.2f}") if len(rows) > 1 else (lambda a: "")
-    print("| mean | " + " | ".join(f"{a.mean():.2f}%{spread(a) if k == 'exact' else ''}"
-                                    for k, a in means.items()) + " |")
+        print(f"| {r['seed']} | " + " | ".join(_percent(r[k]) for k in keys) + " |")
+    spread = (lambda a: f" ± {100 * np.std(a, ddof=1):.2f}") if len(rows) > 1 else (lambda a: "")
+    cells = []
+    for k in keys:
+        values = [r[k] for r in rows if r[k] is not None]
+        cells.append(_percent(np.mean(values) if values else None) + (spread(values) if k == "exact" else ""))
+    print("| mean | " + " | ".join(cells) + " |")
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.2f}%"
 
 
 if __name__ == "__main__":

@@ -81,13 +81,14 @@ def render(page: np.ndarray, style: str, rng: np.random.Generator) -> tuple[byte
 
 
 def write_number_set(images: np.ndarray, labels: np.ndarray, out: Path, count: int,
-                     seed: int = 0) -> list[Path]:
-    """Write ``count`` numbers made of the test digits in order (2-4 each), cycling the styles."""
+                     seed: int = 0, lengths: tuple[int, int] = (2, 4)) -> list[Path]:
+    """Write ``count`` numbers made of the digits in order (``lengths``: fewest and most digits in
+    one, 2-4 unless told), cycling the styles."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     paths, start = [], 0
     for i in range(count):
-        k = int(rng.integers(2, 5))
+        k = int(rng.integers(lengths[0], lengths[1] + 1))
         if start + k > len(images):
             start = 0
         page, touching = compose(list(images[start:start + k]), rng)

@@ -33,6 +33,7 @@ def main() -> None:
     p.add_argument("--checkpoint", required=True, help="model that reads the pieces")
     p.add_argument("--count", type=int, default=1500, help="numbers to write (default 1500)")
     p.add_argument("--seed", type=int, default=7, help="seed of the numbers' layout and styling (default 7)")
+    p.add_argument("--lengths", default="2,4", help="fewest and most digits in a number (default 2,4)")
     p.add_argument("--steps", type=int, default=3000, help="weight vectors tried (default 3000)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a constant of digits/number.py, e.g. --set CANDIDATES=7")
@@ -44,7 +45,8 @@ def main() -> None:
     val = load_mnist(download=False).val
     groups, truths = [], []  # per number: [(features (ways, F), texts per way)] per group
     with tempfile.TemporaryDirectory() as tmp:
-        files = write_number_set(val.images[:, 0].numpy(), val.labels.numpy(), Path(tmp), args.count, args.seed)
+        files = write_number_set(val.images[:, 0].numpy(), val.labels.numpy(), Path(tmp), args.count, args.seed,
+                                 tuple(map(int, args.lengths.split(","))))
         for f in files:
             reading = number.pieces(f)
             probs = predict_pixels(predictor, reading.pixels)

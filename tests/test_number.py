@@ -154,3 +154,13 @@ def test_the_aspect_of_each_class_is_that_of_mnists_training_digits():
     mean, std = number.aspect_stats(read_idx(REAL_DATA / f"{TRAIN_IMAGES}.gz").numpy(),
                                     read_idx(REAL_DATA / f"{TRAIN_LABELS}.gz").numpy())
     assert np.allclose(mean, number.ASPECT_MEAN, atol=0.0015) and np.allclose(std, number.ASPECT_STD, atol=0.0015)
+
+
+def test_the_benchmark_scores_numbers_apart_and_touching():
+    from conftest import benchmark_script
+
+    score = benchmark_script("number_accuracy").score
+    files = [Path(name) for name in ("00000_2024_a.png", "00001_17_t.jpg", "00002_305_t.png", "00003_9_a.png")]
+    got = score({"00000_2024_a.png": "2024", "00001_17_t.jpg": "7", "00002_305_t.png": "305"}, files)
+    assert got == {"exact": 0.5, "apart": 0.5, "touching": 0.5, "length_right": 0.5, "touching_share": 0.5}
+    assert score({"00003_9_a.png": "9"}, files[3:])["touching"] is None  # none touching: no share of none
