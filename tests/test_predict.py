@@ -214,7 +214,8 @@ def test_export_takes_its_format_from_the_suffix_when_none_is_given(name, zipped
     assert zipfile.is_zipfile(tmp_path / name) == zipped  # TorchScript is a zip archive, ONNX is not
 
 
-SERVE_LIMITS = "--max-upload-mb, --max-pixels and --max-concurrent must be positive"
+SERVE_LIMITS = ("--max-upload-mb, --max-pixels, --max-concurrent, --max-connections and --head-timeout "
+                "must be positive")
 
 
 @pytest.mark.parametrize("args,message", [
@@ -224,6 +225,8 @@ SERVE_LIMITS = "--max-upload-mb, --max-pixels and --max-concurrent must be posit
     (["predict", "missing.pt", "a.png", "--top-k", "0"], "--top-k must be from 1 to 10"),
     (["serve", "missing.pt", "--max-upload-mb", "0"], SERVE_LIMITS),
     (["serve", "missing.pt", "--max-concurrent", "0"], SERVE_LIMITS),
+    (["serve", "missing.pt", "--max-connections", "0"], SERVE_LIMITS),
+    (["serve", "missing.pt", "--head-timeout", "inf"], SERVE_LIMITS),
     (["serve", "missing.pt", "--max-pixels", "200000000"], "--max-pixels can be at most 178,956,970"),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path, capsys, monkeypatch):

@@ -455,3 +455,15 @@ def test_no_more_bodies_are_read_at_once_than_twice_the_turns():
     assert peak[0] == 2  # six at once, two read at a time: three rounds of 0.5 s
     assert 1.4 < time.perf_counter() - t0 < 10
     assert health == 200 and seconds < 1
+
+
+def test_the_connection_cap_leaves_the_process_descriptors_of_its_own(monkeypatch):
+    import resource
+
+    from digits.serve import protocol
+
+    for soft, cap in ((1024, 704), (200, 16), (resource.RLIM_INFINITY, 4096)):  # 704: as the README says
+        monkeypatch.setattr(resource, "getrlimit", lambda which, soft=soft: (soft, resource.RLIM_INFINITY))
+        assert protocol.default_max_connections() == cap
+    limited = protocol.limited_protocol(2.5, 7)
+    assert limited.head_timeout == 2.5 and limited.max_connections == 7

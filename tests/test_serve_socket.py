@@ -212,3 +212,89 @@ def test_a_client_sending_a_whole_body_over_the_limit_gets_the_413():
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def _answer_within(client: socket.socket, seconds: float) -> str:
+    """One whole response (head and body, which uvicorn sends apart), or what came in time."""
+    client.settimeout(seconds)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
+            if not (chunk := client.recv(1000)):
+                break
+            data += chunk
+    except socket.timeout:
+        pass
+    return data.decode()
+
+
+def _length(data: bytes) -> int:
+    head = data.split(b"\r\n\r\n", 1)[0].lower()
+    return int(head.split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0]) if b"content-length: " in head else 0
+
+
+@pytest.mark.slow
+def test_a_connection_that_sends_no_request_head_in_time_gets_408_and_one_beyond_the_cap_503():
+    """uvicorn waited for a request head for ever: connections sending part of one, or nothing,
+    each held a file descriptor for as long as they liked (serve/protocol.py)."""
+    proc, port = start_server("--head-timeout", "1", "--max-connections", "3")
+    try:
+        start = time.perf_counter()
+        stalled = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        stalled[0].sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # part of a head
+        time.sleep(0.3)  # the three are the server's before the fourth comes
+        with socket.create_connection(("127.0.0.1", port)) as extra:
+            refused = _answer_within(extra, 5)
+        assert refused.startswith("HTTP/1.1 503") and '"detail": "too many connections' in refused, refused
+        for client in stalled:
+            answer = _answer_within(client, 5)
+            assert answer.startswith("HTTP/1.1 408") and "no request head within 1 s" in answer, answer
+        assert 0.9 < time.perf_counter() - start < 4
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:  # room again
+            assert r.status == 200
+        # a kept-alive connection: a whole request answered, then part of the next head, stalled
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _answer_within(client, 5).startswith("HTTP/1.1 200")
+            client.sendall(b"GET /health HTTP/1.1\r\n")
+            waited = time.perf_counter()
+            answer = _answer_within(client, 5)
+            assert answer.startswith("HTTP/1.1 408") and 0.9 < time.perf_counter() - waited < 2.5, answer
+    finally:
+        proc.kill()
+        proc.wait()
+    for client in stalled:
+        client.close()
+
+
+@pytest.mark.slow
+def test_a_flood_of_stalled_connections_leaves_the_server_answering():
+    """With the usual 1,024 file descriptors allowed, 1,100 connections that each sent part of a
+    request head left the server unable to accept (asyncio logged "Too many open files", /health
+    timed out). Now those beyond the cap (704) get 503 at once, and the server answers throughout."""
+    import resource
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "digits", "serve", str(MODEL), "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024)))
+    clients = []
+    try:
+        assert select.select([proc.stdout], [], [], 60)[0], "digits serve printed nothing in 60 s"
+        port = int(proc.stdout.readline().split("http://127.0.0.1:")[1].split("/")[0])
+        for _ in range(1100):
+            clients.append(socket.create_connection(("127.0.0.1", port)))
+            clients[-1].sendall(b"GET /health HTTP/1.1\r\n")
+        time.sleep(1)
+        assert len(os.listdir(f"/proc/{proc.pid}/fd")) < 800
+        try:
+            status = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10).status
+        except urllib.error.HTTPError as e:
+            status = e.code
+        assert status in (200, 503)  # answered, not timed out
+    finally:
+        for client in clients:
+            client.close()
+        proc.kill()
+        _, err = proc.communicate()
+    assert "Too many open files" not in err, err[-2000:]

@@ -77,14 +77,16 @@ def add_export(sub) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..serve import serve
 
-    limits = {} if args.max_concurrent is None else {"max_concurrent": args.max_concurrent}
-    if not 0 < args.max_upload_mb < float("inf") or args.max_pixels <= 0 or limits.get("max_concurrent", 1) <= 0:
-        raise DigitsError("--max-upload-mb, --max-pixels and --max-concurrent must be positive "
-                          "(and finite) numbers")
+    limits = {name: value for name, value in (("max_concurrent", args.max_concurrent),
+                                              ("max_connections", args.max_connections)) if value is not None}
+    if not 0 < args.max_upload_mb < float("inf") or not 0 < args.head_timeout < float("inf") \
+            or args.max_pixels <= 0 or any(value <= 0 for value in limits.values()):
+        raise DigitsError("--max-upload-mb, --max-pixels, --max-concurrent, --max-connections and "
+                          "--head-timeout must be positive (and finite) numbers")
     if not 0 <= args.port <= 65535:
         raise DigitsError(f"--port must be from 0 to 65535 (0: any free port), not {args.port}")
     serve(args.checkpoint, args.host, args.port, max_upload_bytes=int(args.max_upload_mb * 2**20),
-          max_pixels=args.max_pixels, **limits)
+          max_pixels=args.max_pixels, head_timeout=args.head_timeout, **limits)
     return 0
 
 
@@ -100,4 +102,8 @@ def add_serve(sub) -> None:
                    "larger ones get 422 (default 40,000,000; at most Pillow's own limit, 178,956,970)")
     p.add_argument("--max-concurrent", type=int, metavar="N", help="images decoded and predicted at "
                    "once; further requests wait (default: one per CPU core)")
+    p.add_argument("--max-connections", type=int, metavar="N", help="open connections at most; more "
+                   "get 503 at once (default: the file descriptors the process may open less 320: 704 of 1,024)")
+    p.add_argument("--head-timeout", type=float, default=10, metavar="S", help="seconds a connection "
+                   "may take to send a request head before it gets 408 (default 10)")
     p.set_defaults(handler=cmd_serve)

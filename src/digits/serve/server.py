@@ -17,6 +17,7 @@ from ..errors import DigitsError
 from ..predictor import load_predictor
 from ..preprocess import MAX_PIXELS, check_max_pixels
 from .app import MAX_CONCURRENT, MAX_UPLOAD_BYTES, create_app
+from .protocol import BACKLOG, HEAD_TIMEOUT, limited_protocol
 
 # Seconds that requests in progress have to finish once SIGTERM or Ctrl-C stops the server; those
 # still running then are cancelled (a second signal cancels them at once).
@@ -25,8 +26,10 @@ SHUTDOWN_GRACE = 3
 
 def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, *,
           max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS,
-          max_concurrent: int = MAX_CONCURRENT) -> None:
-    """Load the model once and run the app with uvicorn until interrupted."""
+          max_concurrent: int = MAX_CONCURRENT, head_timeout: float = HEAD_TIMEOUT,
+          max_connections: int | None = None) -> None:
+    """Load the model once and run the app with uvicorn until interrupted (protocol.py: the limits
+    on request heads and connections; None: all but a reserve of the descriptors allowed)."""
     import uvicorn
 
     check_max_pixels(max_pixels)  # before the model is loaded
@@ -35,7 +38,8 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, *,
     sock = _listen(host, port)
     # lifespan off: the app has no startup or shutdown work, and a second Ctrl-C, which skips the
     # shutdown event, left its task waiting to be cancelled: Starlette then logged a traceback
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=SHUTDOWN_GRACE)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=SHUTDOWN_GRACE,
+                            http=limited_protocol(head_timeout, max_connections), backlog=BACKLOG)
     server = uvicorn.Server(config)
     server.handle_exit = functools.partial(_stop, server)  # uvicorn's signal handler: ours instead
     uvicorn_log = logging.getLogger("uvicorn.error")
