@@ -36,8 +36,11 @@ def read_numbers(checkpoint: Path, folder: Path) -> tuple[dict, float]:
     done = subprocess.run([sys.executable, "-m", "digits", "predict", str(checkpoint), str(folder),
                            "--number", "--json"], capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    if done.returncode not in (0, 1):  # 1: some file had no digit in it, reported on stderr
-        raise SystemExit(done.stderr.strip())
+    # 1: some file had no digit in it, one "digits: error: FILE: ..." line each; anything else on
+    # stderr (a traceback also exits 1) is a failure of the run
+    if done.returncode not in (0, 1) or any(not line.startswith("digits: error: ")
+                                           for line in done.stderr.splitlines() if line.strip()):
+        raise SystemExit(f"digits predict failed (exit code {done.returncode}):\n{done.stderr.strip()}")
     return {Path(r["file"]).name: r["prediction"] for r in json.loads(done.stdout)}, seconds
 
 

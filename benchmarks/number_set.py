@@ -8,8 +8,8 @@ digit into its neighbour's box, so that about half of the numbers have digits th
 page is enlarged 3-6x, blurred a little and saved in turn as a photo (dark ink on tinted, unevenly
 lit paper, JPEG) or a grey PNG scan (benchmarks/photo_set.py's styles).
 
-File names carry the index, the number and whether two of its digits touch (their ink joined into
-one stroke): 00042_2024_t.png, 00043_517_a.jpg.
+File names carry the index, the number and whether two of its digits touch (their ink, enlarged
+and blurred, joined into one stroke as digits' reading sees it): 00042_2024_t.png, 00043_517_a.jpg.
 
     python benchmarks/number_set.py --out /tmp/numbers --count 1000
 """
@@ -26,6 +26,7 @@ from photo_set import _photo, _scan
 STYLES = ("photo", "scan")
 GAPS = (-4.0, 5.0)  # pixels between neighbouring digits' ink, at 28x28 scale
 INK = 77  # of 255: what counts as ink when deciding whether two digits touch (preprocess.INK)
+LABEL_SIDE = 128  # and the grid it is decided on (preprocess.LABEL_SIDE)
 
 
 def _crop(image: np.ndarray) -> np.ndarray:
@@ -34,9 +35,8 @@ def _crop(image: np.ndarray) -> np.ndarray:
     return image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
 
-def compose(images: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-    """Digits side by side on one float page in [0, 1] (ink 1), at MNIST's scale, and whether any
-    two of them touch."""
+def compose(images: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Digits side by side at MNIST's scale: one layer each (N, height, width), ink in [0, 1]."""
     parts = []
     for image in images:
         part = Image.fromarray(_crop(image))
@@ -56,28 +56,36 @@ def compose(images: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndar
     layers = np.zeros((len(parts), height, width), np.float32)
     for layer, part, top, left in zip(layers, parts, tops, lefts):
         layer[top:top + part.shape[0], left:left + part.shape[1]] = part
-    page = np.clip(layers.max(0), 0, 1)
-    return page, _touching(layers)
+    return np.clip(layers, 0, 1)
 
 
-def _touching(layers: np.ndarray) -> bool:
-    """Whether the ink of two different digits forms one connected stroke."""
-    from digits.segment import label_components
+def touching(layers: np.ndarray) -> bool:
+    """Whether the ink of two different digits forms one connected stroke, as digits' reading of
+    the picture sees it: ink above INK, on a grid of at most LABEL_SIDE a side (each cell inked if
+    any of its pixels is)."""
+    from digits.segment import label_components, max_pool
 
-    inked = layers >= INK / 255
+    factor = max(1, -(-max(layers.shape[1:]) // LABEL_SIDE))
+    inked = np.stack([max_pool(layer >= INK / 255, factor) for layer in layers])
     labels = label_components(inked.any(0))
     owners = [set(np.unique(labels[layer])) - {0} for layer in inked]
     return any(owners[i] & owners[j] for i in range(len(owners)) for j in range(i + 1, len(owners)))
 
 
-def render(page: np.ndarray, style: str, rng: np.random.Generator) -> tuple[bytes, str]:
-    """A page at MNIST's scale enlarged 3-6x, blurred like a camera, in a style of photo_set."""
+def render(layers: np.ndarray, style: str, rng: np.random.Generator) -> tuple[bytes, str, bool]:
+    """Digits at MNIST's scale enlarged 3-6x, blurred like a camera, in a style of photo_set; and
+    whether two of them touch once enlarged and blurred."""
     scale = rng.uniform(3, 6)
-    size = (round(page.shape[1] * scale), round(page.shape[0] * scale))
-    big = Image.fromarray(np.round(page * 255).astype(np.uint8)).resize(size, Image.Resampling.BICUBIC)
-    big = big.filter(ImageFilter.GaussianBlur(scale * rng.uniform(0.1, 0.3)))
-    ink = np.asarray(big, np.float32) / 255
-    return {"photo": _photo, "scan": _scan}[style](ink, rng)
+    size = (round(layers.shape[2] * scale), round(layers.shape[1] * scale))
+    radius = scale * rng.uniform(0.1, 0.3)
+    big = np.stack([_enlarge(layer, size, radius) for layer in layers])
+    page = _enlarge(layers.max(0), size, radius)
+    return *{"photo": _photo, "scan": _scan}[style](page, rng), touching(big)
+
+
+def _enlarge(ink: np.ndarray, size: tuple[int, int], radius: float) -> np.ndarray:
+    big = Image.fromarray(np.round(ink * 255).astype(np.uint8)).resize(size, Image.Resampling.BICUBIC)
+    return np.asarray(big.filter(ImageFilter.GaussianBlur(radius)), np.float32) / 255
 
 
 def write_number_set(images: np.ndarray, labels: np.ndarray, out: Path, count: int,
@@ -91,11 +99,11 @@ def write_number_set(images: np.ndarray, labels: np.ndarray, out: Path, count: i
         k = int(rng.integers(lengths[0], lengths[1] + 1))
         if start + k > len(images):
             start = 0
-        page, touching = compose(list(images[start:start + k]), rng)
+        layers = compose(list(images[start:start + k]), rng)
         number = "".join(str(int(d)) for d in labels[start:start + k])
         start += k
-        data, suffix = render(page, STYLES[i % len(STYLES)], rng)
-        path = out / f"{i:05d}_{number}_{'t' if touching else 'a'}{suffix}"
+        data, suffix, joined = render(layers, STYLES[i % len(STYLES)], rng)
+        path = out / f"{i:05d}_{number}_{'t' if joined else 'a'}{suffix}"
         path.write_bytes(data)
         paths.append(path)
     return paths

@@ -39,8 +39,13 @@ def main() -> None:
                    help="override a constant of digits/number.py, e.g. --set CANDIDATES=7")
     args = p.parse_args()
     for item in args.set:
-        name, value = item.split("=")
-        setattr(number, name, type(getattr(number, name))(float(value)))
+        name, _, value = item.partition("=")
+        if not name.isupper() or not isinstance(getattr(number, name, None), (int, float)) or not value:
+            p.error(f"--set {item}: expected NAME=VALUE for one of number.py's numeric constants")
+        kind = type(getattr(number, name))
+        if kind is int and not value.lstrip("-").isdigit():
+            p.error(f"--set {item}: {name} is a whole number")
+        setattr(number, name, kind(value))
     predictor = load_predictor(args.checkpoint)
     val = load_mnist(download=False).val
     groups, truths = [], []  # per number: [(features (ways, F), texts per way)] per group

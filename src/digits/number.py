@@ -6,10 +6,10 @@ than SPLIT line heights may be two or more digits joined by a stroke: it is also
 combination of up to MAX_CUTS of its candidate cuts (top-to-bottom paths through as little ink as
 they can, starting at the thinnest columns). The model reads every piece of every way of cutting,
 in one batch, and each group keeps the way whose features, summed over its pieces, score best
-(WEIGHTS): the log probability of each piece's digit; how much wider (or narrower) than MNIST's
-digits of that class it is, in standard deviations of log(width / height); how much lower than
-the line it is; how many pieces; the margin to the second digit; and how many strokes the cuts
-went through. A model trained on whole digits is sure of itself on half a digit too, so shapes,
+(WEIGHTS): the log probability of each piece's digit; how much wider, or narrower, than MNIST's
+digits of that class it is (z**2 / 2 for the z beyond the mean on that side, z in standard
+deviations of log(width / height)); how much lower than the line it is; how many pieces; the
+margin to the second digit's log probability; and how many strokes the cuts went through. A model trained on whole digits is sure of itself on half a digit too, so shapes,
 counts and cuts decide as much as its probabilities.
 
 WEIGHTS were found by benchmarks/tune_number.py (1,000 numbers of benchmarks/number_set.py made of
@@ -32,10 +32,10 @@ from .segment import box, cut_path, drop_slivers, group_digits, stroke_width
 SPLIT = 0.8  # a group wider than this many line heights (its tallest group's height) may be cut
 MAX_CUTS = 3  # a group is read as at most 4 digits
 CANDIDATES = 5  # starting columns tried for cuts: the thinnest, at least PIECE_MIN apart
-PIECE_MIN = 0.15  # in line heights: the narrowest piece a cut may leave (a 1 is about 0.4)
+PIECE_MIN = 0.15  # in line heights: how far cuts start from each other and from the edges (a 1 is about 0.4 wide)
 EDGE = 0.12  # share of a group's width at each side where no cut starts
 REACH = 0.15  # in line heights: how far a cut may wander from its starting column
-SLIVER = 0.15  # parts of a piece under this share of its largest part are the neighbour's, dropped
+SLIVER = 0.15  # parts of a piece under this share of its largest part (a neighbour's stroke end the cut took) are dropped
 SHORT = 0.6  # pieces lower than this share of the line height count as short
 # a way's score: its features, summed over its pieces, weighed
 FEATURES = ("log p", "wider", "narrower", "short", "pieces", "margin", "height off", "strokes crossed")
@@ -140,13 +140,17 @@ def ways_to_cut(group: np.ndarray, height: int) -> list[tuple[list[np.ndarray], 
 
 def cut_starts(ink_per_column: np.ndarray, height: int) -> list[int]:
     """Columns where cuts start: the CANDIDATES thinnest local minima of the (smoothed) ink per
-    column away from the edges, at least PIECE_MIN line heights apart, left to right."""
+    column, away from the edges (EDGE of the width, and PIECE_MIN line heights) and at least
+    PIECE_MIN line heights apart, left to right; among equally thin ones, the nearest the middle."""
+    width = len(ink_per_column)
+    if width < 3:
+        return []
     profile = np.convolve(ink_per_column.astype(float), np.ones(3) / 3, "same")
-    width = len(profile)
-    lo, hi = max(1, int(EDGE * width)), min(width - 1, int(np.ceil((1 - EDGE) * width)))
+    margin = max(EDGE * width, PIECE_MIN * height)
+    lo, hi = max(1, int(np.ceil(margin))), min(width - 1, int(width - margin) + 1)
     minima = [c for c in range(lo, hi) if profile[c] <= profile[c - 1] and profile[c] <= profile[c + 1]]
     chosen: list[int] = []
-    for c in sorted(minima, key=lambda c: profile[c]):
+    for c in sorted(minima, key=lambda c: (profile[c], abs(2 * c - width))):
         if len(chosen) == CANDIDATES:
             break
         if all(abs(c - d) >= PIECE_MIN * height for d in chosen):

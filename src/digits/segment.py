@@ -160,11 +160,12 @@ def stroke_width(mask: np.ndarray) -> float:
 
 def cut_path(mask: np.ndarray, start: int, reach: int) -> np.ndarray:
     """A cut from the top row to the bottom one through as few mask pixels as it can, moving at
-    most one column a row and staying within ``reach`` columns of ``start`` (which it prefers, by a
-    hundredth of a pixel a column, among equally cheap cuts): its column in each row."""
+    most one column a row and staying within ``reach`` columns of ``start``: its column in each
+    row. Among equally cheap cuts it keeps closer to ``start`` (a cost of 0.01 / rows a column a
+    row: less than one pixel of ink for the whole cut within a reach under 100)."""
     h, w = mask.shape
     lo, hi = max(0, start - reach), min(w, start + reach + 1)
-    step = mask[:, lo:hi] + 0.01 * np.abs(np.arange(lo, hi) - start)
+    step = mask[:, lo:hi] + (0.01 / h) * np.abs(np.arange(lo, hi) - start)
     cost, moves = step[0].copy(), np.zeros((h, hi - lo), np.int8)
     for y in range(1, h):  # a row at a time: the columns of each row are one vectorised step
         ways = np.full((3, hi - lo), np.inf)
