@@ -95,7 +95,8 @@ def main() -> None:
             print(f"{run}: {100 * result['exact']:.2f}% of numbers read (apart {_percent(result['apart'])}, "
                   f"touching {_percent(result['touching'])}; expected {100 * expected:.2f}%), {seconds:.0f} s",
                   flush=True)
-    summary = {"numbers": args.count, "number_seed": args.number_seed, "lengths": list(fewest_most), "date": str(date.today()),
+    summary = {"numbers": args.count, "number_seed": args.number_seed, "lengths": list(fewest_most),
+               "date": str(date.today()),
                "torch": torch.__version__, "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
                "runs": rows, "mean_exact": float(np.mean([r["exact"] for r in rows]))}
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,8 @@ def main() -> None:
             truths.append(number_of(f)[0])
 
     def accuracy(weights: np.ndarray) -> float:
-        return float(np.mean([truth == "".join(texts[int(np.argmax(features @ weights))] for features, texts in number_groups)
+        return float(np.mean([truth == "".join(texts[int(np.argmax(features @ weights))]
+                                               for features, texts in number_groups)
                               for truth, number_groups in zip(truths, groups)]))
 
     oracle = np.mean([_reachable(truth, [texts for _, texts in g]) for truth, g in zip(truths, groups)])

@@ -9,8 +9,9 @@ in one batch, and each group keeps the way whose features, summed over its piece
 (WEIGHTS): the log probability of each piece's digit; how much wider, or narrower, than MNIST's
 digits of that class it is (z**2 / 2 for the z beyond the mean on that side, z in standard
 deviations of log(width / height)); how much lower than the line it is; how many pieces; the
-margin to the second digit's log probability; and how many strokes the cuts went through. A model trained on whole digits is sure of itself on half a digit too, so shapes,
-counts and cuts decide as much as its probabilities.
+margin to the second digit's log probability; and how many strokes the cuts went through. A
+model trained on whole digits is sure of itself on half a digit too, so shapes, counts and cuts
+decide as much as its probabilities.
 
 WEIGHTS were found by benchmarks/tune_number.py (1,000 numbers of benchmarks/number_set.py made of
 MNIST's validation digits, read by the seed-0 model of `digits run`); the other constants were set
@@ -32,10 +33,12 @@ from .segment import box, cut_path, drop_slivers, group_digits, stroke_width
 SPLIT = 0.8  # a group wider than this many line heights (its tallest group's height) may be cut
 MAX_CUTS = 3  # a group is read as at most 4 digits
 CANDIDATES = 5  # starting columns tried for cuts: the thinnest, at least PIECE_MIN apart
-PIECE_MIN = 0.15  # in line heights: how far cuts start from each other and from the edges (a 1 is about 0.4 wide)
+PIECE_MIN = 0.15  # in line heights: how far cuts start from each other and from the edges
+#                   (a 1 is about 0.4 wide)
 EDGE = 0.12  # share of a group's width at each side where no cut starts
 REACH = 0.15  # in line heights: how far a cut may wander from its starting column
-SLIVER = 0.15  # parts of a piece under this share of its largest part (a neighbour's stroke end the cut took) are dropped
+SLIVER = 0.15  # parts of a piece under this share of its largest part are dropped (a neighbour's
+#                stroke end that the cut took)
 SHORT = 0.6  # pieces lower than this share of the line height count as short
 # a way's score: its features, summed over its pieces, weighed
 FEATURES = ("log p", "wider", "narrower", "short", "pieces", "margin", "height off", "strokes crossed")

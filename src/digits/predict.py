@@ -19,8 +19,8 @@ import numpy as np
 
 from .errors import DigitsError
 from .figformat import figure_format
-from .outpath import check_output
 from .number import read_number
+from .outpath import check_output
 from .predictor import Predictor
 from .preprocess import IMAGE_SUFFIXES, MAX_PIXELS, preprocess
 

@@ -103,7 +103,8 @@ def add_serve(sub) -> None:
     p.add_argument("--max-concurrent", type=int, metavar="N", help="images decoded and predicted at "
                    "once; further requests wait (default: one per CPU core)")
     p.add_argument("--max-connections", type=int, metavar="N", help="open connections at most; more "
-                   "get 503 at once (default: the file descriptors the process may open less 320: 704 of 1,024)")
+                   "get 503 at once (default: the file descriptors the process may open less 320, "
+                   "704 of 1,024)")
     p.add_argument("--head-timeout", type=float, default=10, metavar="S", help="seconds a connection "
                    "may take to send a request head before it gets 408 (default 10)")
     p.set_defaults(handler=cmd_serve)
