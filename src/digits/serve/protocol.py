@@ -2,9 +2,9 @@
 
 uvicorn 0.54 gives a connection that has not sent a whole request head all the time it likes: a
 client that opens connections and sends a few bytes of a head, or none, holds one file descriptor
-each for ever. With the usual limit of 1,024 descriptors a process, about a thousand such
-connections left the server unable to accept any other (asyncio logged "Too many open files"
-tracebacks, and /health timed out) for as long as they stayed open. Here:
+each for ever. Once they held all the process may open (1,024 is usual), the server could accept
+no other (asyncio logged "Too many open files" tracebacks, and /health timed out) for as long as
+they stayed open. Here:
 
 - a connection that waits for its first request head and has received none within HEAD_TIMEOUT
   seconds, or waits for the next one (a kept-alive connection that has sent part of a head) for
