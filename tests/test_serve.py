@@ -465,5 +465,7 @@ def test_the_connection_cap_leaves_the_process_descriptors_of_its_own(monkeypatc
     for soft, cap in ((1024, 704), (200, 16), (resource.RLIM_INFINITY, 4096)):  # 704: as the README says
         monkeypatch.setattr(resource, "getrlimit", lambda which, soft=soft: (soft, resource.RLIM_INFINITY))
         assert protocol.default_max_connections() == cap
+    monkeypatch.setattr(protocol, "resource", None)  # Windows
+    assert protocol.default_max_connections() == 704
     limited = protocol.limited_protocol(2.5, 7)
     assert limited.head_timeout == 2.5 and limited.max_connections == 7

@@ -20,10 +20,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import resource
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+try:
+    import resource
+except ImportError:  # Windows: no descriptor limit to read; taken as the usual 1,024
+    resource = None
 
 HEAD_TIMEOUT = 10.0  # seconds a connection may take to send a request head
 RESERVED = 64  # descriptors kept for the server itself (model, logs, its listening socket)
@@ -35,8 +39,8 @@ def default_max_connections() -> int:
     """The descriptors this process may open, less RESERVED and four bursts of accepted connections
     (asyncio accepts a backlog's worth at a time, and accepts again while those of the bursts
     before are still on their way to connection_made, or to being closed), at least 16."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return 4096 if soft == resource.RLIM_INFINITY else max(16, soft - RESERVED - 4 * BACKLOG)
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0] if resource else 1024
+    return 4096 if resource and soft == resource.RLIM_INFINITY else max(16, soft - RESERVED - 4 * BACKLOG)
 
 
 def limited_protocol(head_timeout: float = HEAD_TIMEOUT, max_connections: int | None = None) -> type:
