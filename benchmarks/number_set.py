@@ -31,8 +31,10 @@ LABEL_SIDE = 128  # and the grid it is decided on (preprocess.LABEL_SIDE)
 
 def _crop(image: np.ndarray) -> np.ndarray:
     """A uint8 (28, 28) digit cut to the rows and columns holding ink."""
-    rows, cols = np.flatnonzero(image.any(1)), np.flatnonzero(image.any(0))
-    return image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    from digits.segment import box
+
+    y0, y1, x0, x1 = box(image > 0)
+    return image[y0:y1, x0:x1]
 
 
 def compose(images: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:

@@ -56,9 +56,8 @@ def main() -> None:
             reading = number.pieces(f)
             probs = predict_pixels(predictor, reading.pixels)
             digits = probs.argmax(1)
-            groups.append([(number.way_features(reading, probs, g),
-                            ["".join(str(digits[k]) for k in index) for index, _ in reading.ways[g]])
-                           for g in range(len(reading.ways))])
+            groups.append([(features, ["".join(str(digits[k]) for k in index) for index, _ in ways])
+                           for ways, features in zip(reading.ways, number.way_features(reading, probs))])
             truths.append(number_of(f)[0])
 
     def accuracy(weights: np.ndarray) -> float:

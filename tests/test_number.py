@@ -82,12 +82,12 @@ def test_the_way_with_the_best_features_is_chosen():
                              [[([0], 0.0), ([1, 2], 1.0)]], 30)
     sure = np.full((3, 10), 1e-4)
     sure[0, 0], sure[1, 1], sure[2, 7] = 0.5, 0.999, 0.999  # the whole unsure, its halves sure
-    features = number.way_features(reading, sure, 0)
+    [features] = number.way_features(reading, sure)
     assert features.shape == (2, len(number.FEATURES))
     assert features[1, number.FEATURES.index("pieces")] == 2
     assert features[1, number.FEATURES.index("strokes crossed")] == 1.0
-    assert number.best_way(reading, sure, 0, np.eye(len(number.FEATURES))[0]) == 1  # by log p alone
-    assert number.best_way(reading, sure, 0, -np.eye(len(number.FEATURES))[-1]) == 0  # by cuts alone
+    assert number.best_way(features, np.eye(len(number.FEATURES))[0]) == 1  # by log p alone
+    assert number.best_way(features, -np.eye(len(number.FEATURES))[-1]) == 0  # by cuts alone
 
 
 @pytest.fixture(scope="module")

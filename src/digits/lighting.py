@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .segment import dilate, label_components
+from .segment import box, dilate, label_components
 
 WINDOW = 0.25  # window judging evenness, as a share of the longest side: wider than any stroke
 # window the paper's level is taken over where uneven: wider than a pen's stroke in a photo of a
@@ -89,11 +89,11 @@ def page_mask(grey: np.ndarray, paper: np.ndarray) -> np.ndarray | None:
     share = page.mean()
     if share == 0:  # a bright region no wider than its blurred edge
         return None
-    rows, cols = np.flatnonzero(page.any(1)), np.flatnonzero(page.any(0))
-    box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+    y0, y1, x0, x1 = box(page)
+    bounding = (y1 - y0) * (x1 - x0)
     strong = (grey < STRONG * paper) & (paper - grey >= CONTRAST * high)  # not a desk's grain
     inside, outside = _largest(strong & page), _largest(strong & ~page)
-    if not (PAGE_AREA[0] <= share <= PAGE_AREA[1] and page.sum() >= PAGE_FILL * box
+    if not (PAGE_AREA[0] <= share <= PAGE_AREA[1] and page.sum() >= PAGE_FILL * bounding
             and 0 < np.count_nonzero(strong & page) <= PAGE_INK * page.sum() and outside <= STRAY * inside):
         return None
     return page

@@ -73,13 +73,15 @@ def read_number(source, probs_of: Callable[[np.ndarray], np.ndarray],
     """The digits of a number in an image: uint8 (n, 28, 28) and their probabilities (n, 10)."""
     reading = pieces(source, max_pixels)
     probs = probs_of(reading.pixels)
-    chosen = [k for g in range(len(reading.ways)) for k in reading.ways[g][best_way(reading, probs, g)][0]]
+    chosen = [k for ways, features in zip(reading.ways, way_features(reading, probs))
+              for k in ways[best_way(features)][0]]
     return reading.pixels[chosen], probs[chosen]
 
 
-def best_way(reading: Reading, probs: np.ndarray, group: int, weights: np.ndarray | None = None) -> int:
-    """Which way of cutting a group scores best (WEIGHTS, or ``weights`` when tuning them)."""
-    return int(np.argmax(way_features(reading, probs, group) @ (WEIGHTS if weights is None else weights)))
+def best_way(features: np.ndarray, weights: np.ndarray | None = None) -> int:
+    """Which of a group's ways (its rows of way_features) scores best (WEIGHTS, or ``weights``
+    when tuning them)."""
+    return int(np.argmax(features @ (WEIGHTS if weights is None else weights)))
 
 
 def pieces(source, max_pixels: int = MAX_PIXELS) -> Reading:
@@ -97,8 +99,9 @@ def pieces(source, max_pixels: int = MAX_PIXELS) -> Reading:
                    np.array([box(mask) for mask in masks]), ways, height)
 
 
-def way_features(reading: Reading, probs: np.ndarray, group: int) -> np.ndarray:
-    """(ways, len(FEATURES)): each way's features, summed over its pieces."""
+def way_features(reading: Reading, probs: np.ndarray) -> list[np.ndarray]:
+    """Per group, (ways, len(FEATURES)): each way's features, summed over its pieces (each piece's
+    worked out once)."""
     digit = probs.argmax(1)
     boxes = reading.boxes
     ratio = np.log((boxes[:, 3] - boxes[:, 2]) / (boxes[:, 1] - boxes[:, 0]))
@@ -108,7 +111,7 @@ def way_features(reading: Reading, probs: np.ndarray, group: int) -> np.ndarray:
     each = np.stack([top2[:, 1], np.maximum(0, z) ** 2 / 2, np.maximum(0, -z) ** 2 / 2,
                      short ** 2, np.ones(len(probs)), np.minimum(top2[:, 1] - top2[:, 0], 10),
                      np.abs((boxes[:, 1] - boxes[:, 0]) / reading.height - 1)], 1)
-    return np.array([np.append(each[index].sum(0), crossed) for index, crossed in reading.ways[group]])
+    return [np.array([np.append(each[index].sum(0), crossed) for index, crossed in ways]) for ways in reading.ways]
 
 
 def ways_to_cut(group: np.ndarray, height: int) -> list[tuple[list[np.ndarray], float]]:
